@@ -6,11 +6,26 @@ through structlog, so no log level or processor can drop or reshape data.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import ClassVar, Final, Literal
 
 SCHEMA_VERSION: Final = 1
+
+# `pipe_` and hex in every documented example; we accept any letters, digits, `_` and `-` so an id
+# can never carry `/`, `..`, `%`, `?`, whitespace or control characters into a URL path.
+PIPELINE_ID_RE: Final = re.compile(r"pipe_[A-Za-z0-9_-]{1,128}")
+
+
+def validate_pipeline_id(value: str) -> str:
+    """Return `value` if it is a safe pipeline id, else raise ValueError saying what is valid."""
+    if not PIPELINE_ID_RE.fullmatch(value):
+        raise ValueError(
+            f"invalid pipeline id {value!r}: expected 'pipe_' followed by 1-128 letters, "
+            "digits, '_' or '-' (e.g. pipe_3e8678c5fc9e48a7bf9879ca729)"
+        )
+    return value
 
 # --- what the API returns ------------------------------------------------------------------------
 
