@@ -1,0 +1,194 @@
+"""The command line: parse, configure diagnostics, run, map outcomes to exit codes.
+
+Exit codes: 0 stopped cleanly (SIGTERM/SIGINT, or --duration elapsed), 1 stopped by a runtime
+failure (output closed, no pipeline left to follow), 2 invalid configuration (nothing was
+requested), 3 could not start, 130 a second SIGINT cut the shutdown short.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Final, NoReturn
+
+import anyio
+import structlog
+
+from follower import __version__, diagnostics
+from follower.clock import SystemClock
+from follower.config import Config, load_config
+from follower.demo import demo
+from follower.errors import ConfigError
+from follower.runner import RunStats
+from follower.service import follow
+from follower.simulator.cli import add_simulate_arguments, run_simulate
+from follower.sinks.jsonlines import JsonLinesSink, SinkClosedError
+
+EXIT_OK: Final = 0
+EXIT_FAILURE: Final = 1
+EXIT_CONFIG: Final = 2
+EXIT_START: Final = 3
+EXIT_INTERRUPTED: Final = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `follower` argument parser with its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="follower",
+        description="Follow the logs of GoldRush pipelines and emit only the new lines as JSON.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="follow pipelines, one JSON event per line on stdout",
+        description="Follow pipelines. The ServiceKey comes from GOLDRUSH_SERVICE_KEY or the file "
+        "named by GOLDRUSH_SERVICE_KEY_FILE; it is never accepted as a flag.",
+    )
+    _add_follow_arguments(run)
+
+    demo = commands.add_parser(
+        "demo", help="start the embedded simulator and follow it, printing readable lines"
+    )
+    demo.add_argument("--pipelines", type=int, default=3, help="simulated pipelines (default 3)")
+    demo.add_argument("--duration", type=float, default=0.0,
+                      help="stop after this many seconds (default: run until Ctrl-C)")
+    demo.add_argument("--output", choices=("text", "json"), default="text",
+                      help="text for people (default) or the JSON events of `follower run`")
+    demo.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                      default="warning")
+
+    simulate = commands.add_parser(
+        "simulate", help="serve the embedded fake Pipeline API on loopback"
+    )
+    add_simulate_arguments(simulate)
+    return parser
+
+
+def _add_follow_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML configuration file")
+    parser.add_argument("--pipeline", dest="pipelines", action="append", metavar="ID",
+                        help="pipeline id to follow (repeatable)")
+    parser.add_argument("--base-url", help="API base URL (default https://api.covalenthq.com)")
+    parser.add_argument("--interval", type=float, dest="interval_s", metavar="SECONDS",
+                        help="seconds between polls of a pipeline (default 5)")
+    parser.add_argument("--since", choices=("start", "now"),
+                        help="start: emit the current tails in full (default); now: only new lines")
+    parser.add_argument("--state-file", type=Path, help="checkpoint file for restarts")
+    parser.add_argument("--max-in-flight", type=int, help="requests in flight at most (default 8)")
+    parser.add_argument("--timeout", type=float, dest="timeout_s", metavar="SECONDS",
+                        help="per-request timeout (default 10)")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    parser.add_argument("--duration", type=float, default=0.0, help=argparse.SUPPRESS)
+
+
+def _flags(ns: argparse.Namespace) -> dict[str, object]:
+    """Flags in the TOML key space, so one validator reports them like file keys."""
+    return {
+        "pipelines": ns.pipelines,
+        "base_url": ns.base_url,
+        "interval_s": ns.interval_s,
+        "since": ns.since,
+        "state_file": str(ns.state_file) if ns.state_file else None,
+        "http.max_in_flight": ns.max_in_flight,
+        "http.timeout_s": ns.timeout_s,
+        "logging.level": ns.log_level,
+    }
+
+
+async def _until_signalled(
+    body: Callable[[anyio.Event], Awaitable[RunStats]], duration_s: float
+) -> RunStats | None:
+    """Run `body(stop)`; the first SIGTERM/SIGINT sets `stop`, a second SIGINT cancels at once."""
+    stop = anyio.Event()
+    result: RunStats | None = None
+    log = structlog.get_logger("follower")
+
+    async def watch_signals(scope: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                if not stop.is_set():
+                    log.info("shutdown_requested", signal=signal.Signals(signum).name)
+                    stop.set()
+                elif signum == signal.SIGINT:
+                    log.warning("shutdown_forced", signal="SIGINT")
+                    scope.cancel()
+
+    async def stop_after(seconds: float) -> None:
+        await SystemClock().sleep(seconds)
+        stop.set()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(watch_signals, group.cancel_scope)
+        if duration_s > 0:
+            group.start_soon(stop_after, duration_s)
+        result = await body(stop)
+        group.cancel_scope.cancel()
+    return result
+
+
+def _cmd_run(ns: argparse.Namespace) -> int:
+    try:
+        config = load_config(config_path=ns.config, env=os.environ, flags=_flags(ns))
+    except ConfigError as exc:
+        print(f"follower: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    diagnostics.configure(config.log_level, config.key)
+    if config.state_file is not None:
+        print("follower: --state-file: checkpoints are not implemented in this version",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    sink = JsonLinesSink(sys.stdout.buffer)
+    return _follow_until_signalled(config, sink, ns.duration)
+
+
+def _follow_until_signalled(config: Config, sink: JsonLinesSink, duration_s: float) -> int:
+    clock = SystemClock()
+    closed: list[BaseException] = []
+    stats: RunStats | None = None
+    try:
+        stats = anyio.run(
+            _until_signalled,
+            lambda stop: follow(config, sink=sink, clock=clock, stop=stop),
+            duration_s,
+        )
+    except* SinkClosedError as group:
+        closed.extend(group.exceptions)
+    if closed:
+        print(f"follower: stopping: {closed[0]}", file=sys.stderr)
+        return EXIT_FAILURE
+    if stats is None:
+        return EXIT_INTERRUPTED
+    if stats.pipelines_gone and len(stats.pipelines_gone) == len(config.pipelines):
+        print("follower: every pipeline answered 404 (not found); check --pipeline and "
+              "--base-url", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _cmd_demo(ns: argparse.Namespace) -> int:
+    diagnostics.configure(ns.log_level)
+    clock = SystemClock()
+    stats = anyio.run(
+        _until_signalled,
+        lambda stop: demo(stop, pipelines=ns.pipelines, output=ns.output, clock=clock),
+        ns.duration,
+    )
+    return EXIT_OK if stats is not None else EXIT_INTERRUPTED
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Entry point of the `follower` console script."""
+    ns = build_parser().parse_args(argv)
+    if ns.command == "run":
+        code = _cmd_run(ns)
+    elif ns.command == "demo":
+        code = _cmd_demo(ns)
+    else:
+        code = run_simulate(ns)
+    sys.exit(code)

@@ -1,0 +1,97 @@
+"""Assembles the daemon from a Config: one HTTP session, the client, the runner, the sink.
+
+Kept apart from the CLI so tests (and embedders) run the real assembly with a fake clock or an
+in-memory sink, without argument parsing or process signals.
+"""
+
+from __future__ import annotations
+
+import random
+
+import anyio
+import structlog
+
+from follower import __version__
+from follower.backoff import BackoffPolicy
+from follower.client import PipelineApi, create_session
+from follower.clock import Clock
+from follower.config import Config, read_key_file
+from follower.runner import Runner, RunSettings, RunStats
+from follower.secret import ServiceKey
+from follower.sinks import Sink
+from follower.tailerrors import TailErrorMatcher
+
+
+def run_settings(config: Config) -> RunSettings:
+    """The loop's settings taken from a Config."""
+    return RunSettings(
+        interval_s=config.interval_s,
+        since=config.since,
+        max_in_flight=config.max_in_flight,
+        backoff=BackoffPolicy(initial_s=config.backoff_initial_s, max_s=config.backoff_max_s),
+        shutdown_timeout_s=config.shutdown_timeout_s,
+    )
+
+
+class KeyHolder:
+    """The current ServiceKey; with a key file, re-read when the file changes (key rotation)."""
+
+    def __init__(self, config: Config) -> None:
+        self._key = config.key
+        self._file = config.key_file
+        self._stamp = self._file_stamp()
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        if self._file is None:
+            return None
+        try:
+            stat = self._file.stat()
+        except OSError:
+            return None
+        return (stat.st_mtime_ns, stat.st_size)
+
+    def __call__(self) -> ServiceKey:
+        stamp = self._file_stamp()
+        if self._file is not None and stamp is not None and stamp != self._stamp:
+            try:
+                self._key = ServiceKey(read_key_file(self._file))
+                structlog.get_logger("follower").info("service_key_reloaded")
+            except ValueError as exc:
+                structlog.get_logger("follower").error("service_key_reload_failed", error=str(exc))
+            self._stamp = stamp
+        return self._key
+
+
+async def follow(
+    config: Config,
+    *,
+    sink: Sink,
+    clock: Clock,
+    stop: anyio.Event,
+    rng: random.Random | None = None,
+) -> RunStats:
+    """Follow the configured pipelines until `stop` is set or none is left; close the sink."""
+    session = create_session(user_agent=f"goldrush-follower/{__version__}")
+    try:
+        api = PipelineApi(
+            session,
+            base_url=config.base_url,
+            key=KeyHolder(config),
+            timeout_s=config.timeout_s,
+            max_response_bytes=config.max_response_bytes,
+            clock=clock,
+        )
+        runner = Runner(
+            pipelines=config.pipelines,
+            source=api,
+            sink=sink,
+            clock=clock,
+            settings=run_settings(config),
+            matcher=TailErrorMatcher(config.tail_error_patterns),
+            rng=rng,
+        )
+        return await runner.run(stop)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await sink.aclose()
+            await session.close()

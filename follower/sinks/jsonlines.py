@@ -1,0 +1,43 @@
+"""JSON Lines: one compact JSON object per event, UTF-8, newline-terminated.
+
+The form every log shipper reads without configuration. A batch is encoded whole and written with
+one `write` and one `flush`, so a shipper never sees half an event from us.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import BinaryIO
+
+import orjson
+
+from follower.model import Event
+
+
+class SinkClosedError(Exception):
+    """The reader went away (EPIPE): nothing more can be delivered."""
+
+
+def encode(events: Sequence[Event]) -> bytes:
+    """The JSON Lines bytes of `events`."""
+    return b"".join(orjson.dumps(event.to_wire()) + b"\n" for event in events)
+
+
+class JsonLinesSink:
+    """Writes events to a binary stream, such as stdout's buffer or an open file."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+
+    async def write(self, events: Sequence[Event]) -> None:
+        try:
+            self._stream.write(encode(events))
+            self._stream.flush()
+        except BrokenPipeError as exc:
+            raise SinkClosedError("the output was closed by its reader (broken pipe)") from exc
+
+    async def aclose(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            pass

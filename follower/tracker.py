@@ -1,0 +1,122 @@
+"""What one pipeline's pods looked like at the last poll, and the events a new poll implies.
+
+Pure: `PipelineTracker.apply` takes a parsed logs answer and the wall time and returns events; it
+does no I/O and reads no clock, so every rule below is table-tested without a server.
+
+Rules:
+- A pod's `logs` that is a runtime tail error is reported, never emitted as lines, and leaves the
+  pod's diff state untouched, so the first real tail afterwards is diffed against what was last seen.
+- A pod seen for the first time has its whole tail emitted (`since = "start"`), except on the very
+  first poll with `since = "now"`, where its tail only primes the state (like `tail -n 0 -f`).
+- A pod first seen after the first poll whose tail is already as long as the longest tail seen in
+  this pipeline may have lost lines off the top of its window: a `window_full` gap says so.
+- A pod missing from the answer is removed and its state freed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from follower.differ import TailState, diff_tail, split_lines
+from follower.model import (
+    Event,
+    GapEvent,
+    LogEvent,
+    LogsSnapshot,
+    PodAddedEvent,
+    PodRemovedEvent,
+)
+from follower.tailerrors import TailErrorMatcher
+
+Since = Literal["start", "now"]
+
+
+@dataclass(slots=True)
+class PodState:
+    """Per-pod memory: the last real tail's fingerprints, the last sequence number, the last error."""
+
+    tail: TailState | None = None
+    seq: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PodTailError:
+    """A pod whose `logs` held a tail error at this poll; `changed` is False when it was already so."""
+
+    pod: str
+    error: str
+    changed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What one poll implies: events to write, and the pods that answered with a tail error."""
+
+    events: list[Event]
+    tail_errors: list[PodTailError]
+    pods_with_logs: int
+
+    @property
+    def all_failing(self) -> bool:
+        """Every pod answered with a tail error (none with real logs): worth backing off."""
+        return bool(self.tail_errors) and self.pods_with_logs == 0
+
+
+@dataclass(slots=True)
+class PipelineTracker:
+    """The follower's memory of one pipeline between polls."""
+
+    pipeline_id: str
+    since: Since
+    matcher: TailErrorMatcher
+    pods: dict[str, PodState] = field(default_factory=dict)
+    polls: int = 0
+    widest_tail: int = 0
+
+    def apply(self, snapshot: LogsSnapshot, now: float) -> Applied:
+        """Fold one successful logs answer into the state; return the events it implies."""
+        events: list[Event] = []
+        tail_errors: list[PodTailError] = []
+        pods_with_logs = 0
+        seen: set[str] = set()
+        for entry in snapshot.pods:
+            if entry.pod in seen:  # a duplicated pod name would be diffed twice: keep the first
+                continue
+            seen.add(entry.pod)
+            state = self.pods.get(entry.pod)
+            if state is None:
+                state = self.pods[entry.pod] = PodState()
+                events.append(PodAddedEvent(now, self.pipeline_id, entry.pod))
+            error = self.matcher.match(entry.logs)
+            if error is not None:
+                tail_errors.append(PodTailError(entry.pod, error, changed=error != state.error))
+                state.error = error
+                continue
+            state.error = None
+            pods_with_logs += 1
+            events.extend(self._diff_pod(entry.pod, state, split_lines(entry.logs), now))
+        for gone in [name for name in self.pods if name not in seen]:
+            events.append(PodRemovedEvent(now, self.pipeline_id, gone, self.pods.pop(gone).seq))
+        self.polls += 1
+        return Applied(events, tail_errors, pods_with_logs)
+
+    def _diff_pod(self, pod: str, state: PodState, lines: list[str], now: float) -> list[Event]:
+        first_sight = state.tail is None
+        diff = diff_tail(state.tail, lines)
+        state.tail = diff.state
+        widest_before = self.widest_tail
+        self.widest_tail = max(self.widest_tail, len(lines))
+        if first_sight and self.polls == 0 and self.since == "now":
+            return []
+        events: list[Event] = []
+        if diff.gap or (first_sight and self.polls > 0 and 1 < widest_before <= len(lines)):
+            reason: Literal["no_overlap", "window_full"] = (
+                "no_overlap" if diff.gap else "window_full"
+            )
+            events.append(GapEvent(now, self.pipeline_id, pod, state.seq, reason))
+        for message in diff.new_lines:
+            state.seq += 1
+            events.append(LogEvent(now, self.pipeline_id, pod, state.seq, message))
+        return events
