@@ -19,6 +19,7 @@ import anyio
 import structlog
 
 from follower import __version__, diagnostics
+from follower.checkpoint import StateFileError
 from follower.clock import SystemClock
 from follower.config import Config, load_config
 from follower.demo import demo
@@ -79,7 +80,10 @@ def _add_follow_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds between polls of a pipeline (default 5)")
     parser.add_argument("--since", choices=("start", "now"),
                         help="start: emit the current tails in full (default); now: only new lines")
-    parser.add_argument("--state-file", type=Path, help="checkpoint file for restarts")
+    parser.add_argument("--state-file", type=Path,
+                        help="checkpoint file: restarts neither repeat nor lose lines")
+    parser.add_argument("--reset-state", action="store_true",
+                        help="ignore the state file's content; every pod starts with a gap event")
     parser.add_argument("--max-in-flight", type=int, help="requests in flight at most (default 8)")
     parser.add_argument("--timeout", type=float, dest="timeout_s", metavar="SECONDS",
                         help="per-request timeout (default 10)")
@@ -139,26 +143,30 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         print(f"follower: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     diagnostics.configure(config.log_level, config.key)
-    if config.state_file is not None:
-        print("follower: --state-file: checkpoints are not implemented in this version",
-              file=sys.stderr)
-        return EXIT_CONFIG
     sink = JsonLinesSink(sys.stdout.buffer)
-    return _follow_until_signalled(config, sink, ns.duration)
+    return _follow_until_signalled(config, sink, ns.duration, reset_state=ns.reset_state)
 
 
-def _follow_until_signalled(config: Config, sink: JsonLinesSink, duration_s: float) -> int:
+def _follow_until_signalled(
+    config: Config, sink: JsonLinesSink, duration_s: float, *, reset_state: bool
+) -> int:
     clock = SystemClock()
     closed: list[BaseException] = []
+    bad_state: list[BaseException] = []
     stats: RunStats | None = None
     try:
         stats = anyio.run(
             _until_signalled,
-            lambda stop: follow(config, sink=sink, clock=clock, stop=stop),
+            lambda stop: follow(config, sink=sink, clock=clock, stop=stop, reset_state=reset_state),
             duration_s,
         )
     except* SinkClosedError as group:
         closed.extend(group.exceptions)
+    except* StateFileError as group:
+        bad_state.extend(group.exceptions)
+    if bad_state:
+        print(f"follower: {bad_state[0]}", file=sys.stderr)
+        return EXIT_CONFIG
     if closed:
         print(f"follower: stopping: {closed[0]}", file=sys.stderr)
         return EXIT_FAILURE

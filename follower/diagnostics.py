@@ -36,7 +36,9 @@ def _scrub(value: Any, key: ServiceKey | None) -> Any:
     return value
 
 
-def configure(level: str = "info", key: ServiceKey | None = None, stream: TextIO | None = None) -> None:
+def configure(
+    level: str = "info", key: ServiceKey | None = None, stream: TextIO | None = None
+) -> None:
     """Send structlog output to `stream` (stderr by default) at `level`, with the key redacted."""
     out = stream or sys.stderr
     renderer: structlog.types.Processor

@@ -89,7 +89,7 @@ def format_ts(epoch_s: float) -> str:
 WireValue = str | int | float | bool | None
 Wire = dict[str, WireValue]
 
-GapReason = Literal["no_overlap", "window_full"]
+GapReason = Literal["no_overlap", "window_full", "state_reset"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +118,10 @@ class LogEvent:
 class GapEvent:
     """Lines of `pod` may have been missed between `after_seq` and the next log event.
 
-    `no_overlap`: the new tail shares no line with the previous one (the pod restarted, or more lines
-    arrived than the tail holds). `window_full`: a pod seen for the first time already filled its tail,
-    so older lines may have scrolled out before we looked.
+    `no_overlap`: the new tail shares no line with the previous one (the pod restarted, or more
+    lines arrived than the tail holds). `window_full`: a pod seen for the first time already
+    filled its tail, so older lines may have scrolled out before we looked. `state_reset`: the
+    follower was started with `--reset-state`, so what happened while it was away is unknown.
     """
 
     kind: ClassVar[str] = "gap"
@@ -143,7 +144,7 @@ class GapEvent:
 
 @dataclass(frozen=True, slots=True)
 class TailErrorEvent:
-    """The pod's `logs` held a runtime error (container waiting, gone, unreachable), not log lines."""
+    """The pod's `logs` held a runtime error (container waiting, gone, unreachable), not lines."""
 
     kind: ClassVar[str] = "tail_error"
     ts: float

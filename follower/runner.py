@@ -9,6 +9,7 @@ finish and write their events, then whatever is left is cancelled.
 from __future__ import annotations
 
 import random
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,10 @@ from follower.errors import ApiError, AuthError, ForbiddenError, NotFoundError
 from follower.model import ApiErrorEvent, Event, LogsSnapshot, TailErrorEvent
 from follower.sinks import Sink
 from follower.tailerrors import TailErrorMatcher
-from follower.tracker import Applied, PipelineTracker, Since
+from follower.tracker import Applied, PipelineTracker, PodState, Since
+
+Checkpointer = Callable[[dict[str, dict[str, PodState]]], Awaitable[None]]
+"""Saves a snapshot of every followed pipeline's pods (see follower.checkpoint)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +38,7 @@ class RunSettings:
     max_in_flight: int = 8
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
     shutdown_timeout_s: float = 5.0
+    checkpoint_interval_s: float = 5.0
 
 
 @dataclass(slots=True)
@@ -77,6 +82,9 @@ class Runner:
         matcher: TailErrorMatcher,
         rng: random.Random | None = None,
         log: Any = None,
+        restored: Mapping[str, dict[str, PodState]] | None = None,
+        reset_state: bool = False,
+        checkpointer: Checkpointer | None = None,
     ) -> None:
         self._pipelines = pipelines
         self._source = source
@@ -90,7 +98,35 @@ class Runner:
         self._stopping = False
         self._sleeping: set[anyio.CancelScope] = set()
         self._key_rejected = False
+        self._checkpointer = checkpointer
+        # Held while a poll's answer is folded into its tracker and its events are written, and
+        # while a checkpoint snapshot is taken: a checkpoint never covers an unwritten event.
+        self._commit = anyio.Lock()
+        self._trackers = {
+            pipeline_id: self._tracker(pipeline_id, (restored or {}).get(pipeline_id), reset_state)
+            for pipeline_id in pipelines
+        }
         self.stats = RunStats()
+
+    def _tracker(
+        self, pipeline_id: str, pods: dict[str, PodState] | None, reset_state: bool
+    ) -> PipelineTracker:
+        settings = self._settings
+        if pods is not None:
+            return PipelineTracker.restored(pipeline_id, settings.since, self._matcher, pods)
+        return PipelineTracker(pipeline_id, settings.since, self._matcher, reset_state=reset_state)
+
+    def snapshot(self) -> dict[str, dict[str, PodState]]:
+        """Every followed pipeline's pods as of the last written events."""
+        return {pipeline_id: t.snapshot() for pipeline_id, t in self._trackers.items()}
+
+    async def checkpoint(self) -> None:
+        """Save a snapshot taken between two commits (no-op without a checkpointer)."""
+        if self._checkpointer is None:
+            return
+        async with self._commit:
+            state = self.snapshot()
+        await self._checkpointer(state)
 
     async def run(self, stop: anyio.Event) -> RunStats:
         """Follow every pipeline until `stop` is set (or every pipeline is gone)."""
@@ -98,9 +134,13 @@ class Runner:
         async with anyio.create_task_group() as outer:
             async with anyio.create_task_group() as followers:
                 outer.start_soon(self._shutdown_on, stop, followers.cancel_scope)
+                if self._checkpointer is not None:
+                    outer.start_soon(self._checkpoint_every, self._settings.checkpoint_interval_s)
                 for pipeline_id in self._pipelines:
                     followers.start_soon(self._follow, pipeline_id)
-            outer.cancel_scope.cancel()  # every follower ended: the shutdown watcher is moot
+            outer.cancel_scope.cancel()  # every follower ended: the watchers are moot
+        with anyio.CancelScope(shield=True):
+            await self.checkpoint()
         self._log.info(
             "follower_stopped",
             polls_ok=self.stats.polls_ok,
@@ -119,8 +159,13 @@ class Runner:
         self._log.warning("shutdown_grace_expired", action="cancelling in-flight polls")
         followers.cancel()
 
+    async def _checkpoint_every(self, interval_s: float) -> None:
+        while True:
+            await self._clock.sleep(interval_s)
+            await self.checkpoint()
+
     async def _follow(self, pipeline_id: str) -> None:
-        tracker = PipelineTracker(pipeline_id, self._settings.since, self._matcher)
+        tracker = self._trackers[pipeline_id]
         streak = _Streak()
         while not self._stopping:
             async with self._limiter:
@@ -134,6 +179,8 @@ class Runner:
             if isinstance(snapshot, ApiError):
                 delay = await self._failed(pipeline_id, snapshot, streak)
                 if delay is None:
+                    async with self._commit:
+                        del self._trackers[pipeline_id]  # its state is freed and not saved
                     return
             else:
                 delay = await self._succeeded(tracker, snapshot, streak, started)
@@ -146,14 +193,15 @@ class Runner:
         if self._key_rejected:
             self._key_rejected = False
             self._log.info("service_key_accepted")
-        applied = tracker.apply(snapshot, self._clock.wall())
-        if applied.all_failing:
-            streak.fail(self._clock.monotonic())
-            delay = self._backoff(streak)
-        else:
-            self._recovered(tracker.pipeline_id, streak)
-            delay = max(0.0, started + self._settings.interval_s - self._clock.monotonic())
-        await self._write(applied.events + self._tail_error_events(tracker, applied, delay))
+        async with self._commit:
+            applied = tracker.apply(snapshot, self._clock.wall())
+            if applied.all_failing:
+                streak.fail(self._clock.monotonic())
+                delay = self._backoff(streak)
+            else:
+                self._recovered(tracker.pipeline_id, streak)
+                delay = max(0.0, started + self._settings.interval_s - self._clock.monotonic())
+            await self._write(applied.events + self._tail_error_events(tracker, applied, delay))
         return delay
 
     def _tail_error_events(

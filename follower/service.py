@@ -11,12 +11,12 @@ import random
 import anyio
 import structlog
 
-from follower import __version__
+from follower import __version__, checkpoint
 from follower.backoff import BackoffPolicy
 from follower.client import PipelineApi, create_session
 from follower.clock import Clock
 from follower.config import Config, read_key_file
-from follower.runner import Runner, RunSettings, RunStats
+from follower.runner import Checkpointer, Runner, RunSettings, RunStats
 from follower.secret import ServiceKey
 from follower.sinks import Sink
 from follower.tailerrors import TailErrorMatcher
@@ -30,7 +30,26 @@ def run_settings(config: Config) -> RunSettings:
         max_in_flight=config.max_in_flight,
         backoff=BackoffPolicy(initial_s=config.backoff_initial_s, max_s=config.backoff_max_s),
         shutdown_timeout_s=config.shutdown_timeout_s,
+        checkpoint_interval_s=config.checkpoint_interval_s,
     )
+
+
+def state_file_checkpointer(config: Config, clock: Clock) -> Checkpointer | None:
+    """Saves snapshots to the configured state file, off the event loop; None without one."""
+    path = config.state_file
+    if path is None:
+        return None
+
+    async def save(state: dict[str, checkpoint.PipelineState]) -> None:
+        data = checkpoint.encode(state, clock.wall())
+        try:
+            await anyio.to_thread.run_sync(checkpoint.save, path, data)
+        except OSError as exc:  # disk full, folder gone: keep following, try again next time
+            structlog.get_logger("follower").error(
+                "checkpoint_failed", path=str(path), error=exc.strerror or str(exc)
+            )
+
+    return save
 
 
 class KeyHolder:
@@ -69,8 +88,18 @@ async def follow(
     clock: Clock,
     stop: anyio.Event,
     rng: random.Random | None = None,
+    reset_state: bool = False,
 ) -> RunStats:
-    """Follow the configured pipelines until `stop` is set or none is left; close the sink."""
+    """Follow the configured pipelines until `stop` is set or none is left; close the sink.
+
+    With a state file, start from the saved state (unless `reset_state`) and checkpoint to it;
+    a damaged state file raises `checkpoint.StateFileError` before any request.
+    """
+    restored = None
+    if config.state_file is not None:
+        checkpoint.check_writable(config.state_file)
+        if not reset_state:
+            restored = checkpoint.load(config.state_file)
     session = create_session(user_agent=f"goldrush-follower/{__version__}")
     try:
         api = PipelineApi(
@@ -89,6 +118,9 @@ async def follow(
             settings=run_settings(config),
             matcher=TailErrorMatcher(config.tail_error_patterns),
             rng=rng,
+            restored=restored,
+            reset_state=reset_state,
+            checkpointer=state_file_checkpointer(config, clock),
         )
         return await runner.run(stop)
     finally:

@@ -5,12 +5,16 @@ does no I/O and reads no clock, so every rule below is table-tested without a se
 
 Rules:
 - A pod's `logs` that is a runtime tail error is reported, never emitted as lines, and leaves the
-  pod's diff state untouched, so the first real tail afterwards is diffed against what was last seen.
+  pod's diff state untouched, so the first real tail afterwards is diffed against the last one.
 - A pod seen for the first time has its whole tail emitted (`since = "start"`), except on the very
   first poll with `since = "now"`, where its tail only primes the state (like `tail -n 0 -f`).
 - A pod first seen after the first poll whose tail is already as long as the longest tail seen in
   this pipeline may have lost lines off the top of its window: a `window_full` gap says so.
 - A pod missing from the answer is removed and its state freed.
+- After `--reset-state`, every pod's first tail is preceded by a `state_reset` gap: what happened
+  while the follower was away is unknown.
+- A tracker restored from a checkpoint diffs each pod's first tail against the saved state, so
+  lines written while the follower was down are emitted and a lost stretch shows as a gap.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from follower.differ import TailState, diff_tail, split_lines
 from follower.model import (
     Event,
     GapEvent,
+    GapReason,
     LogEvent,
     LogsSnapshot,
     PodAddedEvent,
@@ -34,7 +39,7 @@ Since = Literal["start", "now"]
 
 @dataclass(slots=True)
 class PodState:
-    """Per-pod memory: the last real tail's fingerprints, the last sequence number, the last error."""
+    """Per-pod memory: the last real tail's fingerprints, the last sequence number and error."""
 
     tail: TailState | None = None
     seq: int = 0
@@ -43,7 +48,7 @@ class PodState:
 
 @dataclass(frozen=True, slots=True)
 class PodTailError:
-    """A pod whose `logs` held a tail error at this poll; `changed` is False when it was already so."""
+    """A pod whose `logs` held a tail error at this poll; `changed` is False if it already did."""
 
     pod: str
     error: str
@@ -74,6 +79,19 @@ class PipelineTracker:
     pods: dict[str, PodState] = field(default_factory=dict)
     polls: int = 0
     widest_tail: int = 0
+    reset_state: bool = False
+
+    @classmethod
+    def restored(
+        cls, pipeline_id: str, since: Since, matcher: TailErrorMatcher, pods: dict[str, PodState]
+    ) -> PipelineTracker:
+        """A tracker that continues from checkpointed pods (its next poll is not a first poll)."""
+        widest = max((len(state.tail) for state in pods.values() if state.tail), default=0)
+        return cls(pipeline_id, since, matcher, dict(pods), polls=1, widest_tail=widest)
+
+    def snapshot(self) -> dict[str, PodState]:
+        """A copy of the pods' state for a checkpoint (tails are immutable, so shared)."""
+        return {pod: PodState(s.tail, s.seq, s.error) for pod, s in self.pods.items()}
 
     def apply(self, snapshot: LogsSnapshot, now: float) -> Applied:
         """Fold one successful logs answer into the state; return the events it implies."""
@@ -111,12 +129,21 @@ class PipelineTracker:
         if first_sight and self.polls == 0 and self.since == "now":
             return []
         events: list[Event] = []
-        if diff.gap or (first_sight and self.polls > 0 and 1 < widest_before <= len(lines)):
-            reason: Literal["no_overlap", "window_full"] = (
-                "no_overlap" if diff.gap else "window_full"
-            )
+        reason = self._gap_reason(diff.gap, first_sight, widest_before, len(lines))
+        if reason is not None:
             events.append(GapEvent(now, self.pipeline_id, pod, state.seq, reason))
         for message in diff.new_lines:
             state.seq += 1
             events.append(LogEvent(now, self.pipeline_id, pod, state.seq, message))
         return events
+
+    def _gap_reason(
+        self, no_overlap: bool, first_sight: bool, widest_before: int, length: int
+    ) -> GapReason | None:
+        if no_overlap:
+            return "no_overlap"
+        if first_sight and self.polls == 0 and self.reset_state and length:
+            return "state_reset"
+        if first_sight and self.polls > 0 and 1 < widest_before <= length:
+            return "window_full"
+        return None

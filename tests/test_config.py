@@ -197,7 +197,7 @@ def test_unreadable_config_file_is_named(tmp_path: Path, text: str | None, expec
     if text is not None:
         path.write_text(text, encoding="utf-8")
     problems = problems_of(config_path=path, env=ENV, flags=flags())
-    assert problems[0].startswith(f"--config: ") and expected in problems[0]
+    assert problems[0].startswith("--config: ") and expected in problems[0]
 
 
 def test_invalid_tail_error_pattern_is_named() -> None:

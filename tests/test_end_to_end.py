@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import random
 from collections import defaultdict
 
-import anyio
-from aiohttp.test_utils import TestServer
+from harness import simulated
 
-from follower.config import Config
 from follower.model import Event, GapEvent, LogEvent, TailErrorEvent
 from follower.runner import RunStats
-from follower.secret import ServiceKey
-from follower.service import follow
-from follower.simulator.app import RECORDER, create_app
 from follower.simulator.recorder import Recorder
 from follower.simulator.world import SimSettings, World
-from follower.testing import FakeClock, MemorySink
-
-KEY = "e2e-key"
+from follower.testing import MemorySink
+from follower.tracker import Since
 
 
 async def run_follower(
@@ -26,43 +19,15 @@ async def run_follower(
     *,
     interval_s: float,
     steps: int,
-    since: str = "start",
+    since: Since = "start",
     world_age_s: float = 0.0,
 ) -> tuple[World, Recorder, MemorySink, RunStats, float]:
-    """Serve `settings`, follow every pipeline for `steps` intervals of fake time, then stop.
-
-    The simulated pods started `world_age_s` before the follower.
-    """
-    clock = FakeClock()
-    world = World(
-        settings, start=clock.monotonic() - world_age_s, wall_at_start=clock.wall() - world_age_s
-    )
-    app = create_app(world, clock, KEY)
+    """Serve `settings`, follow every pipeline for `steps` intervals of fake time, then stop."""
     sink = MemorySink()
-    stop = anyio.Event()
-    stats: list[RunStats] = []
-    async with TestServer(app, host="127.0.0.1") as server:
-        config = Config(
-            key=ServiceKey(KEY),
-            pipelines=tuple(world.pipeline_ids),
-            base_url=str(server.make_url("")).rstrip("/"),
-            interval_s=interval_s,
-            since=since,  # type: ignore[arg-type]
-        )
-
-        async def run() -> None:
-            stats.append(
-                await follow(config, sink=sink, clock=clock, stop=stop, rng=random.Random(5))
-            )
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(run)
-            for _ in range(steps):
-                await clock.wait_for_sleepers(len(world.pipeline_ids))
-                clock.advance(interval_s)
-            await clock.wait_for_sleepers(len(world.pipeline_ids))
-            stop.set()
-    return world, app[RECORDER], sink, stats[0], clock.monotonic()
+    async with simulated(settings, world_age_s=world_age_s) as sim:
+        config = sim.config(interval_s=interval_s, since=since)
+        stats = await sim.follow(config, sink, steps=steps)
+        return sim.world, sim.recorder, sink, stats, sim.clock.monotonic()
 
 
 def per_pod(events: list[Event]) -> dict[tuple[str, str], list[Event]]:
@@ -112,7 +77,7 @@ def check_against_truth(world: World, recorder: Recorder, sink: MemorySink, unti
 
 
 async def test_twenty_pipelines_two_pods_with_restarts_and_tail_errors() -> None:
-    """20x2 pods, restarts and tail-error phases: every observable line once, in order, gaps flagged."""
+    """20x2 pods, restarts, tail errors: every observable line once, in order, gaps flagged."""
     settings = SimSettings(
         pipelines=20,
         pods=2,

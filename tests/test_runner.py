@@ -23,6 +23,7 @@ from follower.model import (
 )
 from follower.runner import Runner, RunSettings, RunStats
 from follower.tailerrors import TailErrorMatcher
+from follower.tracker import PodState
 from follower.testing import FakeClock, MemorySink
 
 A = "pipe_a"
@@ -266,3 +267,30 @@ async def test_stats_count_events(kind: str) -> None:
     source = ScriptedSource(clock, {A: [answer]})
     stats = await drive(make_runner(source, MemorySink()), clock, [])
     assert stats.events.get(kind) == 1
+
+
+async def test_checkpoints_periodically_and_at_the_end() -> None:
+    """A checkpoint every checkpoint_interval_s and one at shutdown, each matching written events."""
+    clock = FakeClock(start=0.0)
+    texts = ["1\n", "1\n2\n", "1\n2\n3\n", "1\n2\n3\n4\n"]
+    source = ScriptedSource(clock, {A: [logs(A, t) for t in texts]})
+    sink = MemorySink()
+    saved: list[tuple[float, int, int]] = []
+
+    async def checkpointer(state: dict[str, dict[str, PodState]]) -> None:
+        written = [e.seq for e in sink.events if isinstance(e, LogEvent)]
+        saved.append((clock.monotonic(), state[A]["p1"].seq, written[-1]))
+
+    runner = Runner(
+        pipelines=(A,),
+        source=source,
+        sink=sink,
+        clock=clock,
+        settings=RunSettings(interval_s=1.0, checkpoint_interval_s=2.0),
+        matcher=TailErrorMatcher(),
+        checkpointer=checkpointer,
+    )
+    await drive(runner, clock, [1.0, 1.0, 1.0], sleepers=2)
+    assert [at for at, _, _ in saved] == [2.0, 3.0]
+    assert all(state_seq == written_seq for _, state_seq, written_seq in saved)
+    assert saved[-1][1] == 4

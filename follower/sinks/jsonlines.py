@@ -6,6 +6,7 @@ one `write` and one `flush`, so a shipper never sees half an event from us.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import BinaryIO
 
@@ -37,7 +38,5 @@ class JsonLinesSink:
             raise SinkClosedError("the output was closed by its reader (broken pipe)") from exc
 
     async def aclose(self) -> None:
-        try:
+        with contextlib.suppress(BrokenPipeError):  # the reader is gone; nothing left to save
             self._stream.flush()
-        except BrokenPipeError:
-            pass
