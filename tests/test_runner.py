@@ -23,8 +23,8 @@ from follower.model import (
 )
 from follower.runner import Runner, RunSettings, RunStats
 from follower.tailerrors import TailErrorMatcher
-from follower.tracker import PodState
 from follower.testing import FakeClock, MemorySink
+from follower.tracker import PodState
 
 A = "pipe_a"
 B = "pipe_b"
@@ -270,7 +270,7 @@ async def test_stats_count_events(kind: str) -> None:
 
 
 async def test_checkpoints_periodically_and_at_the_end() -> None:
-    """A checkpoint every checkpoint_interval_s and one at shutdown, each matching written events."""
+    """A checkpoint every checkpoint_interval_s and at shutdown, each matching written events."""
     clock = FakeClock(start=0.0)
     texts = ["1\n", "1\n2\n", "1\n2\n3\n", "1\n2\n3\n4\n"]
     source = ScriptedSource(clock, {A: [logs(A, t) for t in texts]})
