@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Final, NoReturn
 
 import anyio
+import anyio.abc
 import structlog
 
 from follower import __version__, diagnostics
@@ -113,8 +114,11 @@ async def _until_signalled(
     result: RunStats | None = None
     log = structlog.get_logger("follower")
 
-    async def watch_signals(scope: anyio.CancelScope) -> None:
+    async def watch_signals(
+        scope: anyio.CancelScope, *, task_status: anyio.abc.TaskStatus[None]
+    ) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            task_status.started()  # handlers are installed before the body runs
             async for signum in signals:
                 if not stop.is_set():
                     log.info("shutdown_requested", signal=signal.Signals(signum).name)
@@ -128,7 +132,7 @@ async def _until_signalled(
         stop.set()
 
     async with anyio.create_task_group() as group:
-        group.start_soon(watch_signals, group.cancel_scope)
+        await group.start(watch_signals, group.cancel_scope)
         if duration_s > 0:
             group.start_soon(stop_after, duration_s)
         result = await body(stop)
@@ -193,10 +197,13 @@ def _cmd_demo(ns: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point of the `follower` console script."""
     ns = build_parser().parse_args(argv)
-    if ns.command == "run":
-        code = _cmd_run(ns)
-    elif ns.command == "demo":
-        code = _cmd_demo(ns)
-    else:
-        code = run_simulate(ns)
+    try:
+        if ns.command == "run":
+            code = _cmd_run(ns)
+        elif ns.command == "demo":
+            code = _cmd_demo(ns)
+        else:
+            code = run_simulate(ns)
+    except KeyboardInterrupt:  # SIGINT before the handlers were installed or after they left
+        code = EXIT_INTERRUPTED
     sys.exit(code)
