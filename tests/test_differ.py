@@ -1,0 +1,447 @@
+"""The differ: table cases, a sliding-window model driven by hypothesis, and linear-time bounds."""
+
+from __future__ import annotations
+
+import array
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import overload
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from follower.differ import (
+    Diff,
+    TailState,
+    _kmp_seen_count,
+    diff_tail,
+    fingerprint,
+    split_lines,
+)
+
+PROPERTY_SETTINGS = settings(max_examples=200, deadline=None)
+MEGABYTE = 1_000_000
+
+
+# --- split_lines ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("logs", "expected"),
+    [
+        ("", []),
+        ("\n", [""]),
+        ("\n\n", ["", ""]),
+        ("a", ["a"]),
+        ("a\n", ["a"]),
+        ("a\nb", ["a", "b"]),
+        ("a\nb\n", ["a", "b"]),
+        ("a\n\nb\n", ["a", "", "b"]),
+        ("a\r\nb\r\n", ["a", "b"]),
+        ("a\r\nb", ["a", "b"]),
+        ("\r\n", [""]),
+        ("a\r\r\n", ["a\r"]),
+        ("a\rb\n", ["a\rb"]),
+        ("a\nb\r", ["a", "b"]),
+        (" a \n\tb\t\n", [" a ", "\tb\t"]),
+    ],
+    ids=repr,
+)
+def test_split_lines(logs: str, expected: list[str]) -> None:
+    """A tail splits on "\\n", loses one "\\r" per line and no empty line follows a final "\\n"."""
+    assert split_lines(logs) == expected
+
+
+def test_split_lines_keeps_megabyte_lines_whole() -> None:
+    """Lines of a megabyte come back whole and unchanged, with or without CRLF."""
+    first, second = "x" * MEGABYTE, "y" * MEGABYTE
+    assert split_lines(f"{first}\n{second}\n") == [first, second]
+    assert split_lines(f"{first}\r\n{second}") == [first, second]
+
+
+LINE_WITHOUT_ENDING = st.text(st.characters(exclude_characters="\n")).map(lambda s: s.rstrip("\r"))
+
+
+@given(st.lists(LINE_WITHOUT_ENDING))
+@PROPERTY_SETTINGS
+def test_split_lines_inverts_newline_terminated_join(lines: list[str]) -> None:
+    """Every line written with a trailing "\\n" comes back as exactly that line."""
+    assert split_lines("".join(f"{line}\n" for line in lines)) == lines
+
+
+# --- fingerprint and TailState -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        # BLAKE2b with an 8-byte digest (RFC 7693), read little-endian: fixed by the standard, so
+        # these hold in every process and Python version; checkpoints depend on them.
+        ("", 13020603013274838756),
+        ("hello", 9022087748821825191),
+        ("é", 3394012004367669963),
+        ("\ud800", 7497787021708494914),
+    ],
+    ids=repr,
+)
+def test_fingerprint_is_pinned_blake2b_64(line: str, expected: int) -> None:
+    """A fingerprint is the little-endian BLAKE2b-64 of the UTF-8 line, lone surrogates too."""
+    assert fingerprint(line) == expected
+
+
+# Lone surrogates come out of JSON "\ud800" escapes; they must fingerprint like any other text.
+ANY_CHARACTER = st.characters(exclude_categories=()) | st.sampled_from(["\ud800", "\udfff"])
+
+
+@given(st.lists(st.text(alphabet=ANY_CHARACTER, max_size=20)))
+@PROPERTY_SETTINGS
+def test_state_from_lines_holds_each_fingerprint(lines: list[str]) -> None:
+    """The state of a tail holds `fingerprint()` of each line, oldest first, 8 bytes a line."""
+    state = TailState.from_lines(lines)
+    assert state.to_list() == [fingerprint(line) for line in lines]
+    assert len(state) == len(lines)
+    assert state.fingerprints.itemsize == 8
+
+
+def test_state_round_trips_through_a_list() -> None:
+    """`from_list(to_list())` gives back an equal state, extremes of the range included."""
+    state = TailState.from_list([0, 1, 2**64 - 1])
+    assert TailState.from_list(state.to_list()) == state
+    assert TailState.from_list([]) == TailState.empty() == TailState.from_lines([])
+
+
+@pytest.mark.parametrize("bad", [-1, 2**64, True, 1.0, "1", None], ids=repr)
+def test_state_from_list_rejects_non_fingerprints(bad: object) -> None:
+    """A damaged checkpoint value is refused with a ValueError naming its index."""
+    with pytest.raises(ValueError, match=r"fingerprints\[1\]"):
+        TailState.from_list([5, bad])
+
+
+def test_state_refuses_arrays_of_another_type() -> None:
+    """A TailState only wraps unsigned 64-bit arrays, the type fingerprints are stored in."""
+    with pytest.raises(ValueError, match="typecode"):
+        TailState(array.array("q", [1]))
+
+
+# --- diff_tail: table ----------------------------------------------------------------------------
+
+
+def diff_lines(previous: list[str] | None, lines: list[str]) -> Diff:
+    """Diff `lines` against a previous tail given as lines (None: the pod was never seen)."""
+    state = None if previous is None else TailState.from_lines(previous)
+    return diff_tail(state, lines)
+
+
+@pytest.mark.parametrize(
+    ("previous", "lines", "new_lines", "gap"),
+    [
+        pytest.param(None, ["a", "b"], ["a", "b"], False, id="first-sight"),
+        pytest.param([], ["a", "b"], ["a", "b"], False, id="previous-empty"),
+        pytest.param(["1", "2", "3", "4"], ["3", "4", "5", "6"], ["5", "6"], False, id="slid"),
+        pytest.param(["1", "2"], ["1", "2", "3", "4"], ["3", "4"], False, id="grew-at-end"),
+        pytest.param(["2", "3"], ["1", "2", "3", "4"], ["4"], False, id="grew-both-ends"),
+        pytest.param(["1", "2", "3", "4"], ["4", "5"], ["5"], False, id="shrunk-and-slid"),
+        pytest.param(["1", "2", "3", "4"], ["3", "4"], [], False, id="shrunk-suffix"),
+        pytest.param(["1", "2", "3"], ["1", "2", "3"], [], False, id="identical"),
+        pytest.param(["1", "2", "3"], ["x", "y"], ["x", "y"], True, id="restart"),
+        pytest.param(["1", "2"], ["5", "6"], ["5", "6"], True, id="more-than-the-tail"),
+        pytest.param(["go", "w1", "w2"], ["go", "w1"], ["go", "w1"], True, id="restart-same-start"),
+        pytest.param(["1", "2"], ["2", "3", "1", "2"], [], False, id="last-occurrence-of-old"),
+        pytest.param(["a", "b"], ["a", "b", "a", "b"], [], False, id="fewest-new-when-periodic"),
+        pytest.param(["x", "a"], ["x", "a", "a"], ["a"], False, id="repeat-proven-by-anchor"),
+        pytest.param(["x", "a"], ["a", "a"], ["a"], False, id="repeat-proven-by-slide"),
+        pytest.param(["a", "a"], ["a", "a", "a"], [], False, id="repeat-not-proven"),
+        pytest.param(["x", "a", "a"], ["a", "a", "a"], ["a"], False, id="first-candidate-fails"),
+        pytest.param(["b", "a", "b"], ["a", "b", "c"], ["c"], False, id="overlap-not-first-line"),
+        pytest.param(["", "a"], ["a", "", ""], ["", ""], False, id="empty-lines"),
+    ],
+)
+def test_diff_tail_table(
+    previous: list[str] | None, lines: list[str], new_lines: list[str], gap: bool
+) -> None:
+    """The new lines are those past the alignment that assumes the fewest new lines."""
+    diff = diff_lines(previous, lines)
+    assert (diff.new_lines, diff.gap) == (new_lines, gap)
+    assert diff.state == TailState.from_lines(lines)
+
+
+def test_empty_tail_keeps_the_previous_state() -> None:
+    """An empty tail yields nothing, no gap, and hands back the previous state itself."""
+    previous = TailState.from_lines(["a", "b"])
+    diff = diff_tail(previous, [])
+    assert (diff.new_lines, diff.gap) == ([], False)
+    assert diff.state is previous
+    assert diff_tail(previous, ["b", "c"]).new_lines == ["c"]
+
+
+def test_empty_tail_keeps_an_empty_previous_state_too() -> None:
+    """An empty tail after an empty one hands back that same empty state."""
+    previous = TailState.empty()
+    assert diff_tail(previous, []).state is previous
+
+
+def test_empty_tail_of_unseen_pod_gives_empty_state() -> None:
+    """An empty tail of a pod never seen yields nothing and an empty state."""
+    diff = diff_tail(None, [])
+    assert (diff.new_lines, diff.gap, diff.state) == ([], False, TailState.empty())
+
+
+def test_new_lines_is_a_list_of_the_tail_suffix() -> None:
+    """Whatever sequence the tail comes in, the new lines are a fresh list."""
+    diff = diff_tail(TailState.from_lines(["a"]), ("a", "b"))
+    assert diff.new_lines == ["b"]
+    assert isinstance(diff.new_lines, list)
+
+
+# --- diff_tail: against a sliding-window model ---------------------------------------------------
+
+
+def reference_seen(old: Sequence[str], new: Sequence[str]) -> int:
+    """The number of leading lines of `new` already seen, by the definition, in quadratic time.
+
+    The end of the last occurrence of `old` inside `new`, else the longest prefix of `new` that is
+    a suffix of `old`.
+    """
+    if not old:
+        return 0
+    for start in range(len(new) - len(old), -1, -1):
+        if list(new[start : start + len(old)]) == list(old):
+            return start + len(old)
+    for seen in range(min(len(old), len(new)), 0, -1):
+        if list(new[:seen]) == list(old[len(old) - seen :]):
+            return seen
+    return 0
+
+
+def consistent(old: Sequence[str], new: Sequence[str], seen: int) -> bool:
+    """Whether both tails can be windows of one history in which `new[:seen]` was already seen."""
+    overlap = min(seen, len(old))
+    return 0 <= seen <= len(new) and list(new[seen - overlap : seen]) == list(
+        old[len(old) - overlap :]
+    )
+
+
+@dataclass(frozen=True)
+class Step:
+    """One poll of the model: true windows (start, end) over the history, the differ's answer."""
+
+    previous: tuple[int, int] | None  # the last non-empty window, which the differ's state holds
+    window: tuple[int, int]
+    old_tail: list[str]
+    tail: list[str]
+    diff: Diff
+
+    @property
+    def seen(self) -> int:
+        """How many leading lines of the tail the differ took as already seen."""
+        return len(self.tail) - len(self.diff.new_lines)
+
+
+def follow(history: Sequence[str], windows: Sequence[tuple[int, int]]) -> Iterator[Step]:
+    """Poll the windows of `history` in order through diff_tail, as the follower would."""
+    state: TailState | None = None
+    previous: tuple[int, int] | None = None
+    for start, end in windows:
+        tail = list(history[start:end])
+        diff = diff_tail(state, tail)
+        old_tail = [] if previous is None else list(history[previous[0] : previous[1]])
+        yield Step(previous, (start, end), old_tail, tail, diff)
+        assert diff.state == (TailState.from_lines(tail) if tail else state or TailState.empty())
+        state = diff.state
+        if tail:
+            previous = (start, end)
+
+
+@st.composite
+def windows(draw: st.DrawFn) -> list[tuple[int, int]]:
+    """Poll windows: lines written between polls (sometimes more than the tail) and tail sizes."""
+    result = []
+    end = 0
+    for _ in range(draw(st.integers(1, 10))):
+        end += draw(st.integers(0, 15))
+        size = draw(st.integers(0, 12))
+        result.append((max(0, end - size), end))
+    return result
+
+
+def history_length(polls: Sequence[tuple[int, int]]) -> int:
+    """How many lines the history must hold for these windows."""
+    return polls[-1][1]
+
+
+@st.composite
+def repetitive_history(draw: st.DrawFn, length: int) -> list[str]:
+    """Lines from a tiny alphabet, or periodic content, so repeats fool naive alignments."""
+    if draw(st.booleans()):
+        period = draw(st.integers(1, 4))
+        phase = draw(st.integers(0, period - 1))
+        return [f"p{(index + phase) % period}" for index in range(length)]
+    alphabet = st.sampled_from("abc"[: draw(st.integers(1, 3))])
+    return draw(st.lists(alphabet, min_size=length, max_size=length))
+
+
+@given(st.data())
+@PROPERTY_SETTINGS
+def test_repeated_lines_take_the_largest_consistent_alignment(data: st.DataObject) -> None:
+    """With repeats, each poll takes the alignment that is consistent and assumes fewest new lines.
+
+    So no line is ever emitted twice, and a line is missed only where the window lost it or where
+    an equally consistent alignment with fewer new lines exists.
+    """
+    polls = data.draw(windows())
+    history = data.draw(repetitive_history(history_length(polls)))
+    for step in follow(history, polls):
+        diff = step.diff
+        assert diff.new_lines == step.tail[step.seen :]
+        if step.previous is None:
+            assert (diff.new_lines, diff.gap) == (step.tail, False)
+            continue
+        (_, previous_end), (start, end) = step.previous, step.window
+        # The differ's choice is consistent, and no alignment with fewer new lines is.
+        assert consistent(step.old_tail, step.tail, step.seen)
+        assert not any(
+            consistent(step.old_tail, step.tail, larger)
+            for larger in range(step.seen + 1, len(step.tail) + 1)
+        )
+        assert step.seen == reference_seen(step.old_tail, step.tail)
+        assert diff.gap == (step.seen == 0 and bool(step.tail))
+        # Never a duplicate: no more lines than were truly written since the previous poll.
+        assert len(diff.new_lines) <= end - previous_end
+        if start <= previous_end:  # the windows overlap or touch: the true alignment is known
+            true_seen = previous_end - start
+            assert consistent(step.old_tail, step.tail, true_seen)
+            assert step.seen >= true_seen
+
+
+@given(st.data())
+@PROPERTY_SETTINGS
+def test_unique_lines_are_emitted_exactly_once_with_gaps_where_lost(data: st.DataObject) -> None:
+    """With distinct lines the output is the history, plus a gap at each poll that lost lines."""
+    polls = data.draw(windows())
+    history = [f"line {index}" for index in range(history_length(polls))]
+    emitted: list[str] = []
+    expected: list[str] = []
+    for step in follow(history, polls):
+        start, end = step.window
+        previous_end = 0 if step.previous is None else step.previous[1]
+        assert step.diff.new_lines == history[max(start, previous_end) : end]
+        # Adjacent windows (start == previous_end) share no line, so they too are flagged.
+        lost = step.previous is not None and start >= previous_end and bool(step.tail)
+        assert step.diff.gap == lost
+        emitted.extend(step.diff.new_lines)
+        if step.tail:
+            expected.extend(history[max(start, previous_end) : end])
+    assert emitted == expected
+    assert len(set(emitted)) == len(emitted)
+
+
+@given(
+    st.lists(st.sampled_from("ab"), max_size=12),
+    st.lists(st.sampled_from("ab"), max_size=14),
+)
+@settings(max_examples=300, deadline=None)
+def test_any_pair_of_tails_matches_the_definition(old: list[str], new: list[str]) -> None:
+    """For any two tails, even ones no sliding window makes, the differ follows the definition."""
+    diff = diff_lines(old, new)
+    seen = len(new) - len(diff.new_lines)
+    assert seen == reference_seen(old, new)
+    assert diff.gap == (seen == 0 and bool(old) and bool(new))
+
+
+@given(
+    st.lists(st.integers(0, 2), max_size=12),
+    st.lists(st.integers(0, 2), max_size=14),
+)
+@settings(max_examples=300, deadline=None)
+def test_kmp_fallback_matches_the_definition(old: list[int], new: list[int]) -> None:
+    """The KMP scan, diff_tail's fallback when its first candidate fails, follows the definition."""
+    expected = reference_seen([str(value) for value in old], [str(value) for value in new])
+    assert _kmp_seen_count(old[::-1], new[::-1]) == expected
+
+
+# --- linear time ---------------------------------------------------------------------------------
+
+
+class CountingSequence(Sequence[int]):
+    """A sequence that counts element reads, the unit of work of the KMP scan."""
+
+    def __init__(self, values: list[int], reads: list[int]) -> None:
+        self._values = values
+        self._reads = reads
+
+    @overload
+    def __getitem__(self, index: int) -> int: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[int]: ...
+    def __getitem__(self, index: int | slice) -> int | Sequence[int]:
+        if isinstance(index, slice):
+            raise TypeError("the KMP scan must not copy slices")
+        self._reads[0] += 1
+        return self._values[index]
+
+    def __iter__(self) -> Iterator[int]:
+        for value in self._values:
+            self._reads[0] += 1
+            yield value
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+def periodic(period: int, length: int, shift: int = 0) -> list[int]:
+    """`length` values of a sequence with the given period, starting `shift` into it."""
+    return [(index + shift) % period for index in range(length)]
+
+
+# (old tail, new tail, lines already seen) for tails of n lines: shapes on which a naive alignment
+# is quadratic. "near-miss" also defeats diff_tail's first candidate, so it runs the KMP scan.
+HARD_TAILS: dict[str, Callable[[int], tuple[list[int], list[int], int]]] = {
+    "identical": lambda n: ([0] * n, [0] * n, n),
+    "period-3": lambda n: (periodic(3, n), periodic(3, n, shift=1), n - 1),
+    "period-7": lambda n: (periodic(7, n), periodic(7, n, shift=3), n - 3),
+    "near-miss": lambda n: ([1] + [0] * (n - 1), [0] * n, n - 1),
+    "restart-of-repeats": lambda n: ([0] * n, [1] + [0] * (n - 1), 0),
+}
+
+
+@pytest.mark.parametrize("shape", HARD_TAILS)
+@pytest.mark.parametrize("size", [1_000, 10_000])
+def test_kmp_reads_each_value_a_bounded_number_of_times(shape: str, size: int) -> None:
+    """The KMP scan reads at most 4 values per line of the two tails, however repetitive."""
+    old, new, expected = HARD_TAILS[shape](size)
+    reads = [0]
+    seen = _kmp_seen_count(CountingSequence(old[::-1], reads), CountingSequence(new[::-1], reads))
+    assert seen == expected
+    # Each line is read once, plus once per KMP step; the steps back never outnumber those forward.
+    assert reads[0] <= 4 * (len(old) + len(new))
+
+
+def best_times(small: Callable[[], object], large: Callable[[], object]) -> tuple[float, float]:
+    """The fastest of five runs of each, in seconds, taking turns so load elsewhere hits both."""
+    small_best = large_best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        small()
+        small_best = min(small_best, time.perf_counter() - started)
+        started = time.perf_counter()
+        large()
+        large_best = min(large_best, time.perf_counter() - started)
+    return small_best, large_best
+
+
+@pytest.mark.parametrize("shape", HARD_TAILS)
+def test_diff_tail_time_grows_linearly(shape: str) -> None:
+    """Ten times the lines costs about ten times as long end to end, not a hundred (ratio < 40)."""
+
+    def poll(size: int) -> Callable[[], Diff]:
+        old, new, expected = HARD_TAILS[shape](size)
+        previous = TailState.from_lines(map(str, old))
+        lines = [str(value) for value in new]
+        assert len(diff_tail(previous, lines).new_lines) == size - expected
+        return partial(diff_tail, previous, lines)
+
+    small, large = best_times(poll(1_000), poll(10_000))
+    assert large / small < 40
