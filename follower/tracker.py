@@ -8,8 +8,10 @@ Rules:
   pod's diff state untouched, so the first real tail afterwards is diffed against the last one.
 - A pod seen for the first time has its whole tail emitted (`since = "start"`), except on the very
   first poll with `since = "now"`, where its tail only primes the state (like `tail -n 0 -f`).
-- A pod first seen after the first poll whose tail is already as long as the longest tail seen in
-  this pipeline may have lost lines off the top of its window: a `window_full` gap says so.
+- A pod first seen after the first poll whose tail is already as long as this pipeline's proven
+  window may have lost lines off the top of it: a `window_full` gap says so. A window is proven
+  when a pod's tail slid (lines dropped off its top while new ones arrived); until then nothing
+  is known of the window and no such gap is claimed.
 - A pod missing from the answer is removed and its state freed.
 - After `--reset-state`, every pod's first tail is preceded by a `state_reset` gap: what happened
   while the follower was away is unknown.
@@ -78,7 +80,7 @@ class PipelineTracker:
     matcher: TailErrorMatcher
     pods: dict[str, PodState] = field(default_factory=dict)
     polls: int = 0
-    widest_tail: int = 0
+    window: int = 0
     reset_state: bool = False
 
     @classmethod
@@ -86,8 +88,7 @@ class PipelineTracker:
         cls, pipeline_id: str, since: Since, matcher: TailErrorMatcher, pods: dict[str, PodState]
     ) -> PipelineTracker:
         """A tracker that continues from checkpointed pods (its next poll is not a first poll)."""
-        widest = max((len(state.tail) for state in pods.values() if state.tail), default=0)
-        return cls(pipeline_id, since, matcher, dict(pods), polls=1, widest_tail=widest)
+        return cls(pipeline_id, since, matcher, dict(pods), polls=1)
 
     def snapshot(self) -> dict[str, PodState]:
         """A copy of the pods' state for a checkpoint (tails are immutable, so shared)."""
@@ -123,13 +124,15 @@ class PipelineTracker:
     def _diff_pod(self, pod: str, state: PodState, lines: list[str], now: float) -> list[Event]:
         first_sight = state.tail is None
         diff = diff_tail(state.tail, lines)
+        window_before = self.window
+        slid = len(diff.state) < len(state.tail or ()) + len(diff.new_lines)
+        if state.tail is not None and not diff.gap and slid:
+            self.window = max(self.window, len(lines))  # lines dropped off the top: it slid
         state.tail = diff.state
-        widest_before = self.widest_tail
-        self.widest_tail = max(self.widest_tail, len(lines))
         if first_sight and self.polls == 0 and self.since == "now":
             return []
         events: list[Event] = []
-        reason = self._gap_reason(diff.gap, first_sight, widest_before, len(lines))
+        reason = self._gap_reason(diff.gap, first_sight, window_before, len(lines))
         if reason is not None:
             events.append(GapEvent(now, self.pipeline_id, pod, state.seq, reason))
         for message in diff.new_lines:
@@ -138,12 +141,12 @@ class PipelineTracker:
         return events
 
     def _gap_reason(
-        self, no_overlap: bool, first_sight: bool, widest_before: int, length: int
+        self, no_overlap: bool, first_sight: bool, window: int, length: int
     ) -> GapReason | None:
         if no_overlap:
             return "no_overlap"
         if first_sight and self.polls == 0 and self.reset_state and length:
             return "state_reset"
-        if first_sight and self.polls > 0 and 1 < widest_before <= length:
+        if first_sight and self.polls > 0 and 0 < window <= length:
             return "window_full"
         return None

@@ -107,13 +107,26 @@ def test_pod_removed_and_replacement_added() -> None:
 
 
 def test_new_pod_with_full_window_mid_run_is_flagged() -> None:
-    """A pod first seen after the first poll with a tail as long as the widest seen gets a gap."""
+    """A pod first seen mid-run with a tail as long as the proven window gets a window_full gap."""
     t = tracker()
     t.apply(snap(a="1\n2\n3\n"), 1.0)
-    events = summary(t.apply(snap(a="1\n2\n3\n", b="x\ny\nz\n"), 2.0).events)
+    t.apply(snap(a="2\n3\n4\n"), 2.0)  # the tail slid: the window holds 3 lines
+    events = summary(t.apply(snap(a="2\n3\n4\n", b="x\ny\nz\n"), 3.0).events)
     assert events[:2] == [("pod_added", "b"), ("gap", "b", "0", "window_full")]
-    short = summary(t.apply(snap(a="1\n2\n3\n", b="x\ny\nz\n", c="q\n"), 3.0).events)
+    short = summary(t.apply(snap(a="2\n3\n4\n", b="x\ny\nz\n", c="q\n"), 4.0).events)
     assert short == [("pod_added", "c"), ("log", "c", "1", "q")]
+
+
+def test_no_window_full_gap_before_the_window_is_proven() -> None:
+    """Tails that only grew prove no window, so a new pod as long as them is not flagged."""
+    t = tracker()
+    t.apply(snap(a="1\n2\n"), 1.0)
+    t.apply(snap(a="1\n2\n3\n"), 2.0)
+    events = summary(t.apply(snap(a="1\n2\n3\n", b="x\ny\nz\n"), 3.0).events)
+    assert ("gap", "b", "0", "window_full") not in events
+    restarted = summary(t.apply(snap(a="n\n", b="x\ny\nz\n"), 4.0).events)
+    assert restarted[0] == ("gap", "a", "3", "no_overlap")
+    assert t.window == 0  # a restart is not a slide
 
 
 def test_duplicate_pod_entries_are_diffed_once() -> None:
