@@ -35,6 +35,7 @@ DEMO_WORLD = SimSettings(
     window=60,
     restart_every_s=40.0,
     tail_error_s=3.0,
+    backlog_s=20.0,  # the pods were already running: the first tails are not empty
     line_style="realistic",
 )
 

@@ -261,3 +261,11 @@ async def test_python_dash_m_works(args: list[str]) -> None:
     async with follower(*args) as run:
         assert await run.exit_code() == 0
     assert run.stdout
+
+
+async def test_demo_streams_lines_of_three_pipelines() -> None:
+    """`follower demo` shows log lines of at least three simulated pipelines, then exits 0."""
+    async with follower("demo", "--duration", "2") as run:
+        assert await run.exit_code() == 0
+    shown = {line.split("/", 1)[0] for line in run.stdout if " | " in line}
+    assert len(shown) >= 3
