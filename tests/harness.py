@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -57,11 +57,22 @@ class Harness:
         steps: int,
         reset_state: bool = False,
         seed: int = 5,
+        on_step: Callable[[int], None] | None = None,
+        followed: Callable[[int], int] | None = None,
     ) -> RunStats:
-        """Follow for `steps` intervals of fake time (advanced whenever all tasks sleep), stop."""
-        sleepers = len(config.pipelines) + (1 if config.state_file else 0)
+        """Follow for `steps` intervals of fake time (advanced whenever all tasks sleep), stop.
+
+        `followed(step)` says how many pipelines are still followed at a step (default: all).
+        """
+
+        def sleepers(step: int) -> int:
+            tasks = followed(step) if followed else len(config.pipelines)
+            return tasks + (1 if config.state_file else 0)
+
         stop = anyio.Event()
         stats: list[RunStats] = []
+
+        finished = anyio.Event()
 
         async def run() -> None:
             stats.append(
@@ -74,14 +85,30 @@ class Harness:
                     reset_state=reset_state,
                 )
             )
+            finished.set()
+
+        async def keep_time_moving(grace_ends: float) -> None:
+            # After stop, in-flight polls may wait on a slow simulated answer, which sleeps on the
+            # fake clock: wake those, but never run into the end of the shutdown grace period.
+            while True:
+                deadline = self.clock.next_deadline()
+                if deadline is not None and deadline < grace_ends:
+                    self.clock.advance(deadline - self.clock.monotonic())
+                else:
+                    await self.clock.wait_for_sleepers(self.clock.sleepers + 1)
 
         async with anyio.create_task_group() as group:
             group.start_soon(run)
-            for _ in range(steps):
-                await self.clock.wait_for_sleepers(sleepers)
+            for step in range(steps):
+                await self.clock.wait_for_sleepers(sleepers(step))
+                if on_step is not None:
+                    on_step(step)
                 self.clock.advance(config.interval_s)
-            await self.clock.wait_for_sleepers(sleepers)
+            await self.clock.wait_for_sleepers(sleepers(steps))
             stop.set()
+            group.start_soon(keep_time_moving, self.clock.monotonic() + config.shutdown_timeout_s)
+            await finished.wait()
+            group.cancel_scope.cancel()
         return stats[0]
 
 
