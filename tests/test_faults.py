@@ -105,7 +105,7 @@ async def test_slow_answers_are_waited_for() -> None:
 
 async def test_bodies_over_the_cap_are_errors_not_lines() -> None:
     """A body larger than max_response_bytes is a malformed_response event, never partial lines."""
-    sim, sink, stats = await run_with(
+    _, sink, stats = await run_with(
         FaultSettings(), steps=3, world_age_s=60.0, exact=False, max_response_bytes=2048
     )
     assert error_kinds(sink) == Counter({"malformed_response": stats.polls_failed})
