@@ -93,7 +93,8 @@ def rss_kb(pid: int) -> int:
 
 
 async def run_follower(
-    args: list[str], out: Path, err: Path, seconds: float, sig: signal.Signals, report: SoakReport
+    args: list[str], out: Path, err: Path, *, seconds: float, sig: signal.Signals,
+    report: SoakReport,
 ) -> None:
     """Run one follower process for `seconds`, sampling RSS, then end it with `sig`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOLDRUSH_")}
@@ -211,7 +212,7 @@ async def soak(duration_s: float, pipelines: int, folder: Path) -> SoakReport:
             group.start_soon(disturb)
             for index, sig in enumerate((signal.SIGTERM, signal.SIGKILL, signal.SIGTERM)):
                 out, err = folder / f"run{index}.jsonl", folder / f"run{index}.err"
-                await run_follower(args, out, err, third, sig, report)
+                await run_follower(args, out, err, seconds=third, sig=sig, report=report)
             group.cancel_scope.cancel()
         until = clock.monotonic()
         recorder = app[RECORDER]
@@ -221,7 +222,9 @@ async def soak(duration_s: float, pipelines: int, folder: Path) -> SoakReport:
             for pod in recorder.observed_pods(pipeline_id)
         }
     report.produced = sum(
-        len(world.lines(p, pod, until)) for p in world.pipeline_ids for pod in world.pod_names(p, until)
+        len(world.lines(p, pod, until))
+        for p in world.pipeline_ids
+        for pod in world.pod_names(p, until)
     )
     runs = [read_events(folder / f"run{i}.jsonl", report) for i in range(3)]
     report.tracebacks = sum(
