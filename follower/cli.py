@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -78,7 +79,8 @@ def _add_follow_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pipeline id to follow (repeatable)")
     parser.add_argument("--base-url", help="API base URL (default https://api.covalenthq.com)")
     parser.add_argument("--interval", type=float, dest="interval_s", metavar="SECONDS",
-                        help="seconds between polls of a pipeline (default 5)")
+                        help="poll each pipeline every SECONDS (default: plan each poll from "
+                        "the pipeline's line rate and tail window, within the budget)")
     parser.add_argument("--since", choices=("start", "now"),
                         help="start: emit the current tails in full (default); now: only new lines")
     parser.add_argument("--state-file", type=Path,
@@ -89,6 +91,18 @@ def _add_follow_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, dest="timeout_s", metavar="SECONDS",
                         help="per-request timeout (default 10)")
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    parser.add_argument("--discover", action="store_const", const=True, default=None,
+                        help="also follow every pipeline the key can see (default without "
+                        "--pipeline)")
+    parser.add_argument("--budget", type=float, dest="budget_rps", metavar="REQUESTS_PER_S",
+                        help="requests per second for all requests of the key (default 10)")
+    parser.add_argument("--shard-count", type=int, metavar="N",
+                        help="split the pipelines among N followers by a stable hash")
+    parser.add_argument("--shard-index", type=int, metavar="I",
+                        help="this follower's shard, 0..N-1")
+    parser.add_argument("--shard-from-hostname", action="store_const", const=True, default=None,
+                        help="take the shard index from the hostname's trailing ordinal "
+                        "(StatefulSet pod follower-2 is shard 2)")
     parser.add_argument("--duration", type=float, default=0.0, help=argparse.SUPPRESS)
 
 
@@ -103,6 +117,11 @@ def _flags(ns: argparse.Namespace) -> dict[str, object]:
         "http.max_in_flight": ns.max_in_flight,
         "http.timeout_s": ns.timeout_s,
         "logging.level": ns.log_level,
+        "discovery.enabled": ns.discover,
+        "budget.requests_per_s": ns.budget_rps,
+        "shard.count": ns.shard_count,
+        "shard.index": ns.shard_index,
+        "shard.from_hostname": ns.shard_from_hostname,
     }
 
 
@@ -142,7 +161,9 @@ async def _until_signalled(
 
 def _cmd_run(ns: argparse.Namespace) -> int:
     try:
-        config = load_config(config_path=ns.config, env=os.environ, flags=_flags(ns))
+        config = load_config(
+            config_path=ns.config, env=os.environ, flags=_flags(ns), hostname=socket.gethostname()
+        )
     except ConfigError as exc:
         print(f"follower: {exc}", file=sys.stderr)
         return EXIT_CONFIG

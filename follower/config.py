@@ -21,6 +21,7 @@ from yarl import URL
 from follower.errors import ConfigError
 from follower.model import validate_pipeline_id
 from follower.secret import ServiceKey
+from follower.sharding import ordinal_from_hostname, validate_shard
 from follower.tailerrors import compile_patterns
 
 Since = Literal["start", "now"]
@@ -39,7 +40,8 @@ class Config:
     key: ServiceKey
     pipelines: tuple[str, ...]
     base_url: str = DEFAULT_BASE_URL
-    interval_s: float = 5.0
+    interval_s: float | None = None
+    """Fixed seconds between polls of a pipeline; None plans each poll from what tails show."""
     since: Since = "start"
     timeout_s: float = 10.0
     max_response_bytes: int = 8 * 1024 * 1024
@@ -53,6 +55,18 @@ class Config:
     key_file: Path | None = None
     state_file: Path | None = None
     checkpoint_interval_s: float = 5.0
+    discover: bool = False
+    discover_interval_s: float = 300.0
+    discover_names: tuple[str, ...] = ()
+    discover_projects: tuple[str, ...] = ()
+    discover_statuses: tuple[str, ...] = ()
+    budget_rps: float = 10.0
+    budget_burst: int = 20
+    floor_s: float = 1.0
+    ceiling_s: float = 60.0
+    fill_target: float = 0.5
+    shard_index: int = 0
+    shard_count: int = 1
     source: str = field(default="defaults", compare=False)
 
 
@@ -135,6 +149,19 @@ FIELDS: Final[dict[str, tuple[str, Converter]]] = {
     "backoff.max_s": ("backoff_max_s", _number(0.01, 86_400)),
     "tail_errors.patterns": ("tail_error_patterns", _string_list),
     "logging.level": ("log_level", _choice(LogLevel)),
+    "discovery.enabled": ("discover", _boolean),
+    "discovery.interval_s": ("discover_interval_s", _number(5.0, 86_400)),
+    "discovery.names": ("discover_names", _string_list),
+    "discovery.projects": ("discover_projects", _string_list),
+    "discovery.statuses": ("discover_statuses", _string_list),
+    "budget.requests_per_s": ("budget_rps", _number(0.01, 10_000)),
+    "budget.burst": ("budget_burst", _integer(1, 100_000)),
+    "schedule.floor_s": ("floor_s", _number(0.05, 3_600)),
+    "schedule.ceiling_s": ("ceiling_s", _number(0.05, 86_400)),
+    "schedule.fill_target": ("fill_target", _number(0.01, 1.0)),
+    "shard.index": ("shard_index", _integer(0, 100_000)),
+    "shard.count": ("shard_count", _integer(1, 100_000)),
+    "shard.from_hostname": ("shard_from_hostname", _boolean),
 }
 
 FORBIDDEN_KEYS: Final = {"service_key", "key", "api_key", "http.service_key"}
@@ -256,11 +283,13 @@ def load_config(
     config_path: Path | None,
     env: Mapping[str, str],
     flags: Mapping[str, Any],
+    hostname: str = "",
 ) -> Config:
     """Build the Config from defaults < TOML file < environment < flags, or raise ConfigError.
 
     `flags` maps TOML-style dotted keys (`interval_s`, `pipelines`, ...) to values given on the
-    command line; a None value means "not given".
+    command line; a None value means "not given". `hostname` gives the shard index when
+    `shard.from_hostname` is set (a StatefulSet pod `follower-2` is shard 2).
     """
     problems: list[str] = []
     values: dict[str, Any] = {}
@@ -269,7 +298,21 @@ def load_config(
     if env.get(ENV_BASE_URL):
         _apply({"base_url": env[ENV_BASE_URL]}, f"{ENV_BASE_URL} -> ", values, problems)
     _apply({k: v for k, v in flags.items() if v is not None}, "--", values, problems)
+    _check_shard(values, hostname, problems)
     return _finish(values, env, problems)
+
+
+def _check_shard(values: dict[str, Any], hostname: str, problems: list[str]) -> None:
+    if values.pop("shard_from_hostname", False):
+        try:
+            values["shard_index"] = ordinal_from_hostname(hostname)
+        except ValueError as exc:
+            problems.append(f"shard.from_hostname: {exc}")
+            return
+    try:
+        validate_shard(values.get("shard_index", 0), values.get("shard_count", 1))
+    except ValueError as exc:
+        problems.append(f"shard.index: {exc}")
 
 
 def _finish(values: dict[str, Any], env: Mapping[str, str], problems: list[str]) -> Config:
@@ -279,9 +322,16 @@ def _finish(values: dict[str, Any], env: Mapping[str, str], problems: list[str])
             validate_pipeline_id(pipeline_id)
         except ValueError as exc:
             problems.append(f"pipelines[{index}]: {exc}")
+    if not pipelines and values.get("discover") is False:
+        problems.append(
+            "pipelines: no pipeline to follow and discovery.enabled = false; pass --pipeline "
+            "pipe_... (repeatable) or enable discovery (--discover)"
+        )
     if not pipelines:
-        problems.append("pipelines: no pipeline to follow; pass --pipeline pipe_... (repeatable)")
+        values["discover"] = True  # follow every pipeline the key can see
     values["pipelines"] = tuple(dict.fromkeys(pipelines))  # a repeated id is followed once
+    if values.get("floor_s", 1.0) > values.get("ceiling_s", 60.0):
+        problems.append("schedule.floor_s: must not exceed schedule.ceiling_s")
     values["base_url"] = _check_base_url(
         values.get("base_url", DEFAULT_BASE_URL),
         values.get("allow_insecure_http", False),

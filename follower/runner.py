@@ -1,9 +1,15 @@
-"""The poll loop: one task per pipeline under one task group, executing the pure core's decisions.
+"""The poll loop: one dispatcher spends the request budget on the pipelines most at risk.
 
-Each pipeline task polls its logs, folds the answer into its `PipelineTracker`, writes the events
-and sleeps until its next poll (the interval on success, a backoff after failures). Shutdown has two
-phases: `stop` ends every sleep and starts no new poll, in-flight polls get `shutdown_timeout_s` to
-finish and write their events, then whatever is left is cancelled.
+Each followed pipeline has a plan (when it is due, from its line rate and tail window), a lifecycle
+(which request next: logs or status, and its backoff) and a tracker (its pods' diff state). The
+dispatcher takes a token from the shared budget whenever one is free and some pipeline is due,
+gives it to the due pipeline most at risk of losing lines, and starts that request in the task
+group; `Poller` executes it. A discovery loop (optional) adds and removes pipelines, a checkpoint
+loop saves the state, and a 401 pauses everything but one probe request until the key works.
+
+Shutdown has two phases: `stop` starts no new request; in-flight requests get
+`shutdown_timeout_s` to finish and write their events; then whatever is left is cancelled and
+a last checkpoint is written.
 """
 
 from __future__ import annotations
@@ -14,62 +20,77 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import anyio.abc
 import structlog
 
+from follower import discovery, sharding
 from follower.backoff import BackoffPolicy
+from follower.budget import RequestBudget
 from follower.client import TailSource
 from follower.clock import Clock
-from follower.errors import ApiError, AuthError, ForbiddenError, NotFoundError
-from follower.model import ApiErrorEvent, Event, LogsSnapshot, TailErrorEvent
+from follower.errors import ApiError
+from follower.lifecycle import Lifecycle, LifecycleSettings
+from follower.model import PipelineAddedEvent, PipelinePage, PipelineRemovedEvent
+from follower.poller import Followed, Poller, PollStats
+from follower.schedule import PipelinePlan, ScheduleSettings, most_at_risk, shortfall
 from follower.sinks import Sink
 from follower.tailerrors import TailErrorMatcher
-from follower.tracker import Applied, PipelineTracker, PodState, Since
+from follower.tracker import PipelineTracker, PodState, Since
 
 Checkpointer = Callable[[dict[str, dict[str, PodState]]], Awaitable[None]]
 """Saves a snapshot of every followed pipeline's pods (see follower.checkpoint)."""
 
+RunStats = PollStats
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoverySettings:
+    """Following every pipeline the key can see (filtered), re-listed on an interval."""
+
+    enabled: bool = False
+    interval_s: float = 300.0
+    selection: discovery.Selection = field(default_factory=discovery.Selection)
+    page_size: int = 100
+
 
 @dataclass(frozen=True, slots=True)
 class RunSettings:
-    """The loop's knobs, taken from `Config` by the CLI (or set directly by tests)."""
+    """The loop's knobs, taken from `Config` by the service (or set directly by tests)."""
 
-    interval_s: float = 5.0
+    interval_s: float | None = 5.0
+    """Fixed interval between polls of one pipeline; None: adaptive planning."""
     since: Since = "start"
     max_in_flight: int = 8
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
     shutdown_timeout_s: float = 5.0
     checkpoint_interval_s: float = 5.0
+    budget_rps: float = 10.0
+    budget_burst: int = 20
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    lifecycle: LifecycleSettings | None = None
+    discovery: DiscoverySettings = field(default_factory=DiscoverySettings)
+    shard_index: int = 0
+    shard_count: int = 1
+    budget_report_s: float = 60.0
 
+    def schedule_settings(self) -> ScheduleSettings:
+        if self.interval_s is None:
+            return self.schedule
+        return ScheduleSettings(
+            floor_s=min(self.schedule.floor_s, self.interval_s),
+            ceiling_s=max(self.schedule.ceiling_s, self.interval_s),
+            fixed_interval_s=self.interval_s,
+        )
 
-@dataclass(slots=True)
-class RunStats:
-    """Counters for the summary line at the end of a run."""
-
-    polls_ok: int = 0
-    polls_failed: int = 0
-    events: dict[str, int] = field(default_factory=dict)
-    pipelines_gone: list[str] = field(default_factory=list)
-
-    def count(self, events: list[Event]) -> None:
-        for event in events:
-            self.events[event.kind] = self.events.get(event.kind, 0) + 1
-
-
-@dataclass(slots=True)
-class _Streak:
-    """Consecutive failures of one pipeline, for backoff and for logging transitions only."""
-
-    attempts: int = 0
-    since: float = 0.0
-
-    def fail(self, now: float) -> None:
-        if self.attempts == 0:
-            self.since = now
-        self.attempts += 1
+    def lifecycle_settings(self) -> LifecycleSettings:
+        if self.lifecycle is not None:
+            return self.lifecycle
+        floor = self.interval_s if self.interval_s is not None else self.schedule.floor_s
+        return LifecycleSettings(backoff=self.backoff, backoff_floor_s=floor)
 
 
 class Runner:
-    """Follows a fixed list of pipelines until stopped or until none is left to follow."""
+    """Follows pipelines until stopped or until none is left to follow."""
 
     def __init__(
         self,
@@ -86,39 +107,73 @@ class Runner:
         reset_state: bool = False,
         checkpointer: Checkpointer | None = None,
     ) -> None:
-        self._pipelines = pipelines
+        self._explicit = tuple(
+            sharding.select(pipelines, settings.shard_index, settings.shard_count)
+        )
         self._source = source
         self._sink = sink
         self._clock = clock
         self._settings = settings
+        self._schedule = settings.schedule_settings()
+        self._lifecycle = settings.lifecycle_settings()
         self._matcher = matcher
         self._rng = rng or random.Random()
         self._log = log or structlog.get_logger("follower")
-        self._limiter = anyio.CapacityLimiter(settings.max_in_flight)
-        self._stopping = False
-        self._sleeping: set[anyio.CancelScope] = set()
-        self._key_rejected = False
+        self._restored = dict(restored or {})
+        self._reset_state = reset_state
         self._checkpointer = checkpointer
+        self._budget = RequestBudget(settings.budget_rps, settings.budget_burst)
         # Held while a poll's answer is folded into its tracker and its events are written, and
         # while a checkpoint snapshot is taken: a checkpoint never covers an unwritten event.
         self._commit = anyio.Lock()
-        self._trackers = {
-            pipeline_id: self._tracker(pipeline_id, (restored or {}).get(pipeline_id), reset_state)
-            for pipeline_id in pipelines
-        }
-        self.stats = RunStats()
+        self.stats = PollStats()
+        self._poller = Poller(
+            source=source, sink=sink, clock=clock, budget=self._budget, schedule=self._schedule,
+            rng=self._rng, log=self._log, commit=self._commit, stats=self.stats,
+        )
+        self._followed: dict[str, Followed] = {}
+        for pipeline_id in self._explicit:
+            self._follow(pipeline_id)
+        self._in_flight = 0
+        self._stopping = False
+        self._wake = anyio.Event()
+        self._key_rejected = False
+        self._probe_at = 0.0
+        self._probe_attempts = 0
+        self._short_since: float | None = None
+        self._reported_at = -float("inf")
+        self.parked = False
+        """True while the dispatcher waits with nothing it could start (tests wait for this)."""
+        self.clock_sleepers = 0
+        """Tasks of this runner asleep on the clock (tests tell them from the simulator's)."""
+        self._changed = anyio.Event()
 
-    def _tracker(
-        self, pipeline_id: str, pods: dict[str, PodState] | None, reset_state: bool
-    ) -> PipelineTracker:
-        settings = self._settings
+    # --- the followed set ----------------------------------------------------------------------
+
+    def _follow(self, pipeline_id: str) -> None:
+        pods = self._restored.pop(pipeline_id, None)
         if pods is not None:
-            return PipelineTracker.restored(pipeline_id, settings.since, self._matcher, pods)
-        return PipelineTracker(pipeline_id, settings.since, self._matcher, reset_state=reset_state)
+            since = self._settings.since
+            tracker = PipelineTracker.restored(pipeline_id, since, self._matcher, pods)
+        else:
+            tracker = PipelineTracker(
+                pipeline_id, self._settings.since, self._matcher, reset_state=self._reset_state
+            )
+        self._followed[pipeline_id] = Followed(tracker, PipelinePlan(), Lifecycle(self._lifecycle))
+
+    @property
+    def followed(self) -> tuple[str, ...]:
+        """The pipelines followed right now."""
+        return tuple(self._followed)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests sent and not yet answered."""
+        return self._in_flight
 
     def snapshot(self) -> dict[str, dict[str, PodState]]:
         """Every followed pipeline's pods as of the last written events."""
-        return {pipeline_id: t.snapshot() for pipeline_id, t in self._trackers.items()}
+        return {pid: f.tracker.snapshot() for pid, f in self._followed.items()}
 
     async def checkpoint(self) -> None:
         """Save a snapshot taken between two commits (no-op without a checkpointer)."""
@@ -128,173 +183,244 @@ class Runner:
             state = self.snapshot()
         await self._checkpointer(state)
 
+    # --- running -------------------------------------------------------------------------------
+
     async def run(self, stop: anyio.Event) -> RunStats:
-        """Follow every pipeline until `stop` is set (or every pipeline is gone)."""
-        self._log.info("follower_started", pipelines=len(self._pipelines))
+        """Follow until `stop` is set, or until no pipeline is left (without discovery)."""
+        self._log.info(
+            "follower_started",
+            pipelines=len(self._followed),
+            discovery=self._settings.discovery.enabled,
+            shard=f"{self._settings.shard_index}/{self._settings.shard_count}",
+            mode="fixed" if self._settings.interval_s is not None else "adaptive",
+        )
         async with anyio.create_task_group() as outer:
-            async with anyio.create_task_group() as followers:
-                outer.start_soon(self._shutdown_on, stop, followers.cancel_scope)
-                if self._checkpointer is not None:
-                    outer.start_soon(self._checkpoint_every, self._settings.checkpoint_interval_s)
-                for pipeline_id in self._pipelines:
-                    followers.start_soon(self._follow, pipeline_id)
-            outer.cancel_scope.cancel()  # every follower ended: the watchers are moot
+            outer.start_soon(self._shutdown_on, stop)
+            if self._checkpointer is not None:
+                outer.start_soon(self._checkpoint_every, self._settings.checkpoint_interval_s)
+            if self._settings.discovery.enabled:
+                outer.start_soon(self._discover_every, self._settings.discovery)
+            async with anyio.create_task_group() as requests:
+                self._requests = requests
+                await self._dispatch(requests)
+            outer.cancel_scope.cancel()
         with anyio.CancelScope(shield=True):
             await self.checkpoint()
         self._log.info(
             "follower_stopped",
             polls_ok=self.stats.polls_ok,
             polls_failed=self.stats.polls_failed,
+            status_polls=self.stats.status_polls,
             events=self.stats.events,
         )
         return self.stats
 
-    async def _shutdown_on(self, stop: anyio.Event, followers: anyio.CancelScope) -> None:
+    async def _shutdown_on(self, stop: anyio.Event) -> None:
         await stop.wait()
         self._stopping = True
-        for scope in list(self._sleeping):
-            scope.cancel()
+        self._notify()
         self._log.info("shutdown_started", grace_s=self._settings.shutdown_timeout_s)
-        await self._clock.sleep(self._settings.shutdown_timeout_s)
-        self._log.warning("shutdown_grace_expired", action="cancelling in-flight polls")
-        followers.cancel()
+        await self._sleep(self._settings.shutdown_timeout_s)
+        self._log.warning("shutdown_grace_expired", action="cancelling in-flight requests")
+        self._requests.cancel_scope.cancel()
 
-    async def _checkpoint_every(self, interval_s: float) -> None:
-        while True:
-            await self._clock.sleep(interval_s)
-            await self.checkpoint()
-
-    async def _follow(self, pipeline_id: str) -> None:
-        tracker = self._trackers[pipeline_id]
-        streak = _Streak()
+    async def _dispatch(self, requests: anyio.abc.TaskGroup) -> None:
+        """Start requests as tokens and due pipelines allow, until stopping or nothing is left."""
         while not self._stopping:
-            async with self._limiter:
-                if self._stopping:
-                    return
-                started = self._clock.monotonic()
-                try:
-                    snapshot: LogsSnapshot | ApiError = await self._source.logs(pipeline_id)
-                except ApiError as exc:
-                    snapshot = exc
-            if isinstance(snapshot, ApiError):
-                delay = await self._failed(pipeline_id, snapshot, streak)
-                if delay is None:
-                    async with self._commit:
-                        del self._trackers[pipeline_id]  # its state is freed and not saved
-                    return
-            else:
-                delay = await self._succeeded(tracker, snapshot, streak, started)
-            await self._pause(delay)
+            if not self._followed and not self._settings.discovery.enabled:
+                return
+            now = self._clock.monotonic()
+            self._report_budget(now)
+            chosen, wait_until = self._choose(now)
+            if chosen is None:
+                await self._park(wait_until)
+                continue
+            self._budget.take(now)
+            chosen.in_flight = True
+            self._in_flight += 1
+            requests.start_soon(self._request, chosen, now)
 
-    async def _succeeded(
-        self, tracker: PipelineTracker, snapshot: LogsSnapshot, streak: _Streak, started: float
-    ) -> float:
-        self.stats.polls_ok += 1
-        if self._key_rejected:
-            self._key_rejected = False
-            self._log.info("service_key_accepted")
-        async with self._commit:
-            applied = tracker.apply(snapshot, self._clock.wall())
-            if applied.all_failing:
-                streak.fail(self._clock.monotonic())
-                delay = self._backoff(streak)
-            else:
-                self._recovered(tracker.pipeline_id, streak)
-                delay = max(0.0, started + self._settings.interval_s - self._clock.monotonic())
-            await self._write(applied.events + self._tail_error_events(tracker, applied, delay))
-        return delay
-
-    def _tail_error_events(
-        self, tracker: PipelineTracker, applied: Applied, delay: float
-    ) -> list[Event]:
-        now = self._clock.wall()
-        return [
-            TailErrorEvent(now, tracker.pipeline_id, failed.pod, failed.error, delay)
-            for failed in applied.tail_errors
-            if failed.changed or applied.all_failing
+    def _choose(self, now: float) -> tuple[Followed | None, float | None]:
+        """The pipeline to poll now, or None and when to look again (None: when woken)."""
+        if self._in_flight >= self._settings.max_in_flight:
+            return None, None
+        if self._key_rejected and (self._in_flight or now < self._probe_at):
+            return None, None if self._in_flight else self._probe_at
+        due = [
+            (pid, f.plan) for pid, f in self._followed.items()
+            if not f.in_flight and f.plan.due(self._schedule) <= now
         ]
+        if not due:
+            idle = [f.plan.due(self._schedule) for f in self._followed.values() if not f.in_flight]
+            return None, min(idle, default=None)
+        token_at = self._budget.available_at(now)
+        if token_at > now:
+            return None, token_at
+        chosen = most_at_risk(due, now, ceiling_s=self._schedule.ceiling_s)
+        return (None, None) if chosen is None else (self._followed[chosen], None)
 
-    async def _failed(self, pipeline_id: str, error: ApiError, streak: _Streak) -> float | None:
-        """Report a failed poll; return the delay before the next, or None to stop following."""
-        self.stats.polls_failed += 1
-        streak.fail(self._clock.monotonic())
-        delay: float | None
-        if isinstance(error, NotFoundError):
-            delay = None
-        elif isinstance(error, AuthError | ForbiddenError):
-            delay = self._settings.backoff.max_s  # nothing changes until someone fixes the key
-        else:
-            delay = self._backoff(streak, retry_after_s=error.retry_after_s)
-        await self._write(
-            [
-                ApiErrorEvent(
-                    self._clock.wall(), pipeline_id, error.kind, error.status, error.message, delay
-                )
-            ]
+    async def _park(self, until: float | None) -> None:
+        """Wait until `until` (monotonic) or until woken by a finished request or a change.
+
+        `parked` turns true only once the wait is registered (the clock sleep included), so a
+        test that sees it true and every in-flight request asleep knows the runner is idle.
+        """
+        wake = self._wake
+        try:
+            if until is None:
+                self.parked = True
+                self._signal()
+                await wake.wait()
+                return
+            async with anyio.create_task_group() as race:
+
+                async def sleep() -> None:
+                    if wake.is_set():  # woken before this task ran: not idle, look again
+                        race.cancel_scope.cancel()
+                        return
+                    self.parked = True
+                    await self._sleep(until - self._clock.monotonic())
+                    race.cancel_scope.cancel()
+
+                async def woken() -> None:
+                    await wake.wait()
+                    race.cancel_scope.cancel()
+
+                race.start_soon(sleep)
+                race.start_soon(woken)
+        finally:
+            self.parked = False
+
+    def _notify(self) -> None:
+        """Wake the dispatcher: something it waits for may have changed."""
+        self.parked = False
+        self._wake.set()
+        self._wake = anyio.Event()
+        self._signal()
+
+    def _signal(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    @property
+    def change(self) -> anyio.Event:
+        """Set at the next change of `parked`, `in_flight` or `clock_sleepers` (for tests)."""
+        return self._changed
+
+    async def _sleep(self, seconds: float) -> None:
+        self.clock_sleepers += 1
+        self._signal()
+        try:
+            await self._clock.sleep(seconds)
+        finally:
+            self.clock_sleepers -= 1
+            self._signal()
+
+    async def _request(self, followed: Followed, sent_at: float) -> None:
+        try:
+            outcome = await self._poller.poll(followed, sent_at)
+            if outcome.gone:
+                await self._drop(followed.pipeline_id, "not_found")
+            if outcome.key_rejected:
+                self._reject_key()
+            elif outcome.key_accepted and self._key_rejected:
+                self._key_rejected = False
+                self._probe_attempts = 0
+                self._log.info("service_key_accepted")
+        finally:
+            followed.in_flight = False
+            self._in_flight -= 1
+            self._notify()
+
+    def _reject_key(self) -> None:
+        """401: every request would fail; send one probe at a slowly growing interval."""
+        self._probe_attempts += 1
+        delay = self._settings.backoff.delay(
+            self._probe_attempts, self._rng, floor_s=self._schedule.floor_s
         )
-        self._log_failure(pipeline_id, error, streak, delay)
-        return delay
+        self._probe_at = self._clock.monotonic() + delay
+        if not self._key_rejected:
+            self._key_rejected = True
+            self._log.error(
+                "service_key_rejected",
+                hint="the API answered 401: check GOLDRUSH_SERVICE_KEY(_FILE) holds a valid, "
+                "unrevoked ServiceKey; polling is paused and resumes when the key works "
+                "(a key file is re-read when it changes)",
+                next_probe_in_s=round(delay, 3),
+            )
 
-    def _log_failure(
-        self, pipeline_id: str, error: ApiError, streak: _Streak, delay: float | None
-    ) -> None:
-        if isinstance(error, AuthError):
-            if not self._key_rejected:
-                self._key_rejected = True
-                self._log.error(
-                    "service_key_rejected",
-                    status=error.status,
-                    hint="the API answered 401: check GOLDRUSH_SERVICE_KEY(_FILE) holds a valid, "
-                    "unrevoked ServiceKey; polling continues and resumes when the key works",
-                )
-        elif delay is None:
-            self.stats.pipelines_gone.append(pipeline_id)
+    async def _drop(self, pipeline_id: str, reason: str) -> None:
+        async with self._commit:
+            if self._followed.pop(pipeline_id, None) is None:
+                return
+            event = PipelineRemovedEvent(self._clock.wall(), pipeline_id, reason)
+            await self._sink.write([event])
+            self.stats.count([event])
+        if reason == "not_found":
             self._log.error(
                 "pipeline_not_found",
                 pipeline_id=pipeline_id,
                 hint="the API answered 404: check the pipeline id and the base URL; "
                 "this pipeline is no longer polled",
             )
-        elif streak.attempts == 1:
-            self._log.warning(
-                "poll_failing",
-                pipeline_id=pipeline_id,
-                error=error.kind,
-                message=str(error),
-                attempt=streak.attempts,
-                retry_in_s=round(delay, 3),
-            )
 
-    def _recovered(self, pipeline_id: str, streak: _Streak) -> None:
-        if streak.attempts:
-            self._log.info(
-                "poll_recovered",
-                pipeline_id=pipeline_id,
-                attempts=streak.attempts,
-                down_for_s=round(self._clock.monotonic() - streak.since, 3),
-            )
-        streak.attempts = 0
-
-    def _backoff(self, streak: _Streak, retry_after_s: float | None = None) -> float:
-        return self._settings.backoff.delay(
-            streak.attempts,
-            self._rng,
-            floor_s=self._settings.interval_s,
-            retry_after_s=retry_after_s,
-        )
-
-    async def _write(self, events: list[Event]) -> None:
-        if events:
-            await self._sink.write(events)
-            self.stats.count(events)
-
-    async def _pause(self, seconds: float) -> None:
-        """Sleep until the next poll; `stop` ends the sleep at once."""
-        if self._stopping:
+    def _report_budget(self, now: float) -> None:
+        """Log `budget_exhausted` (with the shortfall) when the budget cannot cover the plan."""
+        if now - self._reported_at < self._settings.budget_report_s:
             return
-        with anyio.CancelScope() as scope:
-            self._sleeping.add(scope)
-            try:
-                await self._clock.sleep(seconds)
-            finally:
-                self._sleeping.discard(scope)
+        plans = [f.plan for f in self._followed.values()]
+        missing = shortfall(plans, self._schedule, self._budget.current_rate_per_s)
+        if missing > 0:
+            self._reported_at = now
+            self._log.warning(
+                "budget_exhausted",
+                shortfall_rps=round(missing, 3),
+                budget_rps=round(self._budget.current_rate_per_s, 3),
+                at_risk=sum(plan.risk(now) > 1 for plan in plans),
+                hint="raise budget.requests_per_s if the API plan allows, or shard",
+            )
+
+    # --- periodic work -------------------------------------------------------------------------
+
+    async def _checkpoint_every(self, interval_s: float) -> None:
+        while True:
+            await self._sleep(interval_s)
+            await self.checkpoint()
+
+    async def _discover_every(self, settings: DiscoverySettings) -> None:
+        while True:
+            await self.discover(settings)
+            await self._sleep(settings.interval_s)
+
+    async def discover(self, settings: DiscoverySettings) -> None:
+        """List the pipelines the key sees; follow the new ones, drop those no longer listed."""
+        try:
+            items = await discovery.list_all(self._list_page, settings.page_size)
+            truncated = False
+        except discovery.ListingTruncated as partial:
+            items, truncated = partial.items, True
+        except ApiError as error:
+            self._log.warning("discovery_failed", error=error.kind, message=str(error))
+            return
+        listed = discovery.followed_ids(self._explicit, items, settings.selection)
+        mine = sharding.select(listed, self._settings.shard_index, self._settings.shard_count)
+        added, removed = discovery.changes(self._followed, mine)
+        names = {item.id: item.name for item in items}
+        for pipeline_id in added:
+            self._follow(pipeline_id)
+            event = PipelineAddedEvent(self._clock.wall(), pipeline_id, names.get(pipeline_id))
+            await self._sink.write([event])
+            self.stats.count([event])
+        for pipeline_id in [] if truncated else removed:
+            await self._drop(pipeline_id, "not_listed")
+        if added or removed:
+            self._log.info("pipelines_changed", added=len(added), removed=len(removed),
+                           followed=len(self._followed))
+            self._notify()
+
+    async def _list_page(self, page_number: int, page_size: int) -> PipelinePage:
+        """A list request that waits for its token like every other request."""
+        while (at := self._budget.available_at(self._clock.monotonic())) > self._clock.monotonic():
+            await self._sleep(at - self._clock.monotonic())
+        self._budget.take(self._clock.monotonic())
+        return await self._source.list_page(page_number, page_size)

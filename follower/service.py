@@ -7,6 +7,7 @@ in-memory sink, without argument parsing or process signals.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import anyio
 import structlog
@@ -16,7 +17,9 @@ from follower.backoff import BackoffPolicy
 from follower.client import PipelineApi, create_session
 from follower.clock import Clock
 from follower.config import Config, read_key_file
-from follower.runner import Checkpointer, Runner, RunSettings, RunStats
+from follower.discovery import Selection
+from follower.runner import Checkpointer, DiscoverySettings, Runner, RunSettings, RunStats
+from follower.schedule import ScheduleSettings
 from follower.secret import ServiceKey
 from follower.sinks import Sink
 from follower.tailerrors import TailErrorMatcher
@@ -31,6 +34,20 @@ def run_settings(config: Config) -> RunSettings:
         backoff=BackoffPolicy(initial_s=config.backoff_initial_s, max_s=config.backoff_max_s),
         shutdown_timeout_s=config.shutdown_timeout_s,
         checkpoint_interval_s=config.checkpoint_interval_s,
+        budget_rps=config.budget_rps,
+        budget_burst=config.budget_burst,
+        schedule=ScheduleSettings(
+            floor_s=config.floor_s, ceiling_s=config.ceiling_s, fill_target=config.fill_target
+        ),
+        discovery=DiscoverySettings(
+            enabled=config.discover,
+            interval_s=config.discover_interval_s,
+            selection=Selection(
+                config.discover_names, config.discover_projects, config.discover_statuses
+            ),
+        ),
+        shard_index=config.shard_index,
+        shard_count=config.shard_count,
     )
 
 
@@ -89,6 +106,7 @@ async def follow(
     stop: anyio.Event,
     rng: random.Random | None = None,
     reset_state: bool = False,
+    on_runner: Callable[[Runner], None] | None = None,
 ) -> RunStats:
     """Follow the configured pipelines until `stop` is set or none is left; close the sink.
 
@@ -122,6 +140,8 @@ async def follow(
             reset_state=reset_state,
             checkpointer=state_file_checkpointer(config, clock),
         )
+        if on_runner is not None:
+            on_runner(runner)
         return await runner.run(stop)
     finally:
         with anyio.CancelScope(shield=True):

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import anyio
 
 from follower.model import Event
+
+if TYPE_CHECKING:
+    from follower.runner import Runner
 
 
 class FakeClock:
@@ -60,10 +64,26 @@ class FakeClock:
         """Move time forward and wake every sleeper whose deadline is now due."""
         if seconds < 0:
             raise ValueError("time cannot go backwards")
-        self._now += seconds
+        self.advance_to(self._now + seconds)
+
+    def advance_to(self, moment: float) -> None:
+        """Set the time to `moment` exactly (never backwards) and wake whoever is due.
+
+        Exact, unlike `advance(deadline - now)`, whose float sum can stop one ulp short of a
+        sleeper's deadline and leave it asleep.
+        """
+        self._now = max(self._now, moment)
         while self._sleepers and self._sleepers[0][0] <= self._now:
             heapq.heappop(self._sleepers)[2].set()
         self._notify()
+
+    @property
+    def change(self) -> anyio.Event:
+        """An event set at the next change in who sleeps on this clock.
+
+        Take it before checking a condition and wait on it after, so no change is missed between.
+        """
+        return self._changed
 
     async def wait_for_sleepers(self, count: int) -> None:
         """Return once at least `count` tasks sleep on this clock (the system is idle)."""
@@ -92,3 +112,39 @@ class MemorySink:
     def of_kind(self, kind: str) -> list[Event]:
         """The events of one kind (`log`, `gap`, ...), in order."""
         return [event for event in self.events if event.kind == kind]
+
+
+async def first_of(*waiters: Callable[[], Awaitable[object]]) -> None:
+    """Return as soon as any of the awaitable factories completes; cancel the others."""
+    async with anyio.create_task_group() as group:
+
+        async def run(waiter: Callable[[], Awaitable[object]]) -> None:
+            await waiter()
+            group.cancel_scope.cancel()
+
+        for waiter in waiters:
+            group.start_soon(run, waiter)
+
+
+async def settle(runner: Runner, clock: FakeClock) -> None:
+    """Wait until `runner` is idle: its dispatcher parked, and what is in flight asleep on `clock`.
+
+    Requests in flight that are not asleep on the clock are doing real I/O (a loopback server),
+    so the runner is busy; those asleep on it (a slow simulated answer) wait for time to pass.
+    """
+    while True:
+        changes = (clock.change, runner.change)  # taken first: no change is missed
+        if runner.parked and runner.in_flight <= clock.sleepers - runner.clock_sleepers:
+            return
+        await first_of(*(change.wait for change in changes))
+
+
+async def advance_to(runner: Runner, clock: FakeClock, until: float) -> None:
+    """Let fake time run to `until` event by event, settling the runner before each step."""
+    while True:
+        await settle(runner, clock)
+        deadline = clock.next_deadline()
+        if deadline is None or deadline > until:
+            clock.advance_to(until)
+            return
+        clock.advance_to(deadline)

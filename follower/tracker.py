@@ -34,6 +34,7 @@ from follower.model import (
     PodAddedEvent,
     PodRemovedEvent,
 )
+from follower.schedule import PodObservation
 from follower.tailerrors import TailErrorMatcher
 
 Since = Literal["start", "now"]
@@ -64,6 +65,8 @@ class Applied:
     events: list[Event]
     tail_errors: list[PodTailError]
     pods_with_logs: int
+    observations: list[PodObservation] = field(default_factory=list)
+    """One per pod with real lines: what the scheduler learns of its rate and window."""
 
     @property
     def all_failing(self) -> bool:
@@ -98,7 +101,7 @@ class PipelineTracker:
         """Fold one successful logs answer into the state; return the events it implies."""
         events: list[Event] = []
         tail_errors: list[PodTailError] = []
-        pods_with_logs = 0
+        observations: list[PodObservation] = []
         seen: set[str] = set()
         for entry in snapshot.pods:
             if entry.pod in seen:  # a duplicated pod name would be diffed twice: keep the first
@@ -114,12 +117,15 @@ class PipelineTracker:
                 state.error = error
                 continue
             state.error = None
-            pods_with_logs += 1
-            events.extend(self._diff_pod(entry.pod, state, split_lines(entry.logs), now))
+            lines = split_lines(entry.logs)
+            previous = None if state.tail is None else len(state.tail)
+            pod_events = self._diff_pod(entry.pod, state, lines, now)
+            events.extend(pod_events)
+            observations.append(_observation(pod_events, len(lines), previous))
         for gone in [name for name in self.pods if name not in seen]:
             events.append(PodRemovedEvent(now, self.pipeline_id, gone, self.pods.pop(gone).seq))
         self.polls += 1
-        return Applied(events, tail_errors, pods_with_logs)
+        return Applied(events, tail_errors, len(observations), observations)
 
     def _diff_pod(self, pod: str, state: PodState, lines: list[str], now: float) -> list[Event]:
         first_sight = state.tail is None
@@ -150,3 +156,9 @@ class PipelineTracker:
         if first_sight and self.polls > 0 and 0 < window <= length:
             return "window_full"
         return None
+
+
+def _observation(events: list[Event], tail_lines: int, previous: int | None) -> PodObservation:
+    new_lines = sum(isinstance(event, LogEvent) for event in events)
+    gap = any(isinstance(e, GapEvent) and e.reason != "state_reset" for e in events)
+    return PodObservation(new_lines, tail_lines, gap, previous)

@@ -1,4 +1,9 @@
-"""The simulator served on loopback under a fake clock, and the real follower driven against it."""
+"""The simulator served on loopback under a fake clock, and the real follower driven against it.
+
+Time is a discrete-event simulation: the harness waits until the follower is idle (its dispatcher
+parked, and every request in flight waiting on the simulator's clock), then advances the fake clock
+to the next deadline. Nothing sleeps in real time, and runs are reproducible.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from follower.config import Config
-from follower.runner import RunStats
+from follower.runner import Runner, RunStats
 from follower.secret import ServiceKey
 from follower.service import follow
 from follower.simulator.app import RECORDER, create_app
@@ -21,7 +26,7 @@ from follower.simulator.faults import FaultSettings
 from follower.simulator.recorder import Recorder
 from follower.simulator.world import SimSettings, World
 from follower.sinks import Sink
-from follower.testing import FakeClock
+from follower.testing import FakeClock, advance_to, settle
 
 KEY = "e2e-key"
 
@@ -49,6 +54,14 @@ class Harness:
         )
         return replace(base, **overrides)
 
+    async def settle(self, runner: Runner) -> None:
+        """Wait until the runner is idle (see follower.testing.settle)."""
+        await settle(runner, self.clock)
+
+    async def advance_to(self, runner: Runner, until: float) -> None:
+        """Let fake time run to `until` (see follower.testing.advance_to)."""
+        await advance_to(runner, self.clock, until)
+
     async def follow(
         self,
         config: Config,
@@ -58,55 +71,54 @@ class Harness:
         reset_state: bool = False,
         seed: int = 5,
         on_step: Callable[[int], None] | None = None,
-        followed: Callable[[int], int] | None = None,
+        tick_s: float | None = None,
     ) -> RunStats:
-        """Follow for `steps` intervals of fake time (advanced whenever all tasks sleep), stop.
+        """Follow for `steps` ticks of fake time (a tick: `tick_s`, default the poll interval).
 
-        `followed(step)` says how many pipelines are still followed at a step (default: all).
+        `on_step(i)` runs at the start of tick i, to change the world mid-run.
         """
-
-        def sleepers(step: int) -> int:
-            tasks = followed(step) if followed else len(config.pipelines)
-            return tasks + (1 if config.state_file else 0)
-
+        tick = tick_s or config.interval_s or 1.0
         stop = anyio.Event()
         stats: list[RunStats] = []
-
+        runners: list[Runner] = []
+        started = anyio.Event()
         finished = anyio.Event()
+
+        def got_runner(runner: Runner) -> None:
+            runners.append(runner)
+            started.set()
 
         async def run() -> None:
             stats.append(
                 await follow(
-                    config,
-                    sink=sink,
-                    clock=self.clock,
-                    stop=stop,
-                    rng=random.Random(seed),
-                    reset_state=reset_state,
+                    config, sink=sink, clock=self.clock, stop=stop, rng=random.Random(seed),
+                    reset_state=reset_state, on_runner=got_runner,
                 )
             )
             finished.set()
 
-        async def keep_time_moving(grace_ends: float) -> None:
-            # After stop, in-flight polls may wait on a slow simulated answer, which sleeps on the
-            # fake clock: wake those, but never run into the end of the shutdown grace period.
+        async def drive() -> None:
+            await started.wait()
+            runner = runners[0]
+            for step in range(steps):
+                if on_step is not None:
+                    on_step(step)
+                await self.advance_to(runner, self.clock.monotonic() + tick)
+            await self.settle(runner)
+            stop.set()
+            # In-flight polls may wait on a slow simulated answer (asleep on the fake clock):
+            # wake those, but never run into the end of the shutdown grace period.
+            grace_ends = self.clock.monotonic() + config.shutdown_timeout_s
             while True:
                 deadline = self.clock.next_deadline()
                 if deadline is not None and deadline < grace_ends:
-                    self.clock.advance(deadline - self.clock.monotonic())
+                    self.clock.advance_to(deadline)
                 else:
-                    await self.clock.wait_for_sleepers(self.clock.sleepers + 1)
+                    await self.clock.change.wait()
 
         async with anyio.create_task_group() as group:
             group.start_soon(run)
-            for step in range(steps):
-                await self.clock.wait_for_sleepers(sleepers(step))
-                if on_step is not None:
-                    on_step(step)
-                self.clock.advance(config.interval_s)
-            await self.clock.wait_for_sleepers(sleepers(steps))
-            stop.set()
-            group.start_soon(keep_time_moving, self.clock.monotonic() + config.shutdown_timeout_s)
+            group.start_soon(drive)
             await finished.wait()
             group.cancel_scope.cancel()
         return stats[0]

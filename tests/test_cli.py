@@ -227,7 +227,9 @@ async def test_wrong_base_url_every_pipeline_404_exits_1() -> None:
     async with served() as sim, follower(*run_args(sim.base_url, ["pipe_doesnotexist"])) as run:
         assert await run.exit_code() == 1
     assert "every pipeline answered 404" in "\n".join(run.stderr)
-    assert [e["error"] for e in run.events()] == ["not_found"]
+    assert [(e["event"], e.get("error"), e.get("reason")) for e in run.events()] == [
+        ("api_error", "not_found", None), ("pipeline_removed", None, "not_found")
+    ]
 
 
 async def test_second_sigint_exits_at_once() -> None:

@@ -37,8 +37,9 @@ def test_defaults_with_flags_only() -> None:
     config = load_config(config_path=None, env=ENV, flags=flags())
     assert config.pipelines == (PIPE,)
     assert config.base_url == "https://api.covalenthq.com"
-    assert config.interval_s == 5.0
+    assert config.interval_s is None  # adaptive planning
     assert config.since == "start"
+    assert not config.discover
     assert config.key.reveal() == "sk-test-123"
 
 
@@ -101,11 +102,46 @@ def test_flag_problems_are_named_as_flags() -> None:
     assert problems == ("--since: 'later' is not one of 'start', 'now'",)
 
 
-def test_missing_pipelines_and_key_are_both_reported() -> None:
-    """No pipeline and no key: both are named, with the fix."""
-    problems = problems_of(config_path=None, env={}, flags={})
+def test_no_pipelines_means_discovery() -> None:
+    """Without --pipeline the follower follows every pipeline the key can see."""
+    assert load_config(config_path=None, env=ENV, flags={}).discover
+
+
+def test_no_pipelines_with_discovery_off_and_no_key_are_both_reported() -> None:
+    """Nothing to follow and no key: both are named, with the fix."""
+    problems = problems_of(config_path=None, env={}, flags={"discovery.enabled": False})
     assert any(p.startswith("pipelines: no pipeline to follow") for p in problems)
     assert any(p.startswith("GOLDRUSH_SERVICE_KEY: no ServiceKey") for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("flags_given", "hostname", "expected"),
+    [
+        ({"shard.count": 3, "shard.index": 2}, "", (2, 3)),
+        ({"shard.count": 3, "shard.from_hostname": True}, "follower-1", (1, 3)),
+    ],
+)
+def test_shard_from_flags_and_hostname(
+    flags_given: dict[str, Any], hostname: str, expected: tuple[int, int]
+) -> None:
+    """The shard index comes from --shard-index or from the hostname's ordinal."""
+    config = load_config(config_path=None, env=ENV, flags=flags(**flags_given), hostname=hostname)
+    assert (config.shard_index, config.shard_count) == expected
+
+
+@pytest.mark.parametrize(
+    ("flags_given", "hostname", "expected"),
+    [
+        ({"shard.count": 3, "shard.index": 3}, "", "shard.index"),
+        ({"shard.count": 3, "shard.from_hostname": True}, "laptop", "shard.from_hostname"),
+    ],
+)
+def test_bad_shards_are_named(flags_given: dict[str, Any], hostname: str, expected: str) -> None:
+    """An index out of range or a hostname without an ordinal is a named config error."""
+    problems = problems_of(
+        config_path=None, env=ENV, flags=flags(**flags_given), hostname=hostname
+    )
+    assert problems[0].startswith(f"{expected}: ")
 
 
 def test_key_in_config_file_is_refused_and_not_echoed(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from follower.model import (
 )
 from follower.runner import Runner, RunSettings, RunStats
 from follower.tailerrors import TailErrorMatcher
-from follower.testing import FakeClock, MemorySink
+from follower.testing import FakeClock, MemorySink, advance_to, settle
 from follower.tracker import PodState
 
 A = "pipe_a"
@@ -48,6 +48,8 @@ class ScriptedSource:
     gate: anyio.Event | None = None
     in_flight: int = 0
     most_in_flight: int = 0
+    phase: str = "RUNNING"
+    status_calls: list[tuple[str, float]] = field(default_factory=list)
 
     async def logs(self, pipeline_id: str) -> LogsSnapshot:
         self.calls.setdefault(pipeline_id, []).append(self.clock.monotonic())
@@ -65,7 +67,8 @@ class ScriptedSource:
         return answer() if callable(answer) else answer
 
     async def status(self, pipeline_id: str) -> PipelineStatus:
-        raise NotImplementedError
+        self.status_calls.append((pipeline_id, self.clock.monotonic()))
+        return PipelineStatus(pipeline_id, None, self.phase, 1, 1)
 
     async def list_page(self, page_number: int, page_size: int) -> PipelinePage:
         raise NotImplementedError
@@ -90,23 +93,32 @@ def make_runner(
     )
 
 
-async def drive(
-    runner: Runner, clock: FakeClock, steps: list[float], sleepers: int = 1
-) -> RunStats:
-    """Run the runner, advancing the clock by each step once it is idle, then stop it."""
+async def parked_with(runner: Runner, *, in_flight: int) -> None:
+    """Wait until the dispatcher parks with `in_flight` requests outstanding."""
+    while True:
+        change = runner.change
+        if runner.parked and runner.in_flight == in_flight:
+            return
+        await change.wait()
+
+
+async def drive(runner: Runner, clock: FakeClock, steps: list[float]) -> RunStats:
+    """Run the runner, letting fake time pass by each step (event by event), then stop it."""
     stop = anyio.Event()
     result: list[RunStats] = []
+    finished = anyio.Event()
 
     async def run() -> None:
         result.append(await runner.run(stop))
+        finished.set()
 
     async with anyio.create_task_group() as group:
         group.start_soon(run)
         for step in steps:
-            await clock.wait_for_sleepers(sleepers)
-            clock.advance(step)
-        await clock.wait_for_sleepers(sleepers)
+            await advance_to(runner, clock, clock.monotonic() + step)
+        await settle(runner, clock)
         stop.set()
+        await finished.wait()
     return result[0]
 
 
@@ -144,8 +156,10 @@ async def test_retry_after_is_honoured() -> None:
         clock, {A: [ThrottledError("slow down", status=429, retry_after_s=42.0), logs(A, "x\n")]}
     )
     sink = MemorySink()
-    await drive(make_runner(source, sink), clock, [41.0, 1.0])
-    assert source.calls[A] == [0.0, 42.0]
+    await drive(make_runner(source, sink), clock, [41.0, 2.0])
+    first, second = source.calls[A]
+    assert first == 0.0
+    assert 42.0 <= second < 42.5  # the budget's pause, then its next token
 
 
 async def test_not_found_stops_following_the_pipeline() -> None:
@@ -181,22 +195,29 @@ async def test_tail_errors_back_off_and_are_reported() -> None:
     await drive(make_runner(source, sink, interval_s=1.0), clock, [60.0, 60.0, 60.0])
     reported = [e for e in sink.events if isinstance(e, TailErrorEvent)]
     assert [e.error for e in reported] == [WAITING] * 3
+    assert [pid for pid, _ in source.status_calls] == [A]  # then it waited for RUNNING
     assert [e.message for e in sink.events if isinstance(e, LogEvent)] == ["up"]
     assert all(WAITING not in e.message for e in sink.events if isinstance(e, LogEvent))
 
 
-async def test_key_rejection_is_reported_once_for_all_pipelines() -> None:
-    """401 on every pipeline: one service_key_rejected diagnostic, slow retries, then recovery."""
+async def test_key_rejection_pauses_everything_but_one_probe() -> None:
+    """401: one service_key_rejected diagnostic, then single probes until the key works again."""
     clock = FakeClock(start=0.0)
     denied = AuthError("invalid key", status=401)
-    source = ScriptedSource(clock, {A: [denied, logs(A, "a\n")], B: [denied, logs(B, "b\n")]})
+    source = ScriptedSource(
+        clock, {A: [denied, denied, denied, logs(A, "a\n")], B: [denied, logs(B, "b\n")]}
+    )
     sink = MemorySink()
     with capture_logs() as logged:
-        await drive(make_runner(source, sink, (A, B)), clock, [60.0], sleepers=2)
+        await drive(make_runner(source, sink, (A, B)), clock, [60.0] * 4)
     names = [entry["event"] for entry in logged]
     assert names.count("service_key_rejected") == 1
     assert names.count("service_key_accepted") == 1
-    assert source.calls[A] == [0.0, 60.0]
+    probes = sorted(t for calls in source.calls.values() for t in calls[:4])
+    assert len([t for t in probes if 0.0 < t < probes[-1]]) >= 1
+    assert {e.message for e in sink.events if isinstance(e, LogEvent)} == {"a", "b"}
+    unauthorized = [e for e in sink.events if isinstance(e, ApiErrorEvent)]
+    assert {e.error for e in unauthorized} == {"unauthorized"}
 
 
 async def test_in_flight_requests_are_bounded() -> None:
@@ -210,13 +231,10 @@ async def test_in_flight_requests_are_bounded() -> None:
     stop = anyio.Event()
     async with anyio.create_task_group() as group:
         group.start_soon(runner.run, stop)
-        while source.in_flight < 2:
-            await anyio.lowlevel.checkpoint()
-        for _ in range(10):
-            await anyio.lowlevel.checkpoint()
+        await parked_with(runner, in_flight=2)  # the third waits for a slot
         assert source.in_flight == 2
         gate.set()
-        await clock.wait_for_sleepers(3)
+        await advance_to(runner, clock, 1.0)
         stop.set()
     assert source.most_in_flight == 2
 
@@ -231,8 +249,7 @@ async def test_shutdown_lets_in_flight_polls_finish() -> None:
     runner = make_runner(source, sink, shutdown_timeout_s=5.0)
     async with anyio.create_task_group() as group:
         group.start_soon(runner.run, stop)
-        while source.in_flight < 1:
-            await anyio.lowlevel.checkpoint()
+        await parked_with(runner, in_flight=1)
         stop.set()
         await clock.wait_for_sleepers(1)  # the grace timer
         gate.set()
@@ -250,10 +267,9 @@ async def test_shutdown_cancels_polls_that_outlive_the_grace_period() -> None:
     with capture_logs() as logged:
         async with anyio.create_task_group() as group:
             group.start_soon(runner.run, stop)
-            while source.in_flight < 1:
-                await anyio.lowlevel.checkpoint()
+            await parked_with(runner, in_flight=1)
             stop.set()
-            await clock.wait_for_sleepers(1)
+            await clock.wait_for_sleepers(1)  # the grace timer
             clock.advance(5.0)
     assert sink.events == []
     assert "shutdown_grace_expired" in [entry["event"] for entry in logged]
@@ -290,7 +306,7 @@ async def test_checkpoints_periodically_and_at_the_end() -> None:
         matcher=TailErrorMatcher(),
         checkpointer=checkpointer,
     )
-    await drive(runner, clock, [1.0, 1.0, 1.0], sleepers=2)
+    await drive(runner, clock, [1.0, 1.0, 1.0])
     assert [at for at, _, _ in saved] == [2.0, 3.0]
     assert all(state_seq == written_seq for _, state_seq, written_seq in saved)
     assert saved[-1][1] == 4

@@ -13,6 +13,9 @@ from follower.model import (
     Event,
     GapEvent,
     LogEvent,
+    PipelineAddedEvent,
+    PipelineRemovedEvent,
+    PipelineStatusEvent,
     PodAddedEvent,
     PodRemovedEvent,
     TailErrorEvent,
@@ -25,21 +28,35 @@ def _short(pipeline_id: str) -> str:
 
 def render(event: Event) -> str:
     """One line of text for `event`, without the newline."""
+    where = _short(event.pipeline_id)
+    pod: str | None = getattr(event, "pod", None)
+    if pod is not None:
+        where += f"/{pod[-5:]}"
+    if isinstance(event, LogEvent):
+        return f"{where} | {event.message}"
+    return f"{where} [{_describe(event)}]"
+
+
+def _describe(event: Event) -> str:
+    text = event.kind
     match event:
-        case LogEvent():
-            return f"{_short(event.pipeline_id)}/{event.pod[-5:]} | {event.message}"
         case GapEvent():
-            where = f"{_short(event.pipeline_id)}/{event.pod[-5:]}"
-            return f"{where} [gap: lines may be missing here ({event.reason})]"
+            text = f"gap: lines may be missing here ({event.reason})"
         case TailErrorEvent():
-            where = f"{_short(event.pipeline_id)}/{event.pod[-5:]}"
-            return f"{where} [tail error: {event.error}; retry in {event.retry_in_s:.1f}s]"
+            text = f"tail error: {event.error}; retry in {event.retry_in_s:.1f}s"
         case PodAddedEvent():
-            return f"{_short(event.pipeline_id)}/{event.pod[-5:]} [pod added: {event.pod}]"
+            text = f"pod added: {event.pod}"
         case PodRemovedEvent():
-            return f"{_short(event.pipeline_id)}/{event.pod[-5:]} [pod removed]"
+            text = "pod removed"
         case ApiErrorEvent():
-            return f"{_short(event.pipeline_id)} [api error: {event.error}: {event.message}]"
+            text = f"api error: {event.error}: {event.message}"
+        case PipelineStatusEvent():
+            text = f"status: {event.status}"
+        case PipelineAddedEvent():
+            text = f"pipeline added: {event.name}"
+        case PipelineRemovedEvent():
+            text = f"pipeline removed: {event.reason}"
+    return text
 
 
 class TextSink:

@@ -1,0 +1,239 @@
+"""One request for one pipeline: send it, fold the answer into the pure core, write the events.
+
+The dispatcher (runner.py) decides *which* pipeline gets the next token; this module executes the
+request it chose and applies what the pure core decides about the answer: the tracker turns tails
+into events, the lifecycle picks the next request and its delay, the plan learns the line rate
+and window, the budget learns about 429s. Nothing here decides timing by itself.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from follower.budget import RequestBudget
+from follower.client import TailSource
+from follower.clock import Clock
+from follower.errors import ApiError, AuthError, NetworkError, ThrottledError
+from follower.lifecycle import (
+    Decision,
+    Lifecycle,
+    LogsFailed,
+    LogsOk,
+    Phase,
+    Request,
+    StatusFailed,
+    StatusOk,
+)
+from follower.model import (
+    ApiErrorEvent,
+    Event,
+    PipelineStatus,
+    PipelineStatusEvent,
+    TailErrorEvent,
+)
+from follower.schedule import PipelinePlan, ScheduleSettings
+from follower.sinks import Sink
+from follower.tracker import Applied, PipelineTracker
+
+
+@dataclass(slots=True)
+class Followed:
+    """Everything the follower keeps about one followed pipeline."""
+
+    tracker: PipelineTracker
+    plan: PipelinePlan
+    life: Lifecycle
+    next_request: Request = "logs"
+    in_flight: bool = False
+
+    @property
+    def pipeline_id(self) -> str:
+        return self.tracker.pipeline_id
+
+
+@dataclass(slots=True)
+class PollStats:
+    """Counters for the summary line and the metrics."""
+
+    polls_ok: int = 0
+    polls_failed: int = 0
+    status_polls: int = 0
+    events: dict[str, int] = field(default_factory=dict)
+    pipelines_gone: list[str] = field(default_factory=list)
+
+    def count(self, events: list[Event]) -> None:
+        for event in events:
+            self.events[event.kind] = self.events.get(event.kind, 0) + 1
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the runner must know after a request: is the pipeline gone, was the key refused?"""
+
+    gone: bool = False
+    key_rejected: bool = False
+    key_accepted: bool = False
+
+
+class Poller:
+    """Executes requests for followed pipelines; shared by every pipeline of one source."""
+
+    def __init__(
+        self,
+        *,
+        source: TailSource,
+        sink: Sink,
+        clock: Clock,
+        budget: RequestBudget,
+        schedule: ScheduleSettings,
+        rng: random.Random,
+        log: Any,
+        commit: anyio.Lock,
+        stats: PollStats,
+    ) -> None:
+        self._source = source
+        self._sink = sink
+        self._clock = clock
+        self._budget = budget
+        self._schedule = schedule
+        self._rng = rng
+        self._log = log
+        self._commit = commit
+        self.stats = stats
+
+    async def poll(self, followed: Followed, sent_at: float) -> Outcome:
+        """Send `followed.next_request` and apply its outcome."""
+        if followed.next_request == "status":
+            return await self._poll_status(followed, sent_at)
+        return await self._poll_logs(followed, sent_at)
+
+    async def _poll_logs(self, followed: Followed, sent_at: float) -> Outcome:
+        try:
+            snapshot = await self._source.logs(followed.pipeline_id)
+        except ApiError as error:
+            now = self._clock.monotonic()
+            decision = followed.life.on_logs(LogsFailed.of(error), now, self._rng)
+            return await self._failed(followed, error, decision, sent_at)
+        self._budget.succeeded(self._clock.monotonic())
+        self.stats.polls_ok += 1
+        async with self._commit:
+            applied = followed.tracker.apply(snapshot, self._clock.wall())
+            decision = followed.life.on_logs(
+                LogsOk(applied.all_failing, no_pods=not snapshot.pods),
+                self._clock.monotonic(),
+                self._rng,
+            )
+            if not applied.all_failing:
+                followed.plan.observe(sent_at, applied.observations, self._schedule)
+            self._apply(followed, decision)
+            events = applied.events + self._tail_errors(followed, applied, decision)
+            await self._write(events)
+        self._log_transition(followed, decision)
+        return Outcome(key_accepted=True)
+
+    async def _poll_status(self, followed: Followed, sent_at: float) -> Outcome:
+        try:
+            status = await self._source.status(followed.pipeline_id)
+        except ApiError as error:
+            now = self._clock.monotonic()
+            decision = followed.life.on_status(StatusFailed.of(error), now, self._rng)
+            return await self._failed(followed, error, decision, sent_at)
+        self._budget.succeeded(self._clock.monotonic())
+        self.stats.status_polls += 1
+        decision = followed.life.on_status(
+            StatusOk(status.status, status.ready, status.replicas),
+            self._clock.monotonic(),
+            self._rng,
+        )
+        self._apply(followed, decision)
+        if decision.phase_changed is not None:
+            await self._write([self._status_event(status, decision.phase_changed)])
+        self._log_transition(followed, decision)
+        return Outcome(key_accepted=True)
+
+    async def _failed(
+        self, followed: Followed, error: ApiError, decision: Decision, sent_at: float
+    ) -> Outcome:
+        now = self._clock.monotonic()
+        if isinstance(error, ThrottledError):
+            self._budget.throttled(now, error.retry_after_s, sent_at=sent_at)
+        elif not isinstance(error, NetworkError):
+            self._budget.succeeded(now)  # the server answered: the rate is not the problem
+        self.stats.polls_failed += 1
+        self._apply(followed, decision)
+        gone = decision.phase is Phase.GONE
+        retry_in = self._retry_in(followed, now)
+        event = ApiErrorEvent(
+            self._clock.wall(), followed.pipeline_id, error.kind, error.status, error.message,
+            None if gone else retry_in,
+        )
+        await self._write([event])
+        if gone:
+            self.stats.pipelines_gone.append(followed.pipeline_id)
+        elif not isinstance(error, AuthError):
+            self._log_failure(followed, error, decision, retry_in)
+        return Outcome(gone=gone, key_rejected=decision.key_rejected)
+
+    def _apply(self, followed: Followed, decision: Decision) -> None:
+        """Execute a lifecycle decision: the next request, and its time when it gives one."""
+        if decision.next_request is not None:
+            followed.next_request = decision.next_request
+        if decision.delay_s is not None:
+            followed.plan.defer_until(self._clock.monotonic() + decision.delay_s)
+
+    def _retry_in(self, followed: Followed, now: float) -> float:
+        return max(0.0, followed.plan.due(self._schedule) - now)
+
+    def _tail_errors(self, followed: Followed, applied: Applied, decision: Decision) -> list[Event]:
+        retry_in = self._retry_in(followed, self._clock.monotonic())
+        wall = self._clock.wall()
+        return [
+            TailErrorEvent(wall, followed.pipeline_id, failed.pod, failed.error, retry_in)
+            for failed in applied.tail_errors
+            if failed.changed or applied.all_failing
+        ]
+
+    def _status_event(self, status: PipelineStatus, phase: str) -> PipelineStatusEvent:
+        return PipelineStatusEvent(
+            self._clock.wall(), status.pipeline_id, phase, status.ready, status.replicas
+        )
+
+    async def _write(self, events: list[Event]) -> None:
+        if events:
+            await self._sink.write(events)
+            self.stats.count(events)
+
+    def _log_failure(
+        self, followed: Followed, error: ApiError, decision: Decision, retry_in: float
+    ) -> None:
+        if decision.attempt == 1 or decision.entered:
+            self._log.warning(
+                "poll_failing",
+                pipeline_id=followed.pipeline_id,
+                error=error.kind,
+                message=str(error),
+                phase=decision.phase.value,
+                attempt=decision.attempt,
+                retry_in_s=round(retry_in, 3),
+            )
+
+    def _log_transition(self, followed: Followed, decision: Decision) -> None:
+        if not decision.entered:
+            return
+        if decision.phase is Phase.HEALTHY:
+            since = followed.life.failing_since
+            self._log.info(
+                "poll_recovered", pipeline_id=followed.pipeline_id,
+                previous=decision.previous.value,
+                down_for_s=None if since is None else round(self._clock.monotonic() - since, 3),
+            )
+        else:
+            self._log.warning(
+                "pipeline_state", pipeline_id=followed.pipeline_id,
+                state=decision.phase.value, previous=decision.previous.value,
+                attempt=decision.attempt,
+            )
