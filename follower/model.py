@@ -6,12 +6,15 @@ through structlog, so no log level or processor can drop or reshape data.
 
 from __future__ import annotations
 
+import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import ClassVar, Final, Literal
+from typing import ClassVar, Final, Literal, TypeAlias
 
 SCHEMA_VERSION: Final = 1
+"""The `schema` field of every event. Adding an optional field or a new event kind keeps the
+version; renaming, removing or retyping a field, or changing what one means, bumps it."""
 
 # `pipe_` and hex in every documented example; we accept any letters, digits, `_` and `-` so an id
 # can never carry `/`, `..`, `%`, `?`, whitespace or control characters into a URL path.
@@ -80,21 +83,112 @@ class PipelinePage:
 # --- what the follower writes --------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=256)  # every event of one poll shares its ts: format it once
 def format_ts(epoch_s: float) -> str:
     """RFC 3339 UTC with milliseconds, the form Vector, Fluent Bit and Filebeat parse by default."""
-    moment = datetime.fromtimestamp(epoch_s, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return format_datetime(datetime.fromtimestamp(epoch_s, tz=UTC))
 
 
-WireValue = str | int | float | bool | None
-Wire = dict[str, WireValue]
+def format_datetime(moment: datetime) -> str:
+    """An aware datetime as RFC 3339 UTC with milliseconds (`2026-11-28T10:15:02.117Z`)."""
+    moment = moment.astimezone(UTC)
+    return (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:"
+        f"{moment.minute:02d}:{moment.second:02d}.{moment.microsecond // 1000:03d}Z"
+    )
+
+
+JsonValue: TypeAlias = str | int | float | bool | list["JsonValue"] | dict[str, "JsonValue"] | None
+WireValue: TypeAlias = JsonValue
+Wire: TypeAlias = dict[str, JsonValue]
 
 GapReason = Literal["no_overlap", "window_full", "state_reset"]
+Level = Literal["trace", "debug", "info", "warn", "error", "fatal"]
+"""A log line's level, normalised: WARNING is `warn`, CRITICAL is `fatal` (as OpenTelemetry maps
+them)."""
+
+# --- event ids -----------------------------------------------------------------------------------
+
+
+def _id_part(part: str | int) -> str:
+    # Pipeline ids cannot hold `/` or `%`; pod names come from the API, so escape them there too:
+    # one id can then never be read as another's (`a/b` + `1` vs `a` + `b/1`).
+    if isinstance(part, int):
+        return str(part)
+    if "/" in part or "%" in part:
+        return part.replace("%", "%25").replace("/", "%2F")
+    return part
+
+
+def event_id(pipeline_id: str, *parts: str | int) -> str:
+    """A stable id from an event's own fields: `/`-joined, each part with `%` and `/` escaped.
+
+    log: `{pipeline_id}/{pod}/{seq}`; gap: `{pipeline_id}/{pod}/gap/{after_seq}`; an event that
+    happens at a moment: `{pipeline_id}[/{pod}]/{event}/{ts}`. A consumer can deduplicate by id:
+    the same line delivered twice (a restart from a checkpoint repeats the events written after
+    it) has the same id, and two different lines never share one while `seq` counts on.
+    """
+    return "/".join([_id_part(pipeline_id), *map(_id_part, parts)])
+
+
+# --- long lines ----------------------------------------------------------------------------------
+
+DEFAULT_MAX_LINE_BYTES: Final = 16 * 1024
+"""Half the 32 KiB line that Fluent Bit's tail buffer accepts by default, so that the JSON event
+around a cut message (its escaping included, for ordinary text) still fits one shipper line."""
+MIN_LINE_BYTES: Final = 64
+"""The smallest limit `cut_line` accepts: room for the marker and some text."""
+
+
+def _cut_marker(removed: int) -> str:
+    return f"\u2026[cut {removed} bytes]"
+
+
+def cut_line(line: str, max_bytes: int) -> tuple[str, bool]:
+    """`line` if its UTF-8 fits `max_bytes`, else its head plus `…[cut N bytes]`, and whether cut.
+
+    The result never exceeds `max_bytes` of UTF-8, is cut at a character boundary (never inside a
+    multi-byte character) and N counts the bytes of `line` that were left out.
+    """
+    if max_bytes < MIN_LINE_BYTES:
+        raise ValueError(f"max_bytes must be at least {MIN_LINE_BYTES}, got {max_bytes}")
+    if len(line) <= max_bytes // 4:  # even 4-byte characters fit: skip the encoding
+        return line, False
+    data = line.encode("utf-8", "surrogatepass")
+    if len(data) <= max_bytes:
+        return line, False
+    # Start from the shortest marker possible (the fewest bytes left out) and give up bytes of
+    # the head until head and marker fit: the head is as long as the limit allows.
+    keep = max_bytes - len(_cut_marker(len(data) - max_bytes).encode())
+    while True:
+        while data[keep] & 0xC0 == 0x80:  # a continuation byte: back off to the character start
+            keep -= 1
+        marker = _cut_marker(len(data) - keep)
+        if keep + len(marker.encode()) <= max_bytes:
+            return data[:keep].decode("utf-8", "surrogatepass") + marker, True
+        keep -= 1  # the count gained a digit: make room for it
+
+
+def _wire(event: str, ts: str, pipeline_id: str, event_id: str, **fields: JsonValue) -> Wire:
+    """The fields every event has, around the kind's own, in the order people read them."""
+    return {
+        "ts": ts,
+        "event": event,
+        "pipeline_id": pipeline_id,
+        **fields,
+        "id": event_id,
+        "schema": SCHEMA_VERSION,
+    }
 
 
 @dataclass(frozen=True, slots=True)
 class LogEvent:
-    """One new line of a pod's output; `seq` counts the pod's lines from 1, without holes."""
+    """One new line of a pod's output; `seq` counts the pod's lines from 1, without holes.
+
+    `truncated`: the line was longer than the line limit and `message` is its head plus a marker
+    (see `cut_line`). `level`, `line_ts` and `fields` come from the opt-in enrichment
+    (`follower.enrich`) and are left out of the wire form when not set.
+    """
 
     kind: ClassVar[str] = "log"
     ts: float
@@ -102,16 +196,36 @@ class LogEvent:
     pod: str
     seq: int
     message: str
+    truncated: bool = False
+    level: Level | None = None
+    line_ts: str | None = None
+    fields: dict[str, JsonValue] | None = field(default=None, hash=False)
+
+    @property
+    def id(self) -> str:
+        """`{pipeline_id}/{pod}/{seq}`."""
+        return f"{_id_part(self.pipeline_id)}/{_id_part(self.pod)}/{self.seq}"  # the hot path
 
     def to_wire(self) -> Wire:
-        return {
+        wire: Wire = {  # the hot path: a literal, not _wire()'s keyword arguments
             "ts": format_ts(self.ts),
             "event": self.kind,
             "pipeline_id": self.pipeline_id,
             "pod": self.pod,
             "seq": self.seq,
             "message": self.message,
+            "id": self.id,
+            "schema": SCHEMA_VERSION,
         }
+        if self.truncated:
+            wire["truncated"] = True
+        if self.level is not None:
+            wire["level"] = self.level
+        if self.line_ts is not None:
+            wire["line_ts"] = self.line_ts
+        if self.fields is not None:
+            wire["fields"] = self.fields
+        return wire
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,15 +245,16 @@ class GapEvent:
     after_seq: int
     reason: GapReason
 
+    @property
+    def id(self) -> str:
+        """`{pipeline_id}/{pod}/gap/{after_seq}`: a line always follows a gap, so it is unique."""
+        return event_id(self.pipeline_id, self.pod, self.kind, self.after_seq)
+
     def to_wire(self) -> Wire:
-        return {
-            "ts": format_ts(self.ts),
-            "event": self.kind,
-            "pipeline_id": self.pipeline_id,
-            "pod": self.pod,
-            "after_seq": self.after_seq,
-            "reason": self.reason,
-        }
+        return _wire(
+            self.kind, format_ts(self.ts), self.pipeline_id, self.id,
+            pod=self.pod, after_seq=self.after_seq, reason=self.reason,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,15 +268,16 @@ class TailErrorEvent:
     error: str
     retry_in_s: float
 
+    @property
+    def id(self) -> str:
+        """`{pipeline_id}/{pod}/tail_error/{ts}`."""
+        return event_id(self.pipeline_id, self.pod, self.kind, format_ts(self.ts))
+
     def to_wire(self) -> Wire:
-        return {
-            "ts": format_ts(self.ts),
-            "event": self.kind,
-            "pipeline_id": self.pipeline_id,
-            "pod": self.pod,
-            "error": self.error,
-            "retry_in_s": round(self.retry_in_s, 3),
-        }
+        return _wire(
+            self.kind, format_ts(self.ts), self.pipeline_id, self.id,
+            pod=self.pod, error=self.error, retry_in_s=round(self.retry_in_s, 3),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,13 +289,13 @@ class PodAddedEvent:
     pipeline_id: str
     pod: str
 
+    @property
+    def id(self) -> str:
+        """`{pipeline_id}/{pod}/pod_added/{ts}`."""
+        return event_id(self.pipeline_id, self.pod, self.kind, format_ts(self.ts))
+
     def to_wire(self) -> Wire:
-        return {
-            "ts": format_ts(self.ts),
-            "event": self.kind,
-            "pipeline_id": self.pipeline_id,
-            "pod": self.pod,
-        }
+        return _wire(self.kind, format_ts(self.ts), self.pipeline_id, self.id, pod=self.pod)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,14 +308,16 @@ class PodRemovedEvent:
     pod: str
     last_seq: int
 
+    @property
+    def id(self) -> str:
+        """`{pipeline_id}/{pod}/pod_removed/{ts}`."""
+        return event_id(self.pipeline_id, self.pod, self.kind, format_ts(self.ts))
+
     def to_wire(self) -> Wire:
-        return {
-            "ts": format_ts(self.ts),
-            "event": self.kind,
-            "pipeline_id": self.pipeline_id,
-            "pod": self.pod,
-            "last_seq": self.last_seq,
-        }
+        return _wire(
+            self.kind, format_ts(self.ts), self.pipeline_id, self.id,
+            pod=self.pod, last_seq=self.last_seq,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,20 +335,102 @@ class ApiErrorEvent:
     message: str
     retry_in_s: float | None
 
+    @property
+    def id(self) -> str:
+        """`{pipeline_id}/api_error/{ts}`."""
+        return event_id(self.pipeline_id, self.kind, format_ts(self.ts))
+
     def to_wire(self) -> Wire:
-        return {
-            "ts": format_ts(self.ts),
-            "event": self.kind,
-            "pipeline_id": self.pipeline_id,
-            "error": self.error,
-            "status": self.status,
-            "message": self.message,
-            "retry_in_s": None if self.retry_in_s is None else round(self.retry_in_s, 3),
-        }
+        return _wire(
+            self.kind, format_ts(self.ts), self.pipeline_id, self.id,
+            error=self.error,
+            status=self.status,
+            message=self.message,
+            retry_in_s=None if self.retry_in_s is None else round(self.retry_in_s, 3),
+        )
 
 
-Event = LogEvent | GapEvent | TailErrorEvent | PodAddedEvent | PodRemovedEvent | ApiErrorEvent
+@dataclass(frozen=True, slots=True)
+class PipelineStatusEvent:
+    """The runtime phase seen on the status endpoint changed (the first one seen counts).
+
+    `status` is the phase as the API spells it (`RUNNING`, `DEPLOYING`, `PAUSED`, `FAILED`, ...),
+    so a shipper can alert on `FAILED`.
+    """
+
+    kind: ClassVar[str] = "pipeline_status"
+    ts: float
+    pipeline_id: str
+    status: str
+    ready: int | None
+    replicas: int | None
+
+    @property
+    def id(self) -> str:
+        """`{pipeline_id}/pipeline_status/{ts}`."""
+        return event_id(self.pipeline_id, self.kind, format_ts(self.ts))
+
+    def to_wire(self) -> Wire:
+        return _wire(
+            self.kind, format_ts(self.ts), self.pipeline_id, self.id,
+            status=self.status, ready=self.ready, replicas=self.replicas,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineAddedEvent:
+    """Discovery found a pipeline to follow (`name` as the list endpoint gave it)."""
+
+    kind: ClassVar[str] = "pipeline_added"
+    ts: float
+    pipeline_id: str
+    name: str | None
+
+    @property
+    def id(self) -> str:
+        """`{pipeline_id}/pipeline_added/{ts}`."""
+        return event_id(self.pipeline_id, self.kind, format_ts(self.ts))
+
+    def to_wire(self) -> Wire:
+        return _wire(self.kind, format_ts(self.ts), self.pipeline_id, self.id, name=self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineRemovedEvent:
+    """The follower stopped following a pipeline and freed its state.
+
+    `reason`: `not_found` (the API answered 404) or `not_listed` (discovery no longer lists it).
+    """
+
+    kind: ClassVar[str] = "pipeline_removed"
+    ts: float
+    pipeline_id: str
+    reason: str
+
+    @property
+    def id(self) -> str:
+        """`{pipeline_id}/pipeline_removed/{ts}`."""
+        return event_id(self.pipeline_id, self.kind, format_ts(self.ts))
+
+    def to_wire(self) -> Wire:
+        return _wire(self.kind, format_ts(self.ts), self.pipeline_id, self.id, reason=self.reason)
+
+
+Event = (
+    LogEvent
+    | GapEvent
+    | TailErrorEvent
+    | PodAddedEvent
+    | PodRemovedEvent
+    | ApiErrorEvent
+    | PipelineStatusEvent
+    | PipelineAddedEvent
+    | PipelineRemovedEvent
+)
 EVENT_KINDS: Final = tuple(
     cls.kind
-    for cls in (LogEvent, GapEvent, TailErrorEvent, PodAddedEvent, PodRemovedEvent, ApiErrorEvent)
+    for cls in (
+        LogEvent, GapEvent, TailErrorEvent, PodAddedEvent, PodRemovedEvent, ApiErrorEvent,
+        PipelineStatusEvent, PipelineAddedEvent, PipelineRemovedEvent,
+    )
 )
