@@ -26,10 +26,12 @@ from follower.clock import SystemClock
 from follower.config import Config, load_config
 from follower.demo import demo
 from follower.errors import ConfigError
-from follower.runner import RunStats
-from follower.service import follow
+from follower.runner import Runner, RunStats
+from follower.service import build_sink, follow, reload
 from follower.simulator.cli import add_simulate_arguments, run_simulate
-from follower.sinks.jsonlines import JsonLinesSink, SinkClosedError
+from follower.sinks import Sink
+from follower.sinks.files import FileSink, FileSinkError
+from follower.sinks.jsonlines import SinkClosedError
 
 EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
@@ -103,32 +105,54 @@ def _add_follow_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard-from-hostname", action="store_const", const=True, default=None,
                         help="take the shard index from the hostname's trailing ordinal "
                         "(StatefulSet pod follower-2 is shard 2)")
+    parser.add_argument("--output", choices=("stdout", "file"),
+                        help="where events go: stdout (default) or rotated files")
+    parser.add_argument("--output-dir", type=Path, metavar="DIR",
+                        help="folder of the event files (with --output file)")
+    parser.add_argument("--listen", metavar="HOST:PORT",
+                        help="serve /metrics, /healthz and /readyz there (e.g. 127.0.0.1:9464)")
     parser.add_argument("--duration", type=float, default=0.0, help=argparse.SUPPRESS)
+
+
+# Each flag's TOML key (so one validator reports flags and file keys alike) and attribute.
+FLAG_KEYS: Final = {
+    "--pipeline": ("pipelines", "pipelines"),
+    "--base-url": ("base_url", "base_url"),
+    "--interval": ("interval_s", "interval_s"),
+    "--since": ("since", "since"),
+    "--state-file": ("state_file", "state_file"),
+    "--max-in-flight": ("http.max_in_flight", "max_in_flight"),
+    "--timeout": ("http.timeout_s", "timeout_s"),
+    "--log-level": ("logging.level", "log_level"),
+    "--discover": ("discovery.enabled", "discover"),
+    "--budget": ("budget.requests_per_s", "budget_rps"),
+    "--shard-count": ("shard.count", "shard_count"),
+    "--shard-index": ("shard.index", "shard_index"),
+    "--shard-from-hostname": ("shard.from_hostname", "shard_from_hostname"),
+    "--listen": ("ops.listen", "listen"),
+    "--output": ("output.kind", "output"),
+    "--output-dir": ("output.dir", "output_dir"),
+}
 
 
 def _flags(ns: argparse.Namespace) -> dict[str, object]:
     """Flags in the TOML key space, so one validator reports them like file keys."""
-    return {
-        "pipelines": ns.pipelines,
-        "base_url": ns.base_url,
-        "interval_s": ns.interval_s,
-        "since": ns.since,
-        "state_file": str(ns.state_file) if ns.state_file else None,
-        "http.max_in_flight": ns.max_in_flight,
-        "http.timeout_s": ns.timeout_s,
-        "logging.level": ns.log_level,
-        "discovery.enabled": ns.discover,
-        "budget.requests_per_s": ns.budget_rps,
-        "shard.count": ns.shard_count,
-        "shard.index": ns.shard_index,
-        "shard.from_hostname": ns.shard_from_hostname,
-    }
+    flags = {key: getattr(ns, attribute) for key, attribute in FLAG_KEYS.values()}
+    for key in ("state_file", "output.dir"):
+        if flags[key] is not None:
+            flags[key] = str(flags[key])
+    return flags
 
 
 async def _until_signalled(
-    body: Callable[[anyio.Event], Awaitable[RunStats]], duration_s: float
+    body: Callable[[anyio.Event], Awaitable[RunStats]],
+    duration_s: float,
+    on_hangup: Callable[[], Awaitable[None]] | None = None,
 ) -> RunStats | None:
-    """Run `body(stop)`; the first SIGTERM/SIGINT sets `stop`, a second SIGINT cancels at once."""
+    """Run `body(stop)`; the first SIGTERM/SIGINT sets `stop`, a second SIGINT cancels at once.
+
+    SIGHUP calls `on_hangup` (reload the configuration, reopen output files).
+    """
     stop = anyio.Event()
     result: RunStats | None = None
     log = structlog.get_logger("follower")
@@ -136,10 +160,14 @@ async def _until_signalled(
     async def watch_signals(
         scope: anyio.CancelScope, *, task_status: anyio.abc.TaskStatus[None]
     ) -> None:
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             task_status.started()  # handlers are installed before the body runs
             async for signum in signals:
-                if not stop.is_set():
+                if signum == signal.SIGHUP:
+                    log.info("reload_requested", signal="SIGHUP")
+                    if on_hangup is not None:
+                        await on_hangup()
+                elif not stop.is_set():
                     log.info("shutdown_requested", signal=signal.Signals(signum).name)
                     stop.set()
                 elif signum == signal.SIGINT:
@@ -159,31 +187,76 @@ async def _until_signalled(
     return result
 
 
+def _load(ns: argparse.Namespace) -> Config:
+    return load_config(
+        config_path=ns.config,
+        env=os.environ,
+        flags=_flags(ns),
+        hostname=socket.gethostname(),
+        flag_names={key: flag for flag, (key, _) in FLAG_KEYS.items()},
+    )
+
+
+class _Reloader:
+    """SIGHUP: re-read the configuration (rejecting an invalid one) and reopen output files."""
+
+    def __init__(self, ns: argparse.Namespace, config: Config, sink: Sink) -> None:
+        self._ns = ns
+        self._config = config
+        self._sink = sink
+        self.runner: Runner | None = None
+
+    async def __call__(self) -> None:
+        log = structlog.get_logger("follower")
+        if isinstance(self._sink, FileSink):
+            self._sink.reopen()
+            log.info("output_reopened", folder=str(self._sink.directory))
+        try:
+            new = _load(self._ns)
+        except ConfigError as exc:
+            log.error("reload_rejected", problems=list(exc.problems),
+                      action="the running configuration stays in force")
+            return
+        if self.runner is not None:
+            self._config = await reload(self.runner, self._config, new)
+
+
 def _cmd_run(ns: argparse.Namespace) -> int:
     try:
-        config = load_config(
-            config_path=ns.config, env=os.environ, flags=_flags(ns), hostname=socket.gethostname()
-        )
+        config = _load(ns)
     except ConfigError as exc:
         print(f"follower: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     diagnostics.configure(config.log_level, config.key)
-    sink = JsonLinesSink(sys.stdout.buffer)
-    return _follow_until_signalled(config, sink, ns.duration, reset_state=ns.reset_state)
+    clock = SystemClock()
+    try:
+        sink = build_sink(config, clock)
+    except FileSinkError as exc:
+        print(f"follower: --output-dir: {exc}", file=sys.stderr)
+        return EXIT_START
+    return _follow_until_signalled(ns, config, sink, clock)
 
 
 def _follow_until_signalled(
-    config: Config, sink: JsonLinesSink, duration_s: float, *, reset_state: bool
+    ns: argparse.Namespace, config: Config, sink: Sink, clock: SystemClock
 ) -> int:
-    clock = SystemClock()
     closed: list[BaseException] = []
     bad_state: list[BaseException] = []
     stats: RunStats | None = None
+    reloader = _Reloader(ns, config, sink)
+
+    def got_runner(runner: Runner) -> None:
+        reloader.runner = runner
+
     try:
         stats = anyio.run(
             _until_signalled,
-            lambda stop: follow(config, sink=sink, clock=clock, stop=stop, reset_state=reset_state),
-            duration_s,
+            lambda stop: follow(
+                config, sink=sink, clock=clock, stop=stop, reset_state=ns.reset_state,
+                on_runner=got_runner,
+            ),
+            ns.duration,
+            reloader,
         )
     except* SinkClosedError as group:
         closed.extend(group.exceptions)

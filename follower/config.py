@@ -67,6 +67,15 @@ class Config:
     fill_target: float = 0.5
     shard_index: int = 0
     shard_count: int = 1
+    listen: tuple[str, int] | None = None
+    """Where the ops server (/metrics, /healthz, /readyz) listens; None: not at all."""
+    output: Literal["stdout", "file"] = "stdout"
+    output_dir: Path | None = None
+    output_layout: Literal["single", "per-pipeline"] = "single"
+    output_max_bytes: int = 100 * 1024 * 1024
+    output_max_files: int = 5
+    output_fsync: Literal["never", "interval", "always"] = "interval"
+    output_fsync_interval_s: float = 1.0
     source: str = field(default="defaults", compare=False)
 
 
@@ -132,6 +141,16 @@ def _string(value: Any) -> str:
     return value
 
 
+def _listen_address(value: Any) -> tuple[str, int]:
+    if not isinstance(value, str) or ":" not in value:
+        raise ValueError(f"expected HOST:PORT such as 127.0.0.1:9464, got {value!r}")
+    host, _, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT such as 127.0.0.1:9464, got {value!r}")
+    return host, int(port)
+
+
 FIELDS: Final[dict[str, tuple[str, Converter]]] = {
     "base_url": ("base_url", _string),
     "pipelines": ("pipelines", _string_list),
@@ -162,6 +181,14 @@ FIELDS: Final[dict[str, tuple[str, Converter]]] = {
     "shard.index": ("shard_index", _integer(0, 100_000)),
     "shard.count": ("shard_count", _integer(1, 100_000)),
     "shard.from_hostname": ("shard_from_hostname", _boolean),
+    "ops.listen": ("listen", _listen_address),
+    "output.kind": ("output", _choice(Literal["stdout", "file"])),
+    "output.dir": ("output_dir", _path),
+    "output.layout": ("output_layout", _choice(Literal["single", "per-pipeline"])),
+    "output.max_bytes": ("output_max_bytes", _integer(1024, 1 << 40)),
+    "output.max_files": ("output_max_files", _integer(2, 10_000)),
+    "output.fsync": ("output_fsync", _choice(Literal["never", "interval", "always"])),
+    "output.fsync_interval_s": ("output_fsync_interval_s", _number(0.0, 3_600)),
 }
 
 FORBIDDEN_KEYS: Final = {"service_key", "key", "api_key", "http.service_key"}
@@ -194,24 +221,29 @@ def _read_toml(path: Path, problems: list[str]) -> dict[str, Any]:
 
 
 def _apply(
-    raw: Mapping[str, Any], origin: str, values: dict[str, Any], problems: list[str]
+    raw: Mapping[str, Any],
+    origin: str,
+    values: dict[str, Any],
+    problems: list[str],
+    names: Mapping[str, str] | None = None,
 ) -> None:
     for key, value in raw.items():
+        shown = (names or {}).get(key, f"{origin}{key}")
         if key in FORBIDDEN_KEYS:
             problems.append(
-                f"{origin}{key}: the ServiceKey is never read from the config file; set "
+                f"{shown}: the ServiceKey is never read from the config file; set "
                 f"{ENV_KEY} or point {ENV_KEY_FILE} (or service_key_file) at a file holding it"
             )
             continue
         if key not in FIELDS:
             valid = ", ".join(sorted(FIELDS))
-            problems.append(f"{origin}{key}: unknown key; valid keys are: {valid}")
+            problems.append(f"{shown}: unknown key; valid keys are: {valid}")
             continue
         target, convert = FIELDS[key]
         try:
             values[target] = convert(value)
         except ValueError as exc:
-            problems.append(f"{origin}{key}: {exc}")
+            problems.append(f"{shown}: {exc}")
 
 
 def _check_base_url(url: str, allow_insecure: bool, problems: list[str]) -> str:
@@ -284,12 +316,14 @@ def load_config(
     env: Mapping[str, str],
     flags: Mapping[str, Any],
     hostname: str = "",
+    flag_names: Mapping[str, str] | None = None,
 ) -> Config:
     """Build the Config from defaults < TOML file < environment < flags, or raise ConfigError.
 
     `flags` maps TOML-style dotted keys (`interval_s`, `pipelines`, ...) to values given on the
-    command line; a None value means "not given". `hostname` gives the shard index when
-    `shard.from_hostname` is set (a StatefulSet pod `follower-2` is shard 2).
+    command line; a None value means "not given"; `flag_names` maps those keys to the flags'
+    spelling for error messages. `hostname` gives the shard index when `shard.from_hostname` is
+    set (a StatefulSet pod `follower-2` is shard 2).
     """
     problems: list[str] = []
     values: dict[str, Any] = {}
@@ -297,7 +331,8 @@ def load_config(
         _apply(_read_toml(config_path, problems), "", values, problems)
     if env.get(ENV_BASE_URL):
         _apply({"base_url": env[ENV_BASE_URL]}, f"{ENV_BASE_URL} -> ", values, problems)
-    _apply({k: v for k, v in flags.items() if v is not None}, "--", values, problems)
+    given = {k: v for k, v in flags.items() if v is not None}
+    _apply(given, "--", values, problems, flag_names)
     _check_shard(values, hostname, problems)
     return _finish(values, env, problems)
 
@@ -330,6 +365,8 @@ def _finish(values: dict[str, Any], env: Mapping[str, str], problems: list[str])
     if not pipelines:
         values["discover"] = True  # follow every pipeline the key can see
     values["pipelines"] = tuple(dict.fromkeys(pipelines))  # a repeated id is followed once
+    if values.get("output") == "file" and values.get("output_dir") is None:
+        problems.append("output.dir: --output file needs --output-dir DIR (where to write)")
     if values.get("floor_s", 1.0) > values.get("ceiling_s", 60.0):
         problems.append("schedule.floor_s: must not exceed schedule.ceiling_s")
     values["base_url"] = _check_base_url(

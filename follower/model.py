@@ -399,7 +399,8 @@ class PipelineAddedEvent:
 class PipelineRemovedEvent:
     """The follower stopped following a pipeline and freed its state.
 
-    `reason`: `not_found` (the API answered 404) or `not_listed` (discovery no longer lists it).
+    `reason`: `not_found` (the API answered 404), `not_listed` (discovery no longer lists it)
+    or `not_configured` (a configuration reload removed it).
     """
 
     kind: ClassVar[str] = "pipeline_removed"

@@ -28,6 +28,7 @@ from follower.lifecycle import (
     StatusFailed,
     StatusOk,
 )
+from follower.metrics import Metrics
 from follower.model import (
     ApiErrorEvent,
     Event,
@@ -94,6 +95,7 @@ class Poller:
         log: Any,
         commit: anyio.Lock,
         stats: PollStats,
+        metrics: Metrics,
     ) -> None:
         self._source = source
         self._sink = sink
@@ -104,6 +106,11 @@ class Poller:
         self._log = log
         self._commit = commit
         self.stats = stats
+        self._metrics = metrics
+
+    def reschedule(self, schedule: ScheduleSettings) -> None:
+        """Use new planning settings from now on (a configuration reload)."""
+        self._schedule = schedule
 
     async def poll(self, followed: Followed, sent_at: float) -> Outcome:
         """Send `followed.next_request` and apply its outcome."""
@@ -116,11 +123,14 @@ class Poller:
             snapshot = await self._source.logs(followed.pipeline_id)
         except ApiError as error:
             now = self._clock.monotonic()
+            self._metrics.polled("logs", error.kind, now - sent_at)
             decision = followed.life.on_logs(LogsFailed.of(error), now, self._rng)
             return await self._failed(followed, error, decision, sent_at)
         self._budget.succeeded(self._clock.monotonic())
+        self._metrics.polled("logs", "ok", self._clock.monotonic() - sent_at)
         self.stats.polls_ok += 1
         async with self._commit:
+            before = followed.tracker.memento()
             applied = followed.tracker.apply(snapshot, self._clock.wall())
             decision = followed.life.on_logs(
                 LogsOk(applied.all_failing, no_pods=not snapshot.pods),
@@ -131,7 +141,13 @@ class Poller:
                 followed.plan.observe(sent_at, applied.observations, self._schedule)
             self._apply(followed, decision)
             events = applied.events + self._tail_errors(followed, applied, decision)
-            await self._write(events)
+            try:
+                await self._write(events)
+            except BaseException:
+                # Not written (the reader went away, or shutdown cancelled the write): undo, so
+                # a checkpoint never covers these lines and a restart fetches them again.
+                followed.tracker.restore(before)
+                raise
         self._log_transition(followed, decision)
         return Outcome(key_accepted=True)
 
@@ -140,9 +156,11 @@ class Poller:
             status = await self._source.status(followed.pipeline_id)
         except ApiError as error:
             now = self._clock.monotonic()
+            self._metrics.polled("status", error.kind, now - sent_at)
             decision = followed.life.on_status(StatusFailed.of(error), now, self._rng)
             return await self._failed(followed, error, decision, sent_at)
         self._budget.succeeded(self._clock.monotonic())
+        self._metrics.polled("status", "ok", self._clock.monotonic() - sent_at)
         self.stats.status_polls += 1
         decision = followed.life.on_status(
             StatusOk(status.status, status.ready, status.replicas),
@@ -206,6 +224,7 @@ class Poller:
         if events:
             await self._sink.write(events)
             self.stats.count(events)
+            self._metrics.wrote(events)
 
     def _log_failure(
         self, followed: Followed, error: ApiError, decision: Decision, retry_in: float

@@ -30,6 +30,7 @@ from follower.client import TailSource
 from follower.clock import Clock
 from follower.errors import ApiError
 from follower.lifecycle import Lifecycle, LifecycleSettings
+from follower.metrics import Metrics
 from follower.model import PipelineAddedEvent, PipelinePage, PipelineRemovedEvent
 from follower.poller import Followed, Poller, PollStats
 from follower.schedule import PipelinePlan, ScheduleSettings, most_at_risk, shortfall
@@ -37,8 +38,8 @@ from follower.sinks import Sink
 from follower.tailerrors import TailErrorMatcher
 from follower.tracker import PipelineTracker, PodState, Since
 
-Checkpointer = Callable[[dict[str, dict[str, PodState]]], Awaitable[None]]
-"""Saves a snapshot of every followed pipeline's pods (see follower.checkpoint)."""
+Checkpointer = Callable[[dict[str, dict[str, PodState]]], Awaitable[bool]]
+"""Saves a snapshot of every followed pipeline's pods (see follower.checkpoint); False: failed."""
 
 RunStats = PollStats
 
@@ -106,6 +107,7 @@ class Runner:
         restored: Mapping[str, dict[str, PodState]] | None = None,
         reset_state: bool = False,
         checkpointer: Checkpointer | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._explicit = tuple(
             sharding.select(pipelines, settings.shard_index, settings.shard_count)
@@ -127,9 +129,14 @@ class Runner:
         # while a checkpoint snapshot is taken: a checkpoint never covers an unwritten event.
         self._commit = anyio.Lock()
         self.stats = PollStats()
+        self.metrics = metrics or Metrics()
+        self._checkpointed_at: float | None = None
+        self.metrics.checkpoint_age_from(self._checkpoint_age)
+        self._running = False
         self._poller = Poller(
             source=source, sink=sink, clock=clock, budget=self._budget, schedule=self._schedule,
             rng=self._rng, log=self._log, commit=self._commit, stats=self.stats,
+            metrics=self.metrics,
         )
         self._followed: dict[str, Followed] = {}
         for pipeline_id in self._explicit:
@@ -142,6 +149,8 @@ class Runner:
         self._probe_attempts = 0
         self._short_since: float | None = None
         self._reported_at = -float("inf")
+        self._outer: anyio.abc.TaskGroup | None = None
+        self._discovery_scope: anyio.CancelScope | None = None
         self.parked = False
         """True while the dispatcher waits with nothing it could start (tests wait for this)."""
         self.clock_sleepers = 0
@@ -181,7 +190,71 @@ class Runner:
             return
         async with self._commit:
             state = self.snapshot()
-        await self._checkpointer(state)
+        if await self._checkpointer(state):
+            self._checkpointed_at = self._clock.monotonic()
+
+    # --- what the ops server asks --------------------------------------------------------------
+
+    def _checkpoint_age(self) -> float:
+        if self._checkpointed_at is None:
+            return float("nan")
+        return self._clock.monotonic() - self._checkpointed_at
+
+    def refresh_metrics(self) -> None:
+        """Set the gauges that describe the present (followed pipelines, states, budget)."""
+        followed = self._followed.values()
+        self.metrics.pipelines.set(len(self._followed))
+        self.metrics.pods.set(sum(len(f.tracker.pods) for f in followed))
+        self.metrics.states(f.life.phase for f in followed)
+        self.metrics.key_rejected.set(1 if self._key_rejected else 0)
+        self.metrics.budget_rate.set(self._budget.current_rate_per_s)
+        plans = [f.plan for f in followed]
+        self.metrics.budget_shortfall.set(
+            shortfall(plans, self._schedule, self._budget.current_rate_per_s)
+        )
+
+    def health(self) -> tuple[bool, str]:
+        """Alive while the run goes on (a failed sink ends the run)."""
+        return (True, "ok") if self._running else (False, "not running")
+
+    def readiness(self) -> tuple[bool, str]:
+        """Ready once a poll succeeded and while the key is accepted."""
+        if self._key_rejected:
+            return False, "the API rejects the ServiceKey (401)"
+        if self.stats.polls_ok + self.stats.status_polls == 0:
+            return False, "no successful poll yet"
+        return True, "ok"
+
+    async def reconfigure(
+        self, settings: RunSettings, pipelines: tuple[str, ...], matcher: TailErrorMatcher
+    ) -> tuple[list[str], list[str]]:
+        """Apply a reloaded configuration; pipelines that stay keep their diff state.
+
+        Returns the pipelines added and removed. Schedule, budget, backoff, filters, tail-error
+        patterns and discovery take effect at once; so do sharding changes.
+        """
+        self._settings = settings
+        self._schedule = settings.schedule_settings()
+        self._lifecycle = settings.lifecycle_settings()
+        self._poller.reschedule(self._schedule)
+        self._budget.reconfigure(settings.budget_rps, settings.budget_burst)
+        self._matcher = matcher
+        for followed in self._followed.values():
+            followed.tracker.matcher = matcher
+            followed.life.settings = self._lifecycle
+        explicit = tuple(sharding.select(pipelines, settings.shard_index, settings.shard_count))
+        added = [p for p in explicit if p not in self._followed]
+        removed = [] if settings.discovery.enabled else [
+            p for p in self._followed if p not in explicit
+        ]
+        self._explicit = explicit
+        for pipeline_id in added:
+            await self._add(pipeline_id, None)
+        for pipeline_id in removed:
+            await self._drop(pipeline_id, "not_configured")
+        self._restart_discovery()
+        self._notify()
+        return added, removed
 
     # --- running -------------------------------------------------------------------------------
 
@@ -194,18 +267,24 @@ class Runner:
             shard=f"{self._settings.shard_index}/{self._settings.shard_count}",
             mode="fixed" if self._settings.interval_s is not None else "adaptive",
         )
-        async with anyio.create_task_group() as outer:
-            outer.start_soon(self._shutdown_on, stop)
-            if self._checkpointer is not None:
-                outer.start_soon(self._checkpoint_every, self._settings.checkpoint_interval_s)
-            if self._settings.discovery.enabled:
-                outer.start_soon(self._discover_every, self._settings.discovery)
-            async with anyio.create_task_group() as requests:
-                self._requests = requests
-                await self._dispatch(requests)
-            outer.cancel_scope.cancel()
-        with anyio.CancelScope(shield=True):
-            await self.checkpoint()
+        self._running = True
+        try:
+            async with anyio.create_task_group() as outer:
+                self._outer = outer
+                outer.start_soon(self._shutdown_on, stop)
+                if self._checkpointer is not None:
+                    outer.start_soon(self._checkpoint_every, self._settings.checkpoint_interval_s)
+                self._restart_discovery()
+                async with anyio.create_task_group() as requests:
+                    self._requests = requests
+                    await self._dispatch(requests)
+                outer.cancel_scope.cancel()
+        finally:
+            # Also after a failure (the output closed): every tracker holds only what was
+            # written (a failed write undoes its poll), so this checkpoint is still exact.
+            with anyio.CancelScope(shield=True):
+                await self.checkpoint()
+            self._running = False
         self._log.info(
             "follower_stopped",
             polls_ok=self.stats.polls_ok,
@@ -236,6 +315,7 @@ class Runner:
                 await self._park(wait_until)
                 continue
             self._budget.take(now)
+            self.metrics.sent()
             chosen.in_flight = True
             self._in_flight += 1
             requests.start_soon(self._request, chosen, now)
@@ -349,6 +429,14 @@ class Runner:
                 next_probe_in_s=round(delay, 3),
             )
 
+    async def _add(self, pipeline_id: str, name: str | None) -> None:
+        async with self._commit:
+            self._follow(pipeline_id)
+            event = PipelineAddedEvent(self._clock.wall(), pipeline_id, name)
+            await self._sink.write([event])
+            self.stats.count([event])
+            self.metrics.wrote([event])
+
     async def _drop(self, pipeline_id: str, reason: str) -> None:
         async with self._commit:
             if self._followed.pop(pipeline_id, None) is None:
@@ -356,6 +444,7 @@ class Runner:
             event = PipelineRemovedEvent(self._clock.wall(), pipeline_id, reason)
             await self._sink.write([event])
             self.stats.count([event])
+            self.metrics.wrote([event])
         if reason == "not_found":
             self._log.error(
                 "pipeline_not_found",
@@ -387,10 +476,21 @@ class Runner:
             await self._sleep(interval_s)
             await self.checkpoint()
 
-    async def _discover_every(self, settings: DiscoverySettings) -> None:
-        while True:
-            await self.discover(settings)
-            await self._sleep(settings.interval_s)
+    def _restart_discovery(self) -> None:
+        """(Re)start the discovery loop with the current settings, or stop it when disabled."""
+        if self._discovery_scope is not None:
+            self._discovery_scope.cancel()
+            self._discovery_scope = None
+        if self._settings.discovery.enabled and self._outer is not None:
+            scope = anyio.CancelScope()
+            self._discovery_scope = scope
+            self._outer.start_soon(self._discover_every, self._settings.discovery, scope)
+
+    async def _discover_every(self, settings: DiscoverySettings, scope: anyio.CancelScope) -> None:
+        with scope:
+            while True:
+                await self.discover(settings)
+                await self._sleep(settings.interval_s)
 
     async def discover(self, settings: DiscoverySettings) -> None:
         """List the pipelines the key sees; follow the new ones, drop those no longer listed."""
@@ -407,10 +507,7 @@ class Runner:
         added, removed = discovery.changes(self._followed, mine)
         names = {item.id: item.name for item in items}
         for pipeline_id in added:
-            self._follow(pipeline_id)
-            event = PipelineAddedEvent(self._clock.wall(), pipeline_id, names.get(pipeline_id))
-            await self._sink.write([event])
-            self.stats.count([event])
+            await self._add(pipeline_id, names.get(pipeline_id))
         for pipeline_id in [] if truncated else removed:
             await self._drop(pipeline_id, "not_listed")
         if added or removed:
@@ -423,4 +520,12 @@ class Runner:
         while (at := self._budget.available_at(self._clock.monotonic())) > self._clock.monotonic():
             await self._sleep(at - self._clock.monotonic())
         self._budget.take(self._clock.monotonic())
-        return await self._source.list_page(page_number, page_size)
+        self.metrics.sent()
+        sent_at = self._clock.monotonic()
+        try:
+            page = await self._source.list_page(page_number, page_size)
+        except ApiError as error:
+            self.metrics.polled("list", error.kind, self._clock.monotonic() - sent_at)
+            raise
+        self.metrics.polled("list", "ok", self._clock.monotonic() - sent_at)
+        return page

@@ -6,8 +6,11 @@ in-memory sink, without argument parsing or process signals.
 
 from __future__ import annotations
 
+import dataclasses
 import random
+import sys
 from collections.abc import Callable
+from typing import Final
 
 import anyio
 import structlog
@@ -18,10 +21,13 @@ from follower.client import PipelineApi, create_session
 from follower.clock import Clock
 from follower.config import Config, read_key_file
 from follower.discovery import Selection
+from follower.ops import ops_server
 from follower.runner import Checkpointer, DiscoverySettings, Runner, RunSettings, RunStats
 from follower.schedule import ScheduleSettings
 from follower.secret import ServiceKey
 from follower.sinks import Sink
+from follower.sinks.files import FileSink
+from follower.sinks.jsonlines import JsonLinesSink
 from follower.tailerrors import TailErrorMatcher
 
 
@@ -57,7 +63,7 @@ def state_file_checkpointer(config: Config, clock: Clock) -> Checkpointer | None
     if path is None:
         return None
 
-    async def save(state: dict[str, checkpoint.PipelineState]) -> None:
+    async def save(state: dict[str, checkpoint.PipelineState]) -> bool:
         data = checkpoint.encode(state, clock.wall())
         try:
             await anyio.to_thread.run_sync(checkpoint.save, path, data)
@@ -65,6 +71,8 @@ def state_file_checkpointer(config: Config, clock: Clock) -> Checkpointer | None
             structlog.get_logger("follower").error(
                 "checkpoint_failed", path=str(path), error=exc.strerror or str(exc)
             )
+            return False
+        return True
 
     return save
 
@@ -96,6 +104,45 @@ class KeyHolder:
                 structlog.get_logger("follower").error("service_key_reload_failed", error=str(exc))
             self._stamp = stamp
         return self._key
+
+
+def build_sink(config: Config, clock: Clock) -> Sink:
+    """The sink the configuration asks for: JSON Lines on stdout, or rotated files."""
+    if config.output == "file" and config.output_dir is not None:
+        return FileSink(
+            config.output_dir,
+            clock=clock,
+            layout=config.output_layout,
+            max_bytes=config.output_max_bytes,
+            max_files=config.output_max_files,
+            fsync=config.output_fsync,
+            fsync_interval_s=config.output_fsync_interval_s,
+        )
+    return JsonLinesSink(sys.stdout.buffer)
+
+
+# Settings a reload cannot change in a running process: they shape the HTTP client, the sink or
+# the servers. A reload that changes one says so and keeps the running value.
+RESTART_ONLY: Final = (
+    "base_url", "key_file", "state_file", "listen", "output", "output_dir", "output_layout",
+    "output_max_bytes", "output_max_files", "output_fsync", "timeout_s", "max_response_bytes",
+    "allow_insecure_http", "log_level",
+)
+
+
+async def reload(runner: Runner, running: Config, new: Config) -> Config:
+    """Apply `new` to a running follower; returns the configuration now in force."""
+    log = structlog.get_logger("follower")
+    fixed = [name for name in RESTART_ONLY if getattr(running, name) != getattr(new, name)]
+    if fixed:
+        log.warning("reload_needs_restart", keys=fixed, action="kept the running values")
+        new = dataclasses.replace(new, **{name: getattr(running, name) for name in fixed})
+    added, removed = await runner.reconfigure(
+        run_settings(new), new.pipelines, TailErrorMatcher(new.tail_error_patterns)
+    )
+    log.info("config_reloaded", added=len(added), removed=len(removed),
+             followed=len(runner.followed))
+    return new
 
 
 async def follow(
@@ -142,7 +189,12 @@ async def follow(
         )
         if on_runner is not None:
             on_runner(runner)
-        return await runner.run(stop)
+        if config.listen is None:
+            return await runner.run(stop)
+        host, port = config.listen
+        async with ops_server(runner, host, port) as url:
+            structlog.get_logger("follower").info("ops_server_listening", url=url)
+            return await runner.run(stop)
     finally:
         with anyio.CancelScope(shield=True):
             await sink.aclose()

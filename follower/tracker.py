@@ -93,6 +93,14 @@ class PipelineTracker:
         """A tracker that continues from checkpointed pods (its next poll is not a first poll)."""
         return cls(pipeline_id, since, matcher, dict(pods), polls=1)
 
+    def memento(self) -> tuple[dict[str, PodState], int, int]:
+        """Everything `apply` changes, to undo a poll whose events could not be written."""
+        return self.snapshot(), self.polls, self.window
+
+    def restore(self, memento: tuple[dict[str, PodState], int, int]) -> None:
+        """Go back to the state `memento()` saw."""
+        self.pods, self.polls, self.window = memento
+
     def snapshot(self) -> dict[str, PodState]:
         """A copy of the pods' state for a checkpoint (tails are immutable, so shared)."""
         return {pod: PodState(s.tail, s.seq, s.error) for pod, s in self.pods.items()}

@@ -190,7 +190,7 @@ async def test_bad_config_names_every_key() -> None:
         assert await run.exit_code() == 2
     text = "\n".join(run.stderr)
     assert "pipelines[0]: invalid pipeline id 'pipe_a/../b'" in text
-    assert "--interval_s: 0.0 is out of range" in text
+    assert "--interval: 0.0 is out of range" in text
     assert "plain http to a non-loopback host" in text
     assert KEY not in text
 

@@ -293,9 +293,10 @@ async def test_checkpoints_periodically_and_at_the_end() -> None:
     sink = MemorySink()
     saved: list[tuple[float, int, int]] = []
 
-    async def checkpointer(state: dict[str, dict[str, PodState]]) -> None:
+    async def checkpointer(state: dict[str, dict[str, PodState]]) -> bool:
         written = [e.seq for e in sink.events if isinstance(e, LogEvent)]
         saved.append((clock.monotonic(), state[A]["p1"].seq, written[-1]))
+        return True
 
     runner = Runner(
         pipelines=(A,),

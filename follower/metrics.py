@@ -1,0 +1,100 @@
+"""Prometheus metrics of one follower process, on a registry of its own.
+
+The runner and poller update these as they work; `follower.ops` serves them on `/metrics`. A
+registry per `Metrics` (not prometheus-client's global one) keeps tests and several runners in
+one process from sharing counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from follower.lifecycle import Phase
+from follower.model import Event
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    """Every metric the follower exports; methods say what happened, in the follower's words."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self._polls = Counter(
+            "follower_polls", "Requests answered, by endpoint and outcome (ok or the error kind)",
+            ["endpoint", "outcome"], registry=r,
+        )
+        self._events = Counter(
+            "follower_events", "Events written, by kind (log = lines emitted)", ["kind"], registry=r
+        )
+        self._api_errors = Counter(
+            "follower_api_errors", "Failed requests by error kind", ["error"], registry=r
+        )
+        self._latency = Histogram(
+            "follower_request_duration_seconds", "Time from sending a request to its answer",
+            ["endpoint"], buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self._tokens = Counter(
+            "follower_budget_requests", "Requests sent against the request budget", registry=r
+        )
+        self.budget_rate = Gauge(
+            "follower_budget_rate_per_second",
+            "The budget's current rate (lower than configured after 429s)", registry=r,
+        )
+        self.budget_shortfall = Gauge(
+            "follower_budget_shortfall_per_second",
+            "Requests per second the plan needs beyond the budget (0 when covered)", registry=r,
+        )
+        self.pipelines = Gauge("follower_pipelines", "Pipelines followed", registry=r)
+        self.pods = Gauge("follower_pods", "Pods followed", registry=r)
+        self._states = Gauge(
+            "follower_pipelines_in_state", "Pipelines by lifecycle state", ["state"], registry=r
+        )
+        self.key_rejected = Gauge(
+            "follower_key_rejected", "1 while the API rejects the ServiceKey (401)", registry=r
+        )
+        self._checkpoint_age = Gauge(
+            "follower_checkpoint_age_seconds", "Seconds since the last checkpoint was saved",
+            registry=r,
+        )
+        self.sink_queue = Gauge(
+            "follower_sink_queue_events", "Events waiting for the sink", registry=r
+        )
+
+    def polled(self, endpoint: str, outcome: str, seconds: float) -> None:
+        """A request was answered (or failed) after `seconds`."""
+        self._polls.labels(endpoint, outcome).inc()
+        self._latency.labels(endpoint).observe(seconds)
+        if outcome != "ok":
+            self._api_errors.labels(outcome).inc()
+
+    def sent(self) -> None:
+        """A request took a token from the budget."""
+        self._tokens.inc()
+
+    def wrote(self, events: Iterable[Event]) -> None:
+        """Events were written to the sink."""
+        counts: dict[str, int] = {}
+        for event in events:
+            counts[event.kind] = counts.get(event.kind, 0) + 1
+        for kind, count in counts.items():
+            self._events.labels(kind).inc(count)
+
+    def states(self, phases: Iterable[Phase]) -> None:
+        """The lifecycle state of every followed pipeline."""
+        counts = dict.fromkeys(Phase, 0)
+        for phase in phases:
+            counts[phase] += 1
+        for phase, count in counts.items():
+            self._states.labels(phase.value).set(count)
+
+    def checkpoint_age_from(self, age: Callable[[], float]) -> None:
+        """Read the checkpoint age when scraped (NaN before the first checkpoint)."""
+        self._checkpoint_age.set_function(age)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)

@@ -1,0 +1,285 @@
+"""JSON Lines files for shippers to follow: size rotation by rename-and-reopen, never copytruncate.
+
+Rotation renames `x.jsonl` to `x.jsonl.1` (after `.1` became `.2`, and so on, the oldest deleted)
+and opens a new `x.jsonl`. Vector, Fluent Bit, Filebeat and rsyslog follow files by inode: a
+shipper that has the old file open reads it to its end, then picks up the new file by its name.
+Copy-and-truncate would race the shipper and lose or repeat lines; it is never done here.
+
+Guarantees:
+- A line is written whole or not at all: a failed write is cut back to where it began.
+- No event spans two files: rotation happens *before* a write that would take the file past
+  `max_bytes`, and an event larger than `max_bytes` goes alone into a fresh file.
+- Files are created 0640 whatever the umask (then owner and group may change them).
+- `fsync = "always"` syncs every file written before `write` returns; `"interval"` syncs at the
+  first write `fsync_interval_s` after the last sync, at rotation and at close; `"never"` leaves
+  it to the kernel. fsync runs in a worker thread, off the event loop (with "never" there is no
+  fsync, and writes to the page cache are done inline).
+- `reopen()` (SIGHUP, for an external logrotate) closes every file; the next write opens each
+  name afresh, creating the file if logrotate renamed it away.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Final, Literal
+
+import anyio
+import anyio.to_thread
+import orjson
+
+from follower.clock import Clock
+from follower.model import PIPELINE_ID_RE, Event
+
+Layout = Literal["single", "per-pipeline"]
+FsyncMode = Literal["never", "interval", "always"]
+
+SINGLE_FILE: Final = "events.jsonl"
+FILE_MODE: Final = 0o640
+DIR_MODE: Final = 0o750
+DEFAULT_MAX_BYTES: Final = 100 * 1024 * 1024
+DEFAULT_MAX_FILES: Final = 5
+DEFAULT_MAX_OPEN: Final = 128
+_OPEN_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC
+
+
+class FileSinkError(Exception):
+    """Writing an events file failed (disk full, no permission, folder gone); nothing was cut."""
+
+
+def file_name(event: Event, layout: Layout) -> str:
+    """The file `event` goes to: `events.jsonl`, or `<pipeline_id>.jsonl` per pipeline."""
+    if layout == "per-pipeline" and PIPELINE_ID_RE.fullmatch(event.pipeline_id):
+        return f"{event.pipeline_id}.jsonl"
+    return SINGLE_FILE  # an id the model never lets through would not become a path
+
+
+def rotated_name(name: str, index: int) -> str:
+    """`x.jsonl` for 0, `x.jsonl.1` for 1, ... (logrotate's and shippers' numbering)."""
+    return name if index == 0 else f"{name}.{index}"
+
+
+class RotatingFile:
+    """One events file and its rotated predecessors; synchronous, used under the sink's lock."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_bytes: int,
+        max_files: int,
+        fsync: Callable[[int], None] | None,
+    ) -> None:
+        self.path = path
+        self._max_bytes = max_bytes
+        self._max_files = max_files
+        self._fsync = fsync
+        self._fd: int | None = None
+        self._size = 0
+        self.dirty = False
+
+    def write_lines(self, lines: Sequence[bytes]) -> None:
+        """Append whole lines, rotating before any line that would take the file past the cap."""
+        pending: list[bytes] = []
+        pending_size = 0
+        for line in lines:
+            fd = self._open()
+            if self._size + pending_size + len(line) > self._max_bytes and (
+                self._size + pending_size > 0
+            ):
+                self._append(fd, pending)
+                pending, pending_size = [], 0
+                self._rotate()
+            pending.append(line)
+            pending_size += len(line)
+        if pending:
+            self._append(self._open(), pending)
+
+    def sync(self) -> None:
+        """fsync the file if anything was written since the last sync."""
+        if self._fd is not None and self.dirty and self._fsync is not None:
+            self._fsync(self._fd)
+        self.dirty = False
+
+    def close(self) -> None:
+        """Sync (unless fsync is off) and close; the next write opens the name afresh."""
+        if self._fd is None:
+            return
+        try:
+            self.sync()
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+    def _open(self) -> int:
+        if self._fd is None:
+            self._fd = _open_append(self.path)
+            self._size = os.fstat(self._fd).st_size
+        return self._fd
+
+    def _append(self, fd: int, lines: list[bytes]) -> None:
+        if not lines:
+            return
+        data = b"".join(lines)
+        try:
+            _write_all(fd, data)
+        except OSError:
+            with contextlib.suppress(OSError):  # best effort: never leave half a line behind
+                os.ftruncate(fd, self._size)
+            raise
+        self._size += len(data)
+        self.dirty = True
+
+    def _rotate(self) -> None:
+        self.close()
+        folder, name = self.path.parent, self.path.name
+        oldest = folder / rotated_name(name, self._max_files - 1)
+        oldest.unlink(missing_ok=True)
+        for index in range(self._max_files - 2, -1, -1):  # .1 -> .2 first, the live file last
+            source, target = rotated_name(name, index), rotated_name(name, index + 1)
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(folder / source, folder / target)
+
+
+def _open_append(path: Path) -> int:
+    """Open for appending; a file we create is 0640 whatever the umask, an existing one keeps its
+    mode (logrotate's `create` or the operator may have chosen another)."""
+    while True:
+        try:
+            fd = os.open(path, _OPEN_FLAGS | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        except FileExistsError:
+            try:
+                return os.open(path, _OPEN_FLAGS)
+            except FileNotFoundError:  # removed between the two calls: create it after all
+                continue
+        try:
+            os.fchmod(fd, FILE_MODE)
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+class FileSink:
+    """A `Sink` that appends JSON Lines to files in `directory`, rotated by size."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        clock: Clock,
+        layout: Layout = "single",
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_files: int = DEFAULT_MAX_FILES,
+        fsync: FsyncMode = "interval",
+        fsync_interval_s: float = 1.0,
+        max_open_files: int = DEFAULT_MAX_OPEN,
+        fsync_hook: Callable[[int], None] = os.fsync,
+    ) -> None:
+        """`max_files` counts the live file and its rotated copies (like Docker's `max-file`).
+
+        Raises FileSinkError if `directory` cannot be created; ValueError for bad settings.
+        """
+        if max_bytes < 1 or max_files < 2 or max_open_files < 1 or fsync_interval_s < 0:
+            raise ValueError(
+                "FileSink needs max_bytes >= 1, max_files >= 2, max_open_files >= 1 and "
+                f"fsync_interval_s >= 0 (got {max_bytes}, {max_files}, {max_open_files}, "
+                f"{fsync_interval_s})"
+            )
+        try:
+            directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FileSinkError(f"cannot create the output folder {directory}: {exc}") from exc
+        self.directory = directory
+        self._clock = clock
+        self._layout = layout
+        self._max_bytes = max_bytes
+        self._max_files = max_files
+        self._fsync_mode = fsync
+        self._fsync_interval_s = fsync_interval_s
+        self._max_open = max_open_files
+        self._fsync_hook = fsync_hook
+        self._files: dict[str, RotatingFile] = {}  # least recently written first
+        self._lock = anyio.Lock()
+        self._last_sync = clock.monotonic()
+        self._reopen = False
+
+    async def write(self, events: Sequence[Event]) -> None:
+        """Append the events, one line each, in order; rotate and sync as configured."""
+        if not events:
+            return
+        batches: dict[str, list[bytes]] = {}
+        for event in events:
+            line = orjson.dumps(event.to_wire()) + b"\n"
+            batches.setdefault(file_name(event, self._layout), []).append(line)
+        async with self._lock:
+            now = self._clock.monotonic()
+            sync = self._fsync_mode == "always" or (
+                self._fsync_mode == "interval" and now - self._last_sync >= self._fsync_interval_s
+            )
+            if self._fsync_mode == "never":
+                self._write_sync(batches, sync=False)
+            else:
+                await anyio.to_thread.run_sync(lambda: self._write_sync(batches, sync=sync))
+            if sync:
+                self._last_sync = now
+
+    def reopen(self) -> None:
+        """Close every file at the next write and open each name afresh (after logrotate)."""
+        self._reopen = True
+
+    async def aclose(self) -> None:
+        """Sync (unless fsync is "never") and close every file."""
+        async with self._lock:
+            if self._fsync_mode == "never":
+                self._close_all()
+            else:
+                await anyio.to_thread.run_sync(self._close_all)
+
+    def _write_sync(self, batches: dict[str, list[bytes]], *, sync: bool) -> None:
+        if self._reopen:
+            self._reopen = False
+            self._close_all()
+        for name, lines in batches.items():
+            target = self._file(name)
+            try:
+                target.write_lines(lines)
+            except OSError as exc:
+                raise FileSinkError(f"cannot write {target.path}: {exc}") from exc
+        if sync:
+            for target in self._files.values():
+                target.sync()
+
+    def _file(self, name: str) -> RotatingFile:
+        target = self._files.pop(name, None)
+        if target is None:
+            target = RotatingFile(
+                self.directory / name,
+                max_bytes=self._max_bytes,
+                max_files=self._max_files,
+                fsync=None if self._fsync_mode == "never" else self._fsync_hook,
+            )
+        self._files[name] = target  # now the most recently used
+        while len(self._files) > self._max_open:
+            self._files.pop(next(iter(self._files))).close()
+        return target
+
+    def _close_all(self) -> None:
+        files, self._files = self._files, {}
+        errors: list[OSError] = []
+        for target in files.values():
+            try:
+                target.close()
+            except OSError as exc:  # close the others all the same
+                errors.append(exc)
+        if errors:
+            raise FileSinkError(f"closing the events files failed: {errors[0]}") from errors[0]

@@ -1,0 +1,56 @@
+"""The ops server against a live follower process: /healthz, /readyz and /metrics."""
+
+from __future__ import annotations
+
+import re
+import signal
+
+import aiohttp
+from test_cli import KEY, follower, run_args, served
+
+from follower.simulator.app import CONTROL
+
+
+async def get(url: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.status, await response.text()
+
+
+async def test_health_readiness_and_metrics_of_a_live_process() -> None:
+    """Healthy at once, ready after a poll, metrics count polls and lines, no key anywhere."""
+    async with served() as sim:
+        ids = sim.world.pipeline_ids
+        async with follower(*run_args(sim.base_url, ids, "--listen", "127.0.0.1:0")) as run:
+            await run.wait_for("ops_server_listening", where="stderr")
+            line = next(line for line in run.stderr if "ops_server_listening" in line)
+            match = re.search(r'"url": "(http://[^"]+)"', line)
+            assert match is not None
+            base = match.group(1)
+            assert (await get(f"{base}/healthz"))[0] == 200
+            await run.wait_for('"event":"log"', count=20)
+            status, body = await get(f"{base}/readyz")
+            assert (status, body.strip()) == (200, "ok")
+            status, text = await get(f"{base}/metrics")
+            assert status == 200
+            polls = re.search(r'follower_polls_total\{endpoint="logs",outcome="ok"\} (\S+)', text)
+            assert polls is not None and float(polls.group(1)) >= len(ids)
+            lines = re.search(r'follower_events_total\{kind="log"\} (\S+)', text)
+            assert lines is not None and float(lines.group(1)) >= 20
+            assert f"follower_pipelines {float(len(ids))}" in text
+            assert 'follower_pipelines_in_state{state="healthy"}' in text
+            assert "follower_request_duration_seconds_bucket" in text
+            assert KEY not in text
+            sim.app[CONTROL].revoke_key()
+            await run.wait_for("service_key_rejected", where="stderr")
+            status, body = await get(f"{base}/readyz")
+            assert status == 503 and "401" in body
+            run.process.send_signal(signal.SIGTERM)
+            assert await run.exit_code() == 0
+    assert KEY not in run.everything()
+
+
+async def test_listen_address_is_validated() -> None:
+    """A bad --listen value is a config error naming the flag."""
+    async with follower("run", "--pipeline", "pipe_abc", "--listen", "nowhere") as run:
+        assert await run.exit_code() == 2
+    assert any("--listen: expected HOST:PORT" in line for line in run.stderr)
