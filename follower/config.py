@@ -76,6 +76,10 @@ class Config:
     output_max_files: int = 5
     output_fsync: Literal["never", "interval", "always"] = "interval"
     output_fsync_interval_s: float = 1.0
+    max_line_bytes: int = 16 * 1024
+    parse_json: bool = False
+    detect_level: bool = False
+    detect_line_ts: bool = False
     source: str = field(default="defaults", compare=False)
 
 
@@ -189,6 +193,10 @@ FIELDS: Final[dict[str, tuple[str, Converter]]] = {
     "output.max_files": ("output_max_files", _integer(2, 10_000)),
     "output.fsync": ("output_fsync", _choice(Literal["never", "interval", "always"])),
     "output.fsync_interval_s": ("output_fsync_interval_s", _number(0.0, 3_600)),
+    "output.max_line_bytes": ("max_line_bytes", _integer(64, 16 * 1024 * 1024)),
+    "enrich.parse_json": ("parse_json", _boolean),
+    "enrich.level": ("detect_level", _boolean),
+    "enrich.line_ts": ("detect_line_ts", _boolean),
 }
 
 FORBIDDEN_KEYS: Final = {"service_key", "key", "api_key", "http.service_key"}

@@ -36,7 +36,7 @@ from follower.poller import Followed, Poller, PollStats
 from follower.schedule import PipelinePlan, ScheduleSettings, most_at_risk, shortfall
 from follower.sinks import Sink
 from follower.tailerrors import TailErrorMatcher
-from follower.tracker import PipelineTracker, PodState, Since
+from follower.tracker import LineSettings, PipelineTracker, PodState, Since
 
 Checkpointer = Callable[[dict[str, dict[str, PodState]]], Awaitable[bool]]
 """Saves a snapshot of every followed pipeline's pods (see follower.checkpoint); False: failed."""
@@ -73,6 +73,7 @@ class RunSettings:
     shard_index: int = 0
     shard_count: int = 1
     budget_report_s: float = 60.0
+    lines: LineSettings = field(default_factory=LineSettings)
 
     def schedule_settings(self) -> ScheduleSettings:
         if self.interval_s is None:
@@ -161,12 +162,12 @@ class Runner:
 
     def _follow(self, pipeline_id: str) -> None:
         pods = self._restored.pop(pipeline_id, None)
+        since, lines = self._settings.since, self._settings.lines
         if pods is not None:
-            since = self._settings.since
-            tracker = PipelineTracker.restored(pipeline_id, since, self._matcher, pods)
+            tracker = PipelineTracker.restored(pipeline_id, since, self._matcher, pods, lines)
         else:
             tracker = PipelineTracker(
-                pipeline_id, self._settings.since, self._matcher, reset_state=self._reset_state
+                pipeline_id, since, self._matcher, reset_state=self._reset_state, lines=lines
             )
         self._followed[pipeline_id] = Followed(tracker, PipelinePlan(), Lifecycle(self._lifecycle))
 
@@ -241,6 +242,7 @@ class Runner:
         self._matcher = matcher
         for followed in self._followed.values():
             followed.tracker.matcher = matcher
+            followed.tracker.lines = settings.lines
             followed.life.settings = self._lifecycle
         explicit = tuple(sharding.select(pipelines, settings.shard_index, settings.shard_count))
         added = [p for p in explicit if p not in self._followed]

@@ -21,6 +21,7 @@ from follower.client import PipelineApi, create_session
 from follower.clock import Clock
 from follower.config import Config, read_key_file
 from follower.discovery import Selection
+from follower.enrich import EnrichSettings
 from follower.ops import ops_server
 from follower.runner import Checkpointer, DiscoverySettings, Runner, RunSettings, RunStats
 from follower.schedule import ScheduleSettings
@@ -29,6 +30,7 @@ from follower.sinks import Sink
 from follower.sinks.files import FileSink
 from follower.sinks.jsonlines import JsonLinesSink
 from follower.tailerrors import TailErrorMatcher
+from follower.tracker import LineSettings
 
 
 def run_settings(config: Config) -> RunSettings:
@@ -54,6 +56,10 @@ def run_settings(config: Config) -> RunSettings:
         ),
         shard_index=config.shard_index,
         shard_count=config.shard_count,
+        lines=LineSettings(
+            config.max_line_bytes,
+            EnrichSettings(config.parse_json, config.detect_level, config.detect_line_ts),
+        ),
     )
 
 

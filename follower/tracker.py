@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from follower.differ import TailState, diff_tail, split_lines
+from follower.enrich import EnrichSettings, enrich
 from follower.model import (
+    DEFAULT_MAX_LINE_BYTES,
     Event,
     GapEvent,
     GapReason,
@@ -33,11 +35,30 @@ from follower.model import (
     LogsSnapshot,
     PodAddedEvent,
     PodRemovedEvent,
+    cut_line,
 )
 from follower.schedule import PodObservation
 from follower.tailerrors import TailErrorMatcher
 
 Since = Literal["start", "now"]
+
+
+@dataclass(frozen=True, slots=True)
+class LineSettings:
+    """How a new line becomes a log event: the length limit and the opt-in enrichment."""
+
+    max_bytes: int = DEFAULT_MAX_LINE_BYTES
+    enrich: EnrichSettings = field(default_factory=EnrichSettings)
+
+    def event(self, now: float, pipeline_id: str, pod: str, seq: int, line: str) -> LogEvent:
+        """The log event of `line`: cut with a marker when too long, never dropped."""
+        message, cut = cut_line(line, self.max_bytes)
+        if not self.enrich.enabled:
+            return LogEvent(now, pipeline_id, pod, seq, message, cut)
+        found = enrich(line, self.enrich, truncated=cut)
+        return LogEvent(
+            now, pipeline_id, pod, seq, message, cut, found.level, found.line_ts, found.fields
+        )
 
 
 @dataclass(slots=True)
@@ -85,13 +106,19 @@ class PipelineTracker:
     polls: int = 0
     window: int = 0
     reset_state: bool = False
+    lines: LineSettings = field(default_factory=LineSettings)
 
     @classmethod
     def restored(
-        cls, pipeline_id: str, since: Since, matcher: TailErrorMatcher, pods: dict[str, PodState]
+        cls,
+        pipeline_id: str,
+        since: Since,
+        matcher: TailErrorMatcher,
+        pods: dict[str, PodState],
+        lines: LineSettings | None = None,
     ) -> PipelineTracker:
         """A tracker that continues from checkpointed pods (its next poll is not a first poll)."""
-        return cls(pipeline_id, since, matcher, dict(pods), polls=1)
+        return cls(pipeline_id, since, matcher, dict(pods), polls=1, lines=lines or LineSettings())
 
     def memento(self) -> tuple[dict[str, PodState], int, int]:
         """Everything `apply` changes, to undo a poll whose events could not be written."""
@@ -149,9 +176,9 @@ class PipelineTracker:
         reason = self._gap_reason(diff.gap, first_sight, window_before, len(lines))
         if reason is not None:
             events.append(GapEvent(now, self.pipeline_id, pod, state.seq, reason))
-        for message in diff.new_lines:
+        for line in diff.new_lines:
             state.seq += 1
-            events.append(LogEvent(now, self.pipeline_id, pod, state.seq, message))
+            events.append(self.lines.event(now, self.pipeline_id, pod, state.seq, line))
         return events
 
     def _gap_reason(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from follower.enrich import EnrichSettings
 from follower.model import (
     Event,
     GapEvent,
@@ -12,7 +13,7 @@ from follower.model import (
     PodTail,
 )
 from follower.tailerrors import TailErrorMatcher
-from follower.tracker import PipelineTracker, Since
+from follower.tracker import LineSettings, PipelineTracker, Since
 
 PIPE = "pipe_abc"
 NOT_FOUND = 'unable to upgrade connection: container not found ("worker")'
@@ -141,3 +142,29 @@ def test_empty_pod_list_removes_every_pod() -> None:
     t = tracker()
     t.apply(snap(a="l1\n", b="m1\n"), 1.0)
     assert summary(t.apply(snap(), 2.0).events) == [("pod_removed", "a"), ("pod_removed", "b")]
+
+
+def test_long_lines_are_cut_with_a_marker_never_dropped() -> None:
+    """A line over the limit becomes its head plus a marker, flagged truncated; short ones pass."""
+    t = PipelineTracker(PIPE, "start", TailErrorMatcher(), lines=LineSettings(max_bytes=100))
+    long = "x" * 1000
+    events = [e for e in t.apply(snap(a=f"short\n{long}\n"), 1.0).events if isinstance(e, LogEvent)]
+    assert (events[0].message, events[0].truncated) == ("short", False)
+    assert events[1].truncated
+    assert events[1].message == "x" * 82 + "\u2026[cut 918 bytes]"
+    assert len(events[1].message.encode()) == 100
+
+
+def test_enrichment_is_opt_in() -> None:
+    """With enrichment on, JSON fields, the level and a leading timestamp are lifted out."""
+    lines = LineSettings(enrich=EnrichSettings(parse_json=True, level=True, line_ts=True))
+    t = PipelineTracker(PIPE, "start", TailErrorMatcher(), lines=lines)
+    text = (
+        '{"level":"WARN","msg":"slow","ts":"2026-11-28T10:00:00Z"}\n'
+        "2026-11-28T10:00:01Z ERROR x\n"
+    )
+    first, second = [e for e in t.apply(snap(a=text), 1.0).events if isinstance(e, LogEvent)]
+    assert (first.level, first.fields is not None) == ("warn", True)
+    assert (second.level, second.line_ts) == ("error", "2026-11-28T10:00:01.000Z")
+    plain = tracker().apply(snap(a=text), 1.0).events
+    assert all(e.level is None and e.fields is None for e in plain if isinstance(e, LogEvent))
