@@ -259,14 +259,18 @@ def _follow_until_signalled(
             reloader,
         )
     except* SinkClosedError as group:
-        closed.extend(group.exceptions)
+        closed.extend(_leaves(group))
     except* StateFileError as group:
-        bad_state.extend(group.exceptions)
+        bad_state.extend(_leaves(group))
     if bad_state:
         print(f"follower: {bad_state[0]}", file=sys.stderr)
         return EXIT_CONFIG
     if closed:
-        print(f"follower: stopping: {closed[0]}", file=sys.stderr)
+        # Nothing can reach the reader any more; point stdout at /dev/null so the interpreter's
+        # own flush at exit does not print a second, confusing BrokenPipeError.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(f"follower: stopping: {closed[0]}; the checkpoint holds what was written",
+              file=sys.stderr)
         return EXIT_FAILURE
     if stats is None:
         return EXIT_INTERRUPTED
@@ -275,6 +279,14 @@ def _follow_until_signalled(
               "--base-url", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions inside (nested) task-group exception groups."""
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return found
 
 
 def _cmd_demo(ns: argparse.Namespace) -> int:

@@ -1,0 +1,51 @@
+"""SIGHUP on a live process: the configuration is re-read, and an invalid one is rejected."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+from test_cli import follower, served
+
+
+def write_config(path: Path, base_url: str, pipelines: list[str], interval: float) -> None:
+    path.write_text(
+        f'base_url = "{base_url}"\ninterval_s = {interval}\npipelines = {json.dumps(pipelines)}\n',
+        encoding="utf-8",
+    )
+
+
+async def test_sighup_adds_and_removes_pipelines_and_keeps_state(tmp_path: Path) -> None:
+    """A reload adds B and drops A's successor list; A's sequence numbers carry on, none repeat."""
+    config = tmp_path / "follower.toml"
+    async with served() as sim:
+        a, b, c = sim.world.pipeline_ids
+        write_config(config, sim.base_url, [a, c], 0.2)
+        async with follower("run", "--config", str(config)) as run:
+            await run.wait_for(f'"pipeline_id":"{a}"', count=20)
+            write_config(config, sim.base_url, [a, b], 0.3)
+            run.process.send_signal(signal.SIGHUP)
+            await run.wait_for("config_reloaded", where="stderr")
+            await run.wait_for(f'"event":"log","pipeline_id":"{b}"', count=5)
+            config.write_text("interval_s = -3\n", encoding="utf-8")  # invalid
+            run.process.send_signal(signal.SIGHUP)
+            await run.wait_for("reload_rejected", where="stderr")
+            before = sum('"event":"log"' in line for line in run.stdout)
+            await run.wait_for('"event":"log"', count=before + 20)  # still following
+            run.process.send_signal(signal.SIGTERM)
+            assert await run.exit_code() == 0
+    events = run.events()
+    added = [e["pipeline_id"] for e in events if e["event"] == "pipeline_added"]
+    removed = [(e["pipeline_id"], e["reason"]) for e in events if e["event"] == "pipeline_removed"]
+    assert added == [b]
+    assert removed == [(c, "not_configured")]
+    seqs = [(e["pod"], e["seq"]) for e in events if e["event"] == "log" and e["pipeline_id"] == a]
+    assert len(seqs) == len(set(seqs))
+    pods_a = {pod for pod, _ in seqs}
+    for pod in pods_a:
+        numbers = [seq for p, seq in seqs if p == pod]
+        assert numbers == list(range(1, len(numbers) + 1))  # state kept: no restart from 1
+    assert not [e for e in events if e["event"] == "gap"]
+    rejected = next(line for line in run.stderr if "reload_rejected" in line)
+    assert "interval_s" in rejected
