@@ -193,7 +193,8 @@ async def soak(duration_s: float, pipelines: int, folder: Path) -> SoakReport:
         config = folder / "soak.toml"
         config.write_text(
             f'base_url = "{base_url}"\ninterval_s = 1.0\ncheckpoint_interval_s = 2.0\n'
-            f"pipelines = {json.dumps(world.pipeline_ids)}\n[backoff]\nmax_s = 8.0\n",
+            f"pipelines = {json.dumps(world.pipeline_ids)}\n[backoff]\nmax_s = 8.0\n"
+            f"[budget]\nrequests_per_s = {2.0 * pipelines}\nburst = {2 * pipelines}\n",
             encoding="utf-8",
         )
         args = ["run", "--config", str(config), "--state-file", str(folder / "state.json")]
