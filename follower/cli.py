@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import socket
 import sys
@@ -25,7 +26,8 @@ from follower.checkpoint import StateFileError
 from follower.clock import SystemClock
 from follower.config import Config, load_config
 from follower.demo import demo
-from follower.errors import ConfigError
+from follower.errors import ApiError, ConfigError
+from follower.interactive import UnknownPipelineError, pipelines_table, tail
 from follower.runner import Runner, RunStats
 from follower.service import build_sink, follow, reload
 from follower.simulator.cli import add_simulate_arguments, run_simulate
@@ -56,6 +58,36 @@ def build_parser() -> argparse.ArgumentParser:
         "named by GOLDRUSH_SERVICE_KEY_FILE; it is never accepted as a flag.",
     )
     _add_follow_arguments(run)
+
+    tail = commands.add_parser(
+        "tail",
+        help="follow a few pipelines for people: `pipeline/pod | line`, one colour per pod",
+        description="Follow pipelines (by id or exact name) and print their lines like stern. "
+        "The key comes from GOLDRUSH_SERVICE_KEY or GOLDRUSH_SERVICE_KEY_FILE.",
+    )
+    tail.add_argument("pipeline_names", nargs="+", metavar="PIPELINE",
+                      help="pipeline id or exact name")
+    tail.add_argument("--since", choices=("start", "now"), default="now",
+                      help="now: only new lines (default); start: the current tails first")
+    tail.add_argument("--include", action="append", default=[], metavar="REGEX",
+                      help="show only lines matching (repeatable: any)")
+    tail.add_argument("--exclude", action="append", default=[], metavar="REGEX",
+                      help="hide lines matching (repeatable)")
+    tail.add_argument("--output", choices=("text", "json"), default="text",
+                      help="text for people (default) or the JSON events of `follower run`")
+    tail.add_argument("--timestamps", action="store_true", help="prefix each line with its time")
+    tail.add_argument("--base-url", help="API base URL (default https://api.covalenthq.com)")
+    tail.add_argument("--interval", type=float, dest="interval_s", metavar="SECONDS",
+                      default=2.0, help="seconds between polls (default 2)")
+    tail.add_argument("--config", type=Path, help="TOML configuration file")
+    tail.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                      default="warning")
+
+    listing = commands.add_parser(
+        "pipelines", help="a table of the pipelines the key can see, with their runtime phase"
+    )
+    listing.add_argument("--base-url", help="API base URL (default https://api.covalenthq.com)")
+    listing.add_argument("--config", type=Path, help="TOML configuration file")
 
     demo = commands.add_parser(
         "demo", help="start the embedded simulator and follow it, printing readable lines"
@@ -300,16 +332,78 @@ def _cmd_demo(ns: argparse.Namespace) -> int:
     return EXIT_OK if stats is not None else EXIT_INTERRUPTED
 
 
+def _people_config(ns: argparse.Namespace, **flags: object) -> Config:
+    """The configuration for `tail` and `pipelines`: file, environment and a few flags."""
+    given = {"base_url": ns.base_url, "discovery.enabled": True, **flags}
+    return load_config(config_path=ns.config, env=os.environ, flags=given,
+                       flag_names={"base_url": "--base-url", "interval_s": "--interval"})
+
+
+def _patterns(values: list[str], flag: str) -> list[re.Pattern[str]]:
+    try:
+        return [re.compile(value) for value in values]
+    except re.error as exc:
+        raise ConfigError([f"{flag}: invalid regular expression: {exc}"]) from None
+
+
+def _cmd_tail(ns: argparse.Namespace) -> int:
+    try:
+        config = _people_config(ns, interval_s=ns.interval_s, since=ns.since)
+        include = _patterns(ns.include, "--include")
+        exclude = _patterns(ns.exclude, "--exclude")
+    except ConfigError as exc:
+        print(f"follower: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    diagnostics.configure(ns.log_level, config.key)
+    clock = SystemClock()
+    failed: list[BaseException] = []
+    try:
+        stats = anyio.run(
+            _until_signalled,
+            lambda stop: tail(
+                config, ns.pipeline_names, stop=stop, clock=clock, output=ns.output,
+                include=include, exclude=exclude, timestamps=ns.timestamps,
+            ),
+            0.0,
+        )
+    except* (UnknownPipelineError, ApiError, SinkClosedError) as group:
+        failed.extend(_leaves(group))
+    if failed:
+        print(f"follower: {failed[0]}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK if stats is not None else EXIT_INTERRUPTED
+
+
+def _cmd_pipelines(ns: argparse.Namespace) -> int:
+    try:
+        config = _people_config(ns)
+    except ConfigError as exc:
+        print(f"follower: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    diagnostics.configure("warning", config.key)
+    try:
+        table = anyio.run(pipelines_table, config, SystemClock())
+    except ApiError as exc:
+        print(f"follower: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(table)
+    return EXIT_OK
+
+
+COMMANDS: Final = {
+    "run": _cmd_run,
+    "tail": _cmd_tail,
+    "pipelines": _cmd_pipelines,
+    "demo": _cmd_demo,
+    "simulate": run_simulate,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point of the `follower` console script."""
     ns = build_parser().parse_args(argv)
     try:
-        if ns.command == "run":
-            code = _cmd_run(ns)
-        elif ns.command == "demo":
-            code = _cmd_demo(ns)
-        else:
-            code = run_simulate(ns)
+        code = COMMANDS[ns.command](ns)
     except KeyboardInterrupt:  # SIGINT before the handlers were installed or after they left
         code = EXIT_INTERRUPTED
     sys.exit(code)

@@ -1,0 +1,93 @@
+"""`follower tail` and `follower pipelines` as people run them: piped, on a terminal, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import pty
+import signal
+import sys
+
+import anyio
+from test_cli import KEY, env_with, follower, served
+
+
+async def test_tail_by_name_piped_has_no_colour_and_ends_on_ctrl_c() -> None:
+    """Piped output: `name/pod | line`, no escape codes; filters apply; SIGINT exits 0."""
+    async with served() as sim:
+        name = sim.world.info(sim.world.pipeline_ids[0])["name"]
+        async with follower(
+            "tail", name, "--base-url", sim.base_url, "--since", "start", "--interval", "0.2",
+            "--exclude", "DEBUG",
+        ) as run:
+            await run.wait_for(" | ", count=10)
+            run.process.send_signal(signal.SIGINT)
+            assert await run.exit_code() == 0
+    shown = [line for line in run.stdout if " | " in line]
+    assert all(line.startswith(f"{name}/") for line in shown)
+    assert not any("\x1b[" in line for line in run.stdout)
+    assert not any("DEBUG" in line.split(" | ", 1)[1] for line in shown)
+    assert KEY not in run.everything()
+
+
+async def test_tail_json_output_is_the_run_event_stream() -> None:
+    """--output json prints the same JSON events as `follower run`."""
+    async with served() as sim:
+        pipeline_id = sim.world.pipeline_ids[0]
+        async with follower(
+            "tail", pipeline_id, "--base-url", sim.base_url, "--since", "start",
+            "--output", "json", "--interval", "0.2",
+        ) as run:
+            await run.wait_for('"event":"log"', count=5)
+            run.process.send_signal(signal.SIGINT)
+            assert await run.exit_code() == 0
+    assert {e["pipeline_id"] for e in run.events()} == {pipeline_id}
+
+
+async def run_on_a_terminal(args: list[str], extra_env: dict[str, str]) -> str:
+    """Run `follower` with stdout on a pseudo-terminal until it printed 5 log lines; its text."""
+    controller, terminal = pty.openpty()
+    process = await anyio.open_process(
+        [sys.executable, "-m", "follower", *args],
+        env=env_with(GOLDRUSH_SERVICE_KEY=KEY, **extra_env), stdout=terminal,
+    )
+    os.close(terminal)
+    output = b""
+    with anyio.fail_after(30):
+        while output.count(b" | ") < 5:
+            await anyio.wait_readable(controller)
+            output += os.read(controller, 65536)
+        process.send_signal(signal.SIGINT)
+        assert await process.wait() == 0
+    os.close(controller)
+    return output.decode(errors="replace")
+
+
+async def test_tail_on_a_terminal_colours_pods_unless_no_color() -> None:
+    """On a TTY each pod gets a colour; NO_COLOR turns colours off."""
+    async with served() as sim:
+        args = ["tail", sim.world.pipeline_ids[0], "--base-url", sim.base_url, "--since",
+                "start", "--interval", "0.2"]
+        coloured = await run_on_a_terminal(args, {})
+        plain = await run_on_a_terminal(args, {"NO_COLOR": "1"})
+    assert "\x1b[" in coloured
+    assert "\x1b[" not in plain
+
+
+async def test_unknown_pipeline_name_is_a_clear_error() -> None:
+    """A name no pipeline has: exit 1 and a sentence saying so."""
+    async with served() as sim, follower(
+        "tail", "no-such-pipeline", "--base-url", sim.base_url
+    ) as run:
+        assert await run.exit_code() == 1
+    assert "no pipeline named 'no-such-pipeline'" in "\n".join(run.stderr)
+
+
+async def test_pipelines_table_shows_phase_and_replicas() -> None:
+    """`follower pipelines` prints an aligned row per pipeline with phase and ready/replicas."""
+    async with served() as sim, follower("pipelines", "--base-url", sim.base_url) as run:
+        assert await run.exit_code() == 0
+    header, *rows = [line for line in run.stdout if line]
+    assert header.split() == ["ID", "NAME", "PROJECT", "STATUS", "PHASE", "READY"]
+    assert len(rows) == len(sim.world.pipeline_ids)
+    assert all("RUNNING" in row and "2/2" in row for row in rows)
+    assert {row.split()[0] for row in rows} == set(sim.world.pipeline_ids)
