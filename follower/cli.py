@@ -290,7 +290,7 @@ def _follow_until_signalled(
             ns.duration,
             reloader,
         )
-    except* SinkClosedError as group:
+    except* (SinkClosedError, FileSinkError) as group:
         closed.extend(_leaves(group))
     except* StateFileError as group:
         bad_state.extend(_leaves(group))
