@@ -8,23 +8,24 @@ default).
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from typing import Literal
 
 import anyio
 
-from follower.client import PipelineApi, create_session
+from follower.client import create_session
 from follower.clock import Clock
 from follower.config import Config
 from follower.runner import RunStats
 from follower.secret import ServiceKey
-from follower.service import follow
+from follower.service import follow, make_api
 from follower.simulator.cli import serve
 from follower.simulator.faults import FaultSettings
 from follower.simulator.world import SimSettings
 from follower.sinks import Sink
 from follower.sinks.jsonlines import JsonLinesSink
-from follower.sinks.text import TextSink
+from follower.sinks.terminal import TerminalSink
 
 DEMO_KEY = "demo-service-key"
 
@@ -40,10 +41,9 @@ DEMO_WORLD = SimSettings(
 )
 
 
-async def _list_all(base_url: str, clock: Clock) -> tuple[str, ...]:
+async def _list_all(config: Config, clock: Clock) -> tuple[str, ...]:
     async with create_session() as session:
-        api = PipelineApi(session, base_url=base_url, key=lambda: ServiceKey(DEMO_KEY), clock=clock)
-        page = await api.list_page(1, 100)
+        page = await make_api(config, session, clock).list_page(1, 100)
     return tuple(item.id for item in page.items)
 
 
@@ -63,7 +63,11 @@ async def demo(
         urls.append(url)
         ready.set()
 
-    sink: Sink = TextSink(sys.stdout) if output == "text" else JsonLinesSink(sys.stdout.buffer)
+    sink: Sink
+    if output == "text":
+        sink = TerminalSink(sys.stdout, environ=os.environ, is_tty=sys.stdout.isatty())
+    else:
+        sink = JsonLinesSink(sys.stdout.buffer)
     async with anyio.create_task_group() as group:
         group.start_soon(
             lambda: serve(
@@ -72,10 +76,11 @@ async def demo(
             )
         )
         await ready.wait()
-        ids = await _list_all(urls[0], clock)
+        config = Config(key=ServiceKey(DEMO_KEY), pipelines=(), base_url=urls[0], interval_s=1.0)
+        ids = await _list_all(config, clock)
         print(f"demo: simulator on {urls[0]}, following {len(ids)} pipelines "
               "(Ctrl-C to stop)", file=sys.stderr)
-        config = Config(key=ServiceKey(DEMO_KEY), pipelines=ids, base_url=urls[0], interval_s=1.0)
+        config = dataclasses.replace(config, pipelines=ids)
         stats = await follow(config, sink=sink, clock=clock, stop=stop)
         group.cancel_scope.cancel()
     return stats

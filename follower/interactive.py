@@ -11,7 +11,6 @@ import os
 import re
 import sys
 
-import aiohttp
 import anyio
 
 from follower.client import PipelineApi, create_session
@@ -21,7 +20,7 @@ from follower.discovery import list_all
 from follower.errors import ApiError
 from follower.model import PIPELINE_ID_RE, PipelineInfo, PipelineStatus
 from follower.runner import RunStats
-from follower.service import KeyHolder, follow
+from follower.service import follow, make_api
 from follower.sinks import Sink
 from follower.sinks.jsonlines import JsonLinesSink
 from follower.sinks.terminal import PipelineRow, TerminalSink, render_pipelines
@@ -31,17 +30,6 @@ STATUS_CONCURRENCY = 8
 
 class UnknownPipelineError(Exception):
     """A name or id given to `follower tail` matches no pipeline the key can see."""
-
-
-def _api(config: Config, session: aiohttp.ClientSession, clock: Clock) -> PipelineApi:
-    return PipelineApi(
-        session,
-        base_url=config.base_url,
-        key=KeyHolder(config),
-        timeout_s=config.timeout_s,
-        max_response_bytes=config.max_response_bytes,
-        clock=clock,
-    )
 
 
 def resolve(wanted: list[str], listed: list[PipelineInfo]) -> tuple[list[str], dict[str, str]]:
@@ -74,7 +62,7 @@ async def tail(
 ) -> RunStats:
     """Follow `wanted` pipelines (ids or names) and print them for people, or as JSON."""
     async with create_session() as session:
-        api = _api(config, session, clock)
+        api = make_api(config, session, clock)
         needs_names = output == "text" or not all(PIPELINE_ID_RE.fullmatch(w) for w in wanted)
         listed = await list_all(api.list_page) if needs_names else []
     ids, labels = resolve(wanted, listed)
@@ -100,7 +88,7 @@ async def _status_or_none(api: PipelineApi, pipeline_id: str) -> PipelineStatus 
 async def pipelines_table(config: Config, clock: Clock) -> str:
     """The table of every pipeline the key can see, with its runtime phase and ready/replicas."""
     async with create_session() as session:
-        api = _api(config, session, clock)
+        api = make_api(config, session, clock)
         listed = await list_all(api.list_page)
         statuses: dict[str, PipelineStatus | None] = {}
         limiter = anyio.CapacityLimiter(STATUS_CONCURRENCY)

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import Final
 
+import aiohttp
 import anyio
 import structlog
 
@@ -151,6 +152,18 @@ async def reload(runner: Runner, running: Config, new: Config) -> Config:
     return new
 
 
+def make_api(config: Config, session: aiohttp.ClientSession, clock: Clock) -> PipelineApi:
+    """The API client the configuration describes, on `session`."""
+    return PipelineApi(
+        session,
+        base_url=config.base_url,
+        key=KeyHolder(config),
+        timeout_s=config.timeout_s,
+        max_response_bytes=config.max_response_bytes,
+        clock=clock,
+    )
+
+
 async def follow(
     config: Config,
     *,
@@ -173,14 +186,7 @@ async def follow(
             restored = checkpoint.load(config.state_file)
     session = create_session(user_agent=f"goldrush-follower/{__version__}")
     try:
-        api = PipelineApi(
-            session,
-            base_url=config.base_url,
-            key=KeyHolder(config),
-            timeout_s=config.timeout_s,
-            max_response_bytes=config.max_response_bytes,
-            clock=clock,
-        )
+        api = make_api(config, session, clock)
         runner = Runner(
             pipelines=config.pipelines,
             source=api,

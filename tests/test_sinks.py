@@ -1,4 +1,4 @@
-"""The stdout sinks: JSON Lines bytes and readable text, and a closed pipe."""
+"""The stdout sink: JSON Lines bytes, timestamps, and a closed pipe."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from follower.model import (
     TailErrorEvent,
 )
 from follower.sinks.jsonlines import JsonLinesSink, SinkClosedError, encode
-from follower.sinks.text import TextSink
 
 P = "pipe_3e8678c5fc9e48a7bf9879ca729"
 POD = "pipeline-covalent-postgres-pipe-3e8678c5fc9e48a7bf9879ca7mlm2"
@@ -62,13 +61,3 @@ async def test_broken_pipe_is_a_sink_closed_error() -> None:
     """A reader that went away surfaces as SinkClosedError, not an OSError traceback."""
     with pytest.raises(SinkClosedError, match="broken pipe"):
         await JsonLinesSink(ClosedPipe()).write(EVERY_KIND[:1])
-
-
-async def test_text_sink_renders_every_kind_on_one_line_each() -> None:
-    """The demo's text form gives one line per event, log lines as `pipeline/pod | message`."""
-    stream = io.StringIO()
-    await TextSink(stream).write(EVERY_KIND)
-    lines = stream.getvalue().splitlines()
-    assert len(lines) == len(EVERY_KIND)
-    assert lines[1] == 'pipe_3e8678c5/7mlm2 | INFO caf\u00e9 "quoted" \\ tab\t'
-    assert "[gap:" in lines[2] and "[tail error:" in lines[3] and "[api error:" in lines[5]
