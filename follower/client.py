@@ -214,7 +214,9 @@ class PipelineApi:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         clock: Clock,
+        on_unauthorized: Callable[[], None] | None = None,
     ) -> None:
+        """`on_unauthorized` is called on every 401 (the key holder re-reads its key file)."""
         if not (math.isfinite(timeout_s) and timeout_s > 0):
             raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
         if max_response_bytes < 1:
@@ -226,11 +228,13 @@ class PipelineApi:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._max_bytes = max_response_bytes
         self._clock = clock
+        self._on_unauthorized = on_unauthorized
 
     async def logs(self, pipeline_id: str) -> LogsSnapshot:
         """GET `.../{id}/logs/`; ValueError for an unsafe id (sent nowhere), else ApiError."""
         url = self._pipeline_url(pipeline_id, "logs")
-        return await self._call(url, lambda raw: parse_logs_body(pipeline_id, raw))
+        key = self._key()  # an API echoing the key into a pod name or a line must not leak it
+        return await self._call(url, lambda raw: parse_logs_body(pipeline_id, raw, mask=key))
 
     async def status(self, pipeline_id: str) -> PipelineStatus:
         """GET `.../{id}/status/`; ValueError for an unsafe id (sent nowhere), else ApiError."""
@@ -260,6 +264,8 @@ class PipelineApi:
                 raise AuthError("the service key is empty or has spaces or control characters")
             return parse(await self._fetch(url, key))
         except ApiError as exc:
+            if isinstance(exc, AuthError) and self._on_unauthorized is not None:
+                self._on_unauthorized()
             safe = clip(redact(exc.message, key))
             if safe == exc.message:
                 raise
@@ -415,20 +421,25 @@ def _load_json(raw: bytes) -> object:
     raise MalformedResponseError(f"body is not JSON: {reason}")
 
 
-def parse_logs_body(pipeline_id: str, raw: bytes) -> LogsSnapshot:
-    """A logs body as a snapshot; `logs: null` reads as "", a pod name seen twice is malformed."""
+def parse_logs_body(
+    pipeline_id: str, raw: bytes, *, mask: ServiceKey | None = None
+) -> LogsSnapshot:
+    """A logs body as a snapshot; `logs: null` reads as "", a pod name seen twice is malformed.
+
+    `mask`: the key, replaced wherever the body holds it (pod names, lines), so no event carries it.
+    """
     data = _object(parse_envelope(raw), "data")
     pods: list[PodTail] = []
     seen: set[str] = set()
     for index, item in enumerate(_array(_field(data, "pods", "data"), "data.pods")):
         path = f"data.pods[{index}]"
         entry = _object(item, path)
-        name = _string(_field(entry, "pod", path), f"{path}.pod")
+        name = redact(_string(_field(entry, "pod", path), f"{path}.pod"), mask)
         if name in seen:
             raise MalformedResponseError(f"{path}.pod: the pod name appears twice")
         seen.add(name)
         logs = _optional_string(entry.get("logs"), f"{path}.logs")
-        pods.append(PodTail(pod=name, logs=logs or ""))
+        pods.append(PodTail(pod=name, logs=redact(logs or "", mask)))
     uid = _optional_string(data.get("uid"), "data.uid")
     return LogsSnapshot(pipeline_id=pipeline_id, uid=uid, pods=tuple(pods))
 

@@ -255,18 +255,31 @@ def _apply(
 
 
 def _check_base_url(url: str, allow_insecure: bool, problems: list[str]) -> str:
-    parsed = URL(url)
+    try:
+        parsed = URL(url)
+    except ValueError:  # yarl's text may quote the netloc, credentials included: not echoed
+        problems.append(f"base_url: cannot be parsed as a URL; e.g. {DEFAULT_BASE_URL}")
+        return url
+    shown = _shown(parsed)
     if parsed.scheme not in ("https", "http") or not parsed.host:
-        problems.append(f"base_url: {url!r} is not an http(s) URL; e.g. {DEFAULT_BASE_URL}")
+        problems.append(f"base_url: {shown} is not an http(s) URL; e.g. {DEFAULT_BASE_URL}")
         return url
     if parsed.query_string or parsed.fragment or parsed.user or parsed.password:
-        problems.append(f"base_url: {url!r} must not carry credentials, a query or a fragment")
+        problems.append(f"base_url: {shown} must not carry credentials, a query or a fragment")
     if parsed.scheme == "http" and not allow_insecure and not _is_loopback(parsed.host):
         problems.append(
-            f"base_url: {url!r} uses plain http to a non-loopback host, which would send the "
+            f"base_url: {shown} uses plain http to a non-loopback host, which would send the "
             "ServiceKey unencrypted; use https, or set http.allow_insecure_http = true"
         )
     return url.rstrip("/")
+
+
+def _shown(parsed: URL) -> str:
+    """The URL quoted for a message, without user, password, query and fragment (a key may be
+    there)."""
+    if parsed.absolute:
+        parsed = parsed.with_user(None)  # drops the password too
+    return repr(str(parsed.with_query(None).with_fragment(None)))
 
 
 def _is_loopback(host: str) -> bool:

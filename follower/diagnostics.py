@@ -13,33 +13,35 @@ from typing import Any, TextIO
 
 import structlog
 
-from follower.secret import ServiceKey, redact
+from follower.secret import ServiceKey, redact_known, remember
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
           "error": logging.ERROR}
 
 
-def _redactor(key: ServiceKey | None) -> structlog.types.Processor:
-    def processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Any:
-        return {name: _scrub(value, key) for name, value in event_dict.items()}
-
-    return processor
+def _redactor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Any:
+    return {name: _scrub(value) for name, value in event_dict.items()}
 
 
-def _scrub(value: Any, key: ServiceKey | None) -> Any:
+def _scrub(value: Any) -> Any:
     if isinstance(value, str):
-        return redact(value, key)
+        return redact_known(value)
     if isinstance(value, dict):
-        return {k: _scrub(v, key) for k, v in value.items()}
+        return {k: _scrub(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_scrub(v, key) for v in value]
+        return [_scrub(v) for v in value]
     return value
 
 
 def configure(
     level: str = "info", key: ServiceKey | None = None, stream: TextIO | None = None
 ) -> None:
-    """Send structlog output to `stream` (stderr by default) at `level`, with the key redacted."""
+    """Send structlog output to `stream` (stderr by default) at `level`, with the key redacted.
+
+    Every key the process learns later (a rotated key file) is masked too (`secret.remember`).
+    """
+    if key is not None:
+        remember(key)
     out = stream or sys.stderr
     renderer: structlog.types.Processor
     if out.isatty():
@@ -51,7 +53,7 @@ def configure(
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            _redactor(key),
+            _redactor,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),

@@ -37,6 +37,23 @@ class ServiceKey:
         return hash(self._value)
 
 
+_known: list[str] = []
+
+
+def remember(key: ServiceKey) -> None:
+    """Add `key` to the keys `redact_known` masks (the first one, and each rotated one)."""
+    value = key.reveal()
+    if value and value not in _known:
+        _known.append(value)
+
+
+def redact_known(text: str) -> str:
+    """`text` with every key this process has used replaced by the mask."""
+    for value in _known:
+        text = text.replace(value, MASK)
+    return text
+
+
 def redact(text: str, key: ServiceKey | None) -> str:
     """`text` with every occurrence of the key replaced by the mask."""
     if key is None or not key.reveal():

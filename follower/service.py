@@ -26,7 +26,7 @@ from follower.enrich import EnrichSettings
 from follower.ops import ops_server
 from follower.runner import Checkpointer, DiscoverySettings, Runner, RunSettings, RunStats
 from follower.schedule import ScheduleSettings
-from follower.secret import ServiceKey
+from follower.secret import ServiceKey, remember
 from follower.sinks import Sink
 from follower.sinks.files import FileSink
 from follower.sinks.jsonlines import JsonLinesSink
@@ -101,14 +101,23 @@ class KeyHolder:
             return None
         return (stat.st_mtime_ns, stat.st_size)
 
+    def rejected(self) -> None:
+        """The API answered 401: read the key file again before the next request."""
+        self._stamp = None
+
     def __call__(self) -> ServiceKey:
         stamp = self._file_stamp()
         if self._file is not None and stamp is not None and stamp != self._stamp:
+            log = structlog.get_logger("follower")
             try:
-                self._key = ServiceKey(read_key_file(self._file))
-                structlog.get_logger("follower").info("service_key_reloaded")
+                key = ServiceKey(read_key_file(self._file))
             except ValueError as exc:
-                structlog.get_logger("follower").error("service_key_reload_failed", error=str(exc))
+                log.error("service_key_reload_failed", error=str(exc))
+            else:
+                if key != self._key:
+                    self._key = key
+                    remember(key)  # diagnostics mask the new key too
+                    log.info("service_key_reloaded")
             self._stamp = stamp
         return self._key
 
@@ -154,10 +163,12 @@ async def reload(runner: Runner, running: Config, new: Config) -> Config:
 
 def make_api(config: Config, session: aiohttp.ClientSession, clock: Clock) -> PipelineApi:
     """The API client the configuration describes, on `session`."""
+    holder = KeyHolder(config)
     return PipelineApi(
         session,
         base_url=config.base_url,
-        key=KeyHolder(config),
+        key=holder,
+        on_unauthorized=holder.rejected,
         timeout_s=config.timeout_s,
         max_response_bytes=config.max_response_bytes,
         clock=clock,

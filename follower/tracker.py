@@ -49,6 +49,9 @@ class LineSettings:
 
     max_bytes: int = DEFAULT_MAX_LINE_BYTES
     enrich: EnrichSettings = field(default_factory=EnrichSettings)
+    max_tail_lines: int = 100_000
+    """Only the last this many lines of a tail are read: a hostile 8 MB body of newlines must not
+    become 8 million events. Anything cut off this way shows as a gap if it mattered."""
 
     def event(self, now: float, pipeline_id: str, pod: str, seq: int, line: str) -> LogEvent:
         """The log event of `line`: cut with a marker when too long, never dropped."""
@@ -152,7 +155,7 @@ class PipelineTracker:
                 state.error = error
                 continue
             state.error = None
-            lines = split_lines(entry.logs)
+            lines = split_lines(entry.logs)[-self.lines.max_tail_lines :]
             previous = None if state.tail is None else len(state.tail)
             pod_events = self._diff_pod(entry.pod, state, lines, now)
             events.extend(pod_events)

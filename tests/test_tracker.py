@@ -168,3 +168,11 @@ def test_enrichment_is_opt_in() -> None:
     assert (second.level, second.line_ts) == ("error", "2026-11-28T10:00:01.000Z")
     plain = tracker().apply(snap(a=text), 1.0).events
     assert all(e.level is None and e.fields is None for e in plain if isinstance(e, LogEvent))
+
+
+def test_only_the_last_max_tail_lines_are_read() -> None:
+    """A tail with more lines than the cap is read from its end; the first sight has no gap."""
+    lines = LineSettings(max_tail_lines=3)
+    t = PipelineTracker(PIPE, "start", TailErrorMatcher(), lines=lines)
+    events = t.apply(snap(a="1\n2\n3\n4\n5\n"), 1.0).events
+    assert [e.message for e in events if isinstance(e, LogEvent)] == ["3", "4", "5"]
