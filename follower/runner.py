@@ -495,7 +495,20 @@ class Runner:
                 await self._sleep(settings.interval_s)
 
     async def discover(self, settings: DiscoverySettings) -> None:
-        """List the pipelines the key sees; follow the new ones, drop those no longer listed."""
+        """List the pipelines the key sees; follow the new ones, drop those no longer listed.
+
+        Counts as one request in flight while it works (not while it waits for a token), like a
+        poll, so the dispatcher's bound and a test's idea of "idle" both include it.
+        """
+        self._in_flight += 1
+        self._signal()
+        try:
+            await self._discover(settings)
+        finally:
+            self._in_flight -= 1
+            self._notify()
+
+    async def _discover(self, settings: DiscoverySettings) -> None:
         try:
             items = await discovery.list_all(self._list_page, settings.page_size)
             truncated = False
@@ -520,7 +533,12 @@ class Runner:
     async def _list_page(self, page_number: int, page_size: int) -> PipelinePage:
         """A list request that waits for its token like every other request."""
         while (at := self._budget.available_at(self._clock.monotonic())) > self._clock.monotonic():
-            await self._sleep(at - self._clock.monotonic())
+            self._in_flight -= 1  # waiting for a token is not work in flight
+            try:
+                await self._sleep(at - self._clock.monotonic())
+            finally:
+                self._in_flight += 1
+                self._signal()
         self._budget.take(self._clock.monotonic())
         self.metrics.sent()
         sent_at = self._clock.monotonic()
