@@ -49,3 +49,35 @@ async def test_sighup_adds_and_removes_pipelines_and_keeps_state(tmp_path: Path)
     assert not [e for e in events if e["event"] == "gap"]
     rejected = next(line for line in run.stderr if "reload_rejected" in line)
     assert "interval_s" in rejected
+
+
+async def test_sighup_reopens_output_files_after_an_external_rotation(tmp_path: Path) -> None:
+    """logrotate renames the file and sends SIGHUP: writing goes on in a new file, nothing lost
+    or repeated across the two."""
+    from follower.clock import SystemClock
+
+    out = tmp_path / "out"
+    clock = SystemClock()
+    async with served() as sim:
+        pipeline_id = sim.world.pipeline_ids[0]
+        args = ["run", "--base-url", sim.base_url, "--interval", "0.2", "--pipeline", pipeline_id,
+                "--output", "file", "--output-dir", str(out)]
+        async with follower(*args) as run:
+            live = out / "events.jsonl"
+            while not live.exists() or live.read_text().count("\n") < 20:
+                await clock.sleep(0.05)
+            live.rename(out / "events.jsonl.old")
+            run.process.send_signal(signal.SIGHUP)
+            await run.wait_for("output_reopened", where="stderr")
+            while not live.exists() or live.read_text().count("\n") < 20:
+                await clock.sleep(0.05)
+            run.process.send_signal(signal.SIGTERM)
+            assert await run.exit_code() == 0
+    old = [json.loads(line) for line in (out / "events.jsonl.old").read_text().splitlines()]
+    new = [json.loads(line) for line in live.read_text().splitlines()]
+    seqs = [(e["pod"], e["seq"]) for e in old + new if e["event"] == "log"]
+    assert len(seqs) == len(set(seqs))
+    for pod in {pod for pod, _ in seqs}:
+        numbers = [seq for p, seq in seqs if p == pod]
+        assert numbers == list(range(1, len(numbers) + 1))
+    assert any(e["event"] == "log" for e in new)
