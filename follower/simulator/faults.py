@@ -97,6 +97,10 @@ class FaultInjector:
         return number
 
 
+_TOKEN_SLACK: Final = 1e-9
+"""Float rounding slack of the rate limiter (the follower's RequestBudget uses the same)."""
+
+
 class TokenBucket:
     """A token bucket over all requests: `rate_per_s` tokens a second, at most `burst` saved."""
 
@@ -111,8 +115,10 @@ class TokenBucket:
         if self._last is not None:
             self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate_per_s)
         self._last = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+        # A client pacing itself at exactly `rate_per_s` comes back after 1/rate seconds, and the
+        # float refill (now - last) * rate can fall short of 1.0 by an ulp or so: that is a token.
+        if self._tokens >= 1.0 - _TOKEN_SLACK:
+            self._tokens = max(0.0, self._tokens - 1.0)
             return 0.0
         return (1.0 - self._tokens) / self.rate_per_s
 

@@ -1,0 +1,433 @@
+"""Throughput: the follower's CPU per 1,000 polls and per 100,000 lines, against a bare client.
+
+    PYTHONPATH=. python bench/throughput.py [--pipelines 100] [--polls 20000] [--new-per-poll 50]
+
+A server process (this script with `--serve`) answers logs requests from the simulator's world:
+the k-th request for pipeline p gets p's tail at world time t0 + k * step, so every request shows
+`--new-per-poll` new lines in a `--window`-line tail, whatever order or pace the client keeps, and
+two clients that make the same number of requests per pipeline receive byte-identical answers.
+The server runs in its own process, so its CPU is not counted here.
+
+Measured in this process with `time.process_time()` (user + system CPU):
+- follower: the real `follow()` assembly (client, dispatcher, poller, tracker, differ, events),
+  fixed 0.05 s interval and a budget far above what the CPU allows, so it polls as fast as it can;
+  its sink encodes every event to JSON Lines and writes it to /dev/null (`JsonLinesSink`).
+- floor: a bare client on the same session settings (`create_session`, same headers, same number
+  of requests in flight) that fetches the same answers, per pipeline as many as the follower
+  did, and parses each with `orjson.loads`, and does nothing else.
+
+The rounds alternate follower and floor; the best round of each is reported (the one least
+disturbed by other load on the machine). Exits 1 when the follower needs more than
+`--max-ratio` (1.5) times the floor's CPU for the same answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import logging
+import os
+import pstats
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import anyio
+import anyio.to_thread
+import orjson
+import structlog
+from aiohttp import hdrs, web
+
+from follower.client import create_session, parse_logs_body
+from follower.clock import SystemClock
+from follower.config import Config
+from follower.model import Event, LogsSnapshot
+from follower.runner import Runner
+from follower.secret import ServiceKey
+from follower.service import follow
+from follower.simulator import wire
+from follower.simulator.app import PREFIX
+from follower.simulator.world import SimSettings, World
+from follower.sinks.jsonlines import JsonLinesSink, encode
+from follower.tailerrors import TailErrorMatcher
+from follower.tracker import PipelineTracker
+
+KEY = "throughput-bench-key"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# --- the server process ------------------------------------------------------------------------
+
+
+def world_settings(ns: argparse.Namespace) -> SimSettings:
+    return SimSettings(
+        pipelines=ns.pipelines, pods=ns.pods, rate=ns.rate, window=ns.window,
+        line_style="realistic", seed=ns.seed,
+    )
+
+
+def serve(ns: argparse.Namespace) -> None:
+    """Answer the k-th logs request of each pipeline with its tail at t0 + k * step."""
+    world = World(world_settings(ns), start=0.0, wall_at_start=1_790_000_000.0)
+    step = ns.new_per_poll / ns.rate
+    t0 = ns.window / ns.rate + 1.0  # tails already full at the first request
+    counts = dict.fromkeys(world.pipeline_ids, 0)
+
+    async def logs(request: web.Request) -> web.Response:
+        pipeline_id = request.match_info["pipeline_id"]
+        k = counts[pipeline_id]
+        counts[pipeline_id] = k + 1
+        when = t0 + k * step
+        pods = [{"pod": pod, "logs": text} for pod, text in world.logs(pipeline_id, when)]
+        body = wire.dumps(wire.ok({"uid": world.uid(pipeline_id), "pods": pods}))
+        return web.Response(body=body, content_type="application/json")
+
+    async def get_counts(_: web.Request) -> web.Response:
+        return web.Response(body=orjson.dumps(counts), content_type="application/json")
+
+    async def reset(_: web.Request) -> web.Response:
+        for pipeline_id in counts:
+            counts[pipeline_id] = 0
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get(PREFIX + "{pipeline_id}/logs/", logs)
+    app.router.add_get("/counts", get_counts)
+    app.router.add_post("/reset", reset)
+
+    async def main() -> None:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        print(f"PORT {runner.addresses[0][1]}", flush=True)
+        await anyio.sleep_forever()
+
+    anyio.run(main)
+
+
+@contextmanager
+def server_process(ns: argparse.Namespace) -> Iterator[str]:
+    """Start the server in a child process; yield its base URL."""
+    args = [
+        sys.executable, str(Path(__file__).resolve()), "--serve",
+        "--pipelines", str(ns.pipelines), "--pods", str(ns.pods), "--rate", str(ns.rate),
+        "--window", str(ns.window), "--new-per-poll", str(ns.new_per_poll),
+        "--seed", str(ns.seed),
+    ]
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = dict(os.environ, PYTHONPATH=path)
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, env=env, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if not line.startswith("PORT "):
+            raise RuntimeError(f"server did not start: {line!r}")
+        yield f"http://127.0.0.1:{int(line.split()[1])}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+# --- the two clients ---------------------------------------------------------------------------
+
+
+@dataclass
+class Round:
+    """One measured run of a client."""
+
+    cpu_s: float
+    wall_s: float
+    polls: int
+    lines: int = 0
+    events: int = 0
+    bytes_in: int = 0
+
+
+async def control(base_url: str, method: str, path: str) -> bytes:
+    async with aiohttp.ClientSession() as session, session.request(
+        method, base_url + path
+    ) as response:
+        return await response.read()
+
+
+def quiet_logs() -> None:
+    structlog.configure(
+        processors=[structlog.processors.JSONRenderer()],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+async def run_follower(
+    base_url: str, pipeline_ids: list[str], polls: int, in_flight: int,
+    profile: cProfile.Profile | None = None,
+) -> Round:
+    """Follow every pipeline as fast as the CPU allows until `polls` logs polls succeeded."""
+    await control(base_url, "POST", "/reset")
+    config = Config(
+        key=ServiceKey(KEY), pipelines=tuple(pipeline_ids), base_url=base_url,
+        interval_s=0.05, floor_s=0.05, budget_rps=10_000.0, budget_burst=100_000,
+        max_in_flight=in_flight,
+    )
+    stop = anyio.Event()
+    runners: list[Runner] = []
+    clock = SystemClock()
+
+    async def watch() -> None:
+        while not runners or runners[0].stats.polls_ok < polls:
+            await clock.sleep(0.01)
+        stop.set()
+
+    with open(os.devnull, "wb") as devnull:  # noqa: ASYNC230 - /dev/null does not block
+        sink = JsonLinesSink(devnull)
+        async with anyio.create_task_group() as group:
+            group.start_soon(watch)
+            if profile is not None:
+                profile.enable()
+            wall, cpu = time.perf_counter(), time.process_time()
+            stats = await follow(
+                config, sink=sink, clock=clock, stop=stop, rng=random.Random(1),
+                on_runner=runners.append,
+            )
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            if profile is not None:
+                profile.disable()
+    if stats.polls_failed:
+        raise RuntimeError(f"{stats.polls_failed} polls failed")
+    return Round(cpu, wall, stats.polls_ok, stats.events.get("log", 0), sum(stats.events.values()))
+
+
+async def run_floor(base_url: str, counts: dict[str, int], in_flight: int) -> Round:
+    """Fetch each pipeline's answers as often as `counts` says and parse them; nothing else."""
+    await control(base_url, "POST", "/reset")
+    root = f"{base_url}{PREFIX}"
+    # Round robin over the pipelines, so each one's requests are spread over the run.
+    order: list[str] = []
+    left = dict(counts)
+    while left:
+        for pipeline_id in list(left):
+            order.append(pipeline_id)
+            left[pipeline_id] -= 1
+            if not left[pipeline_id]:
+                del left[pipeline_id]
+    order.reverse()
+    headers = {hdrs.AUTHORIZATION: f"Bearer {KEY}", hdrs.ACCEPT: "application/json"}
+    timeout = aiohttp.ClientTimeout(total=10.0)
+    received = [0]
+    session = create_session()
+    wall, cpu = time.perf_counter(), time.process_time()
+    try:
+
+        async def worker() -> None:
+            while order:
+                url = f"{root}{order.pop()}/logs/"
+                async with session.get(
+                    url, headers=headers, timeout=timeout, allow_redirects=False
+                ) as response:
+                    body = await response.read()
+                orjson.loads(body)
+                received[0] += len(body)
+
+        async with anyio.create_task_group() as group:
+            for _ in range(in_flight):
+                group.start_soon(worker)
+    finally:
+        await session.close()
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    return Round(cpu, wall, sum(counts.values()), bytes_in=received[0])
+
+
+# --- where the follower's CPU goes ---------------------------------------------------------------
+
+
+def answer_bodies(ns: argparse.Namespace, pipelines: int, answers: int) -> dict[str, list[bytes]]:
+    """The bodies the server sends: the first `answers` of the first `pipelines` pipelines."""
+    world = World(world_settings(ns), start=0.0, wall_at_start=1_790_000_000.0)
+    step = ns.new_per_poll / ns.rate
+    t0 = ns.window / ns.rate + 1.0
+    bodies = {}
+    for pipeline_id in world.pipeline_ids[:pipelines]:
+        bodies[pipeline_id] = [
+            wire.dumps(wire.ok({
+                "uid": world.uid(pipeline_id),
+                "pods": [{"pod": pod, "logs": text}
+                         for pod, text in world.logs(pipeline_id, t0 + k * step)],
+            }))
+            for k in range(answers)
+        ]
+    return bodies
+
+
+def cpu_of(function: Callable[[], object], repeat: int = 3) -> float:
+    """CPU seconds of the fastest of `repeat` calls (the least disturbed by other load)."""
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.process_time()
+        function()
+        best = min(best, time.process_time() - started)
+    return best
+
+
+def breakdown(ns: argparse.Namespace, pipelines: int = 10, answers: int = 100) -> dict[str, float]:
+    """CPU seconds per poll of the follower's pure steps, timed apart on the same answers.
+
+    Each pipeline's answers go through the steps in order, as in a real run (the first answer of
+    a pipeline emits its whole tail, the others `--new-per-poll` lines).
+    """
+    bodies = answer_bodies(ns, pipelines, answers)
+    polls = pipelines * answers
+    matcher = TailErrorMatcher()
+    snapshots: dict[str, list[LogsSnapshot]] = {}
+    batches: list[list[Event]] = []
+    steps: dict[str, float] = {}
+    steps["orjson.loads"] = cpu_of(
+        lambda: [orjson.loads(body) for seq in bodies.values() for body in seq]
+    )
+
+    def parse() -> None:
+        for pipeline_id, seq in bodies.items():
+            snapshots[pipeline_id] = [parse_logs_body(pipeline_id, body) for body in seq]
+
+    def apply() -> None:
+        batches.clear()
+        for pipeline_id, seq in snapshots.items():
+            tracker = PipelineTracker(pipeline_id, "start", matcher)
+            for index, snapshot in enumerate(seq):
+                batches.append(tracker.apply(snapshot, 1_790_000_000.0 + index).events)
+
+    steps["parse"] = cpu_of(parse)
+    steps["apply"] = cpu_of(apply)
+    steps["encode"] = cpu_of(lambda: [encode(batch) for batch in batches])
+
+    async def write_all() -> None:
+        with open(os.devnull, "wb") as devnull:  # noqa: ASYNC230 - /dev/null does not block
+            sink = JsonLinesSink(devnull)
+            for batch in batches:
+                await sink.write(batch)
+
+    async def hops() -> None:
+        for _ in range(polls):
+            await anyio.to_thread.run_sync(int)
+
+    steps["write"] = cpu_of(lambda: anyio.run(write_all))
+    steps["hop"] = cpu_of(lambda: anyio.run(hops))
+    return {name: seconds / polls for name, seconds in steps.items()}
+
+
+# --- main --------------------------------------------------------------------------------------
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pipelines", type=int, default=100, help="default 100")
+    parser.add_argument("--pods", type=int, default=1, help="pods per pipeline (1)")
+    parser.add_argument("--rate", type=float, default=10.0, help="lines/s per pod (10)")
+    parser.add_argument("--window", type=int, default=200, help="tail lines (200)")
+    parser.add_argument("--new-per-poll", type=int, default=50,
+                        help="new lines per pod per answer (50)")
+    parser.add_argument("--polls", type=int, default=10_000, help="polls per round (10,000)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of each client (3)")
+    parser.add_argument("--in-flight", type=int, default=8, help="requests in flight (8)")
+    parser.add_argument("--max-ratio", type=float, default=1.5, help="target (1.5)")
+    parser.add_argument("--profile", action="store_true",
+                        help="profile one extra follower round and print the top entries")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def measure(ns: argparse.Namespace) -> tuple[Round, Round, cProfile.Profile | None]:
+    """Alternate follower and floor rounds; return the best of each (and a profile if asked)."""
+    pipeline_ids = World(world_settings(ns), 0.0, 0.0).pipeline_ids
+    follower_rounds: list[Round] = []
+    floor_rounds: list[Round] = []
+    profile = None
+    with server_process(ns) as base_url:
+        for index in range(ns.rounds):
+            f = anyio.run(run_follower, base_url, pipeline_ids, ns.polls, ns.in_flight)
+            counts = orjson.loads(anyio.run(control, base_url, "GET", "/counts"))
+            b = anyio.run(run_floor, base_url, counts, ns.in_flight)
+            follower_rounds.append(f)
+            floor_rounds.append(b)
+            print(f"  round {index + 1}: follower {f.cpu_s:.2f} s CPU for {f.polls:,} polls "
+                  f"({f.wall_s:.1f} s wall); floor {b.cpu_s:.2f} s CPU for {b.polls:,} "
+                  f"({b.wall_s:.1f} s wall)", flush=True)
+        if ns.profile:
+            profile = cProfile.Profile()
+            anyio.run(run_follower, base_url, pipeline_ids, ns.polls, ns.in_flight, profile)
+    best_f = min(follower_rounds, key=lambda r: r.cpu_s / r.polls)
+    best_b = min(floor_rounds, key=lambda r: r.cpu_s / r.polls)
+    return best_f, best_b, profile
+
+
+def print_profile(profile: cProfile.Profile) -> None:
+    for order, count in (("tottime", 25), ("cumulative", 40)):
+        out = io.StringIO()
+        pstats.Stats(profile, stream=out).sort_stats(order).print_stats(count)
+        print(f"\nprofile of one extra follower round, by {order} (top {count}):")
+        print(out.getvalue())
+
+
+def main() -> int:
+    ns = parse_args()
+    if ns.serve:
+        serve(ns)
+        return 0
+    quiet_logs()
+    print(f"throughput bench: {ns.pipelines} pipelines x {ns.pods} pod(s), {ns.window}-line "
+          f"tails of realistic lines, {ns.new_per_poll} new lines per pod per answer, "
+          f"{ns.in_flight} requests in flight, {ns.polls:,} polls per round, best of "
+          f"{ns.rounds} rounds; server in another process; CPU = time.process_time() of this "
+          f"process; {os.cpu_count()} CPUs\n")
+    best_f, best_b, profile = measure(ns)
+    f_per_poll = best_f.cpu_s / best_f.polls
+    b_per_poll = best_b.cpu_s / best_b.polls
+    lines_per_poll = best_f.lines / best_f.polls
+    ratio = f_per_poll / b_per_poll
+    print()
+    print(f"  {'':44}{'follower':>12}{'floor':>12}")
+    print(f"  {'CPU s per 1,000 polls':44}{f_per_poll * 1e3:12.3f}{b_per_poll * 1e3:12.3f}")
+    print(f"  {'CPU s per 100,000 emitted lines':44}"
+          f"{f_per_poll / lines_per_poll * 1e5:12.3f}{b_per_poll / lines_per_poll * 1e5:12.3f}")
+    print(f"  {'polls per CPU second':44}{1 / f_per_poll:12,.0f}{1 / b_per_poll:12,.0f}")
+    print(f"  {'lines emitted per poll':44}{lines_per_poll:12.1f}{'':>12}")
+    print(f"  {'events per poll (all kinds)':44}{best_f.events / best_f.polls:12.1f}{'':>12}")
+    print(f"  {'answer bytes per poll':44}{'':>12}{best_b.bytes_in / best_b.polls:12,.0f}")
+    print(f"  {'follower / floor CPU':44}{ratio:12.2f}  (target <= {ns.max_ratio:g})")
+    steps = breakdown(ns)
+    rest = f_per_poll - steps["parse"] - steps["apply"] - steps["write"]
+    rows = [
+        ("follower, measured end to end", f_per_poll),
+        ("  parse_logs_body (orjson + checks)", steps["parse"]),
+        ("  tracker.apply (split, diff, events)", steps["apply"]),
+        ("  JsonLinesSink.write", steps["write"]),
+        ("    of which encode (to_wire + orjson)", steps["encode"]),
+        ("    of which to_thread.run_sync (empty)", steps["hop"]),
+        ("  rest: HTTP, dispatcher, plan, event loop", rest),
+        ("floor, measured end to end", b_per_poll),
+        ("  orjson.loads", steps["orjson.loads"]),
+        ("  rest: HTTP, event loop", b_per_poll - steps["orjson.loads"]),
+    ]
+    print("\n  where the CPU goes, us per poll (pure steps timed apart on the same answers,")
+    print("  best of 3; 'rest' is the end-to-end figure minus the steps):")
+    for name, seconds in rows:
+        print(f"    {name:46}{seconds * 1e6:8.0f}")
+    if profile is not None:
+        print_profile(profile)
+    met = ratio <= ns.max_ratio
+    print("result:", "target met" if met else
+          f"MISSED: follower uses {ratio:.2f}x the floor's CPU (target {ns.max_ratio:g}x)")
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
