@@ -15,7 +15,7 @@ a last checkpoint is written.
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +33,13 @@ from follower.lifecycle import Lifecycle, LifecycleSettings
 from follower.metrics import Metrics
 from follower.model import PipelineAddedEvent, PipelinePage, PipelineRemovedEvent
 from follower.poller import Followed, Poller, PollStats
-from follower.schedule import PipelinePlan, ScheduleSettings, most_at_risk, shortfall
+from follower.schedule import (
+    PipelinePlan,
+    ScheduleSettings,
+    most_at_risk,
+    shortfall,
+    spare_scale,
+)
 from follower.sinks import Sink
 from follower.tailerrors import TailErrorMatcher
 from follower.tracker import LineSettings, PipelineTracker, PodState, Since
@@ -144,7 +150,10 @@ class Runner:
             self._follow(pipeline_id)
         self._in_flight = 0
         self._stopping = False
-        self._wake = anyio.Event()
+        self._park_scope: anyio.CancelScope | None = None
+        self._wake_pending = False
+        self._scale = 1.0
+        self._planned_at = -float("inf")
         self._key_rejected = False
         self._probe_at = 0.0
         self._probe_attempts = 0
@@ -323,23 +332,36 @@ class Runner:
             requests.start_soon(self._request, chosen, now)
 
     def _choose(self, now: float) -> tuple[Followed | None, float | None]:
-        """The pipeline to poll now, or None and when to look again (None: when woken)."""
+        """The pipeline to poll now, or None and when to look again (None: when woken).
+
+        The token is checked before the pipelines are scanned, and the scan finds the due
+        pipeline most at risk and the next due time in one pass: with thousands of pipelines
+        this loop runs once per request, not once per wake-up.
+        """
         if self._in_flight >= self._settings.max_in_flight:
             return None, None
         if self._key_rejected and (self._in_flight or now < self._probe_at):
             return None, None if self._in_flight else self._probe_at
-        due = [
-            (pid, f.plan) for pid, f in self._followed.items()
-            if not f.in_flight and f.plan.due(self._schedule) <= now
-        ]
-        if not due:
-            idle = [f.plan.due(self._schedule) for f in self._followed.values() if not f.in_flight]
-            return None, min(idle, default=None)
         token_at = self._budget.available_at(now)
         if token_at > now:
             return None, token_at
-        chosen = most_at_risk(due, now, ceiling_s=self._schedule.ceiling_s)
-        return (None, None) if chosen is None else (self._followed[chosen], None)
+        later: list[float] = []
+        schedule, scale = self._schedule, self._scale
+
+        def due() -> Iterator[tuple[str, PipelinePlan]]:
+            for pipeline_id, followed in self._followed.items():
+                if followed.in_flight:
+                    continue
+                at = followed.plan.due(schedule, scale)
+                if at <= now:
+                    yield pipeline_id, followed.plan
+                else:
+                    later.append(at)
+
+        chosen = most_at_risk(due(), now, ceiling_s=schedule.ceiling_s)
+        if chosen is None:
+            return None, min(later, default=None)
+        return self._followed[chosen], None
 
     async def _park(self, until: float | None) -> None:
         """Wait until `until` (monotonic) or until woken by a finished request or a change.
@@ -347,37 +369,29 @@ class Runner:
         `parked` turns true only once the wait is registered (the clock sleep included), so a
         test that sees it true and every in-flight request asleep knows the runner is idle.
         """
-        wake = self._wake
-        try:
-            if until is None:
-                self.parked = True
-                self._signal()
-                await wake.wait()
-                return
-            async with anyio.create_task_group() as race:
-
-                async def sleep() -> None:
-                    if wake.is_set():  # woken before this task ran: not idle, look again
-                        race.cancel_scope.cancel()
-                        return
-                    self.parked = True
+        if self._wake_pending:  # something changed since the dispatcher last looked
+            self._wake_pending = False
+            return
+        with anyio.CancelScope() as scope:
+            self._park_scope = scope
+            self.parked = True
+            try:
+                if until is None:
+                    self._signal()
+                    await anyio.sleep_forever()
+                else:
                     await self._sleep(until - self._clock.monotonic())
-                    race.cancel_scope.cancel()
-
-                async def woken() -> None:
-                    await wake.wait()
-                    race.cancel_scope.cancel()
-
-                race.start_soon(sleep)
-                race.start_soon(woken)
-        finally:
-            self.parked = False
+            finally:
+                self._park_scope = None
+                self.parked = False
 
     def _notify(self) -> None:
         """Wake the dispatcher: something it waits for may have changed."""
         self.parked = False
-        self._wake.set()
-        self._wake = anyio.Event()
+        if self._park_scope is not None:
+            self._park_scope.cancel()
+        else:
+            self._wake_pending = True
         self._signal()
 
     def _signal(self) -> None:
@@ -456,18 +470,24 @@ class Runner:
             )
 
     def _report_budget(self, now: float) -> None:
-        """Log `budget_exhausted` (with the shortfall) when the budget cannot cover the plan."""
+        """Once a second: re-plan the spare-budget scale, and log `budget_exhausted` (with the
+        shortfall, at most every `budget_report_s`) when the budget cannot cover the plan."""
+        if now - self._planned_at < 1.0:
+            return
+        self._planned_at = now
+        rate = self._budget.current_rate_per_s
+        measured = [f.plan for f in self._followed.values() if f.plan.samples > 0]
+        self._scale = spare_scale(measured, self._schedule, rate)
         if now - self._reported_at < self._settings.budget_report_s:
             return
-        plans = [f.plan for f in self._followed.values()]
-        missing = shortfall(plans, self._schedule, self._budget.current_rate_per_s)
+        missing = shortfall(measured, self._schedule, rate)
         if missing > 0:
             self._reported_at = now
             self._log.warning(
                 "budget_exhausted",
                 shortfall_rps=round(missing, 3),
-                budget_rps=round(self._budget.current_rate_per_s, 3),
-                at_risk=sum(plan.risk(now) > 1 for plan in plans),
+                budget_rps=round(rate, 3),
+                at_risk=sum(plan.risk(now) > 1 for plan in measured),
                 hint="raise budget.requests_per_s if the API plan allows, or shard",
             )
 
