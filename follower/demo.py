@@ -41,10 +41,11 @@ DEMO_WORLD = SimSettings(
 )
 
 
-async def _list_all(config: Config, clock: Clock) -> tuple[str, ...]:
+async def _list_all(config: Config, clock: Clock) -> dict[str, str]:
+    """The simulated pipelines, id -> name, found through the list endpoint."""
     async with create_session() as session:
         page = await make_api(config, session, clock).list_page(1, 100)
-    return tuple(item.id for item in page.items)
+    return {item.id: item.name for item in page.items}
 
 
 async def demo(
@@ -63,11 +64,6 @@ async def demo(
         urls.append(url)
         ready.set()
 
-    sink: Sink
-    if output == "text":
-        sink = TerminalSink(sys.stdout, environ=os.environ, is_tty=sys.stdout.isatty())
-    else:
-        sink = JsonLinesSink(sys.stdout.buffer)
     async with anyio.create_task_group() as group:
         group.start_soon(
             lambda: serve(
@@ -77,10 +73,17 @@ async def demo(
         )
         await ready.wait()
         config = Config(key=ServiceKey(DEMO_KEY), pipelines=(), base_url=urls[0], interval_s=1.0)
-        ids = await _list_all(config, clock)
-        print(f"demo: simulator on {urls[0]}, following {len(ids)} pipelines "
+        names = await _list_all(config, clock)
+        print(f"demo: simulator on {urls[0]}, following {len(names)} pipelines "
               "(Ctrl-C to stop)", file=sys.stderr)
-        config = dataclasses.replace(config, pipelines=ids)
+        config = dataclasses.replace(config, pipelines=tuple(names))
+        sink: Sink
+        if output == "text":
+            sink = TerminalSink(
+                sys.stdout, environ=os.environ, is_tty=sys.stdout.isatty(), labels=names
+            )
+        else:
+            sink = JsonLinesSink(sys.stdout.buffer)
         stats = await follow(config, sink=sink, clock=clock, stop=stop)
         group.cancel_scope.cancel()
     return stats
