@@ -60,7 +60,8 @@ class Config:
     discover_names: tuple[str, ...] = ()
     discover_projects: tuple[str, ...] = ()
     discover_statuses: tuple[str, ...] = ()
-    budget_rps: float = 10.0
+    budget_rps: float | None = None
+    """Requests per second for everything the key sends; None: see `effective_budget_rps`."""
     budget_burst: int = 20
     floor_s: float = 1.0
     ceiling_s: float = 60.0
@@ -329,6 +330,21 @@ def read_key_file(path: Path) -> str:
     if any(ch.isspace() for ch in text):
         raise ValueError(f"key file {str(path)!r} holds whitespace inside the key")
     return text
+
+
+DEFAULT_BUDGET_RPS: Final = 10.0
+
+
+def effective_budget_rps(config: Config) -> float:
+    """The configured budget, or a default: 10 requests/s, raised with a fixed `--interval` to
+    what polling every listed pipeline at that interval needs (plus a quarter for retries), so
+    an explicit interval is kept; 429s still slow it down if the API allows less."""
+    if config.budget_rps is not None:
+        return config.budget_rps
+    if config.interval_s is None:
+        return DEFAULT_BUDGET_RPS
+    needed = 1.25 * len(config.pipelines) / config.interval_s
+    return max(DEFAULT_BUDGET_RPS, needed)
 
 
 def load_config(

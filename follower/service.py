@@ -20,7 +20,7 @@ from follower import __version__, checkpoint
 from follower.backoff import BackoffPolicy
 from follower.client import PipelineApi, create_session
 from follower.clock import Clock
-from follower.config import Config, read_key_file
+from follower.config import Config, effective_budget_rps, read_key_file
 from follower.discovery import Selection
 from follower.enrich import EnrichSettings
 from follower.ops import ops_server
@@ -43,7 +43,7 @@ def run_settings(config: Config) -> RunSettings:
         backoff=BackoffPolicy(initial_s=config.backoff_initial_s, max_s=config.backoff_max_s),
         shutdown_timeout_s=config.shutdown_timeout_s,
         checkpoint_interval_s=config.checkpoint_interval_s,
-        budget_rps=config.budget_rps,
+        budget_rps=effective_budget_rps(config),
         budget_burst=config.budget_burst,
         schedule=ScheduleSettings(
             floor_s=config.floor_s, ceiling_s=config.ceiling_s, fill_target=config.fill_target

@@ -256,3 +256,21 @@ def test_the_example_config_is_valid() -> None:
     path = Path(__file__).parent.parent / "config" / "follower.toml"
     config = load_config(config_path=path, env=ENV, flags={})
     assert config.pipelines == (PIPE,)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ({}, 10.0),  # adaptive: the default budget
+        ({"interval_s": 1.0, "pipelines": [f"pipe_{i}" for i in range(40)]}, 50.0),
+        ({"interval_s": 5.0}, 10.0),  # one pipeline every 5 s fits the default
+        ({"interval_s": 1.0, "pipelines": [f"pipe_{i}" for i in range(40)],
+          "budget.requests_per_s": 4.0}, 4.0),  # an explicit budget wins
+    ],
+)
+def test_default_budget_keeps_an_explicit_interval(given: dict[str, Any], expected: float) -> None:
+    """Without a configured budget, a fixed --interval over many pipelines raises the default."""
+    from follower.config import effective_budget_rps
+
+    config = load_config(config_path=None, env=ENV, flags=flags(**given))
+    assert effective_budget_rps(config) == expected

@@ -101,9 +101,11 @@ async def test_twenty_pipelines_two_pods_with_restarts_and_tail_errors() -> None
         for replica in range(settings.pods)
     )
     gaps = [e for e in sink.events if isinstance(e, GapEvent)]
-    # A restart is flagged when both incarnations showed lines; one that happened before a pod's
-    # first lines, or whose new incarnation is still starting at the end, has nothing to flag.
-    assert 0.9 * restarts <= len(gaps) <= restarts
+    # Every hole is behind a gap (checked above). A restart is one gap when both incarnations
+    # showed lines; one before a pod's first lines, one still starting at the end, or two
+    # between two looks (while the pipeline waits for RUNNING on the status endpoint) make none
+    # or one for two.
+    assert 0.75 * restarts <= len(gaps) <= restarts
     assert stats.polls_failed == 0
 
 
