@@ -15,8 +15,7 @@ a last checkpoint is written.
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import anyio
@@ -24,77 +23,24 @@ import anyio.abc
 import structlog
 
 from follower import discovery, sharding
-from follower.backoff import BackoffPolicy
 from follower.budget import RequestBudget
 from follower.client import TailSource
 from follower.clock import Clock
 from follower.errors import ApiError
-from follower.lifecycle import Lifecycle, LifecycleSettings
+from follower.lifecycle import Lifecycle
 from follower.metrics import Metrics
 from follower.model import PipelineAddedEvent, PipelinePage, PipelineRemovedEvent
 from follower.poller import Followed, Poller, PollStats
-from follower.schedule import (
-    PipelinePlan,
-    ScheduleSettings,
-    most_at_risk,
-    shortfall,
-    spare_scale,
-)
+from follower.schedule import PipelinePlan, most_at_risk, shortfall, spare_scale
+from follower.settings import Checkpointer, DiscoverySettings, RunSettings
 from follower.sinks import Sink
 from follower.tailerrors import TailErrorMatcher
-from follower.tracker import LineSettings, PipelineTracker, PodState, Since
-
-Checkpointer = Callable[[dict[str, dict[str, PodState]]], Awaitable[bool]]
-"""Saves a snapshot of every followed pipeline's pods (see follower.checkpoint); False: failed."""
+from follower.tracker import PipelineTracker, PodState
 
 RunStats = PollStats
+"""What `Runner.run` returns (the poller's counters)."""
 
-
-@dataclass(frozen=True, slots=True)
-class DiscoverySettings:
-    """Following every pipeline the key can see (filtered), re-listed on an interval."""
-
-    enabled: bool = False
-    interval_s: float = 300.0
-    selection: discovery.Selection = field(default_factory=discovery.Selection)
-    page_size: int = 100
-
-
-@dataclass(frozen=True, slots=True)
-class RunSettings:
-    """The loop's knobs, taken from `Config` by the service (or set directly by tests)."""
-
-    interval_s: float | None = 5.0
-    """Fixed interval between polls of one pipeline; None: adaptive planning."""
-    since: Since = "start"
-    max_in_flight: int = 8
-    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
-    shutdown_timeout_s: float = 5.0
-    checkpoint_interval_s: float = 5.0
-    budget_rps: float = 10.0
-    budget_burst: int = 20
-    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
-    lifecycle: LifecycleSettings | None = None
-    discovery: DiscoverySettings = field(default_factory=DiscoverySettings)
-    shard_index: int = 0
-    shard_count: int = 1
-    budget_report_s: float = 60.0
-    lines: LineSettings = field(default_factory=LineSettings)
-
-    def schedule_settings(self) -> ScheduleSettings:
-        if self.interval_s is None:
-            return self.schedule
-        return ScheduleSettings(
-            floor_s=min(self.schedule.floor_s, self.interval_s),
-            ceiling_s=max(self.schedule.ceiling_s, self.interval_s),
-            fixed_interval_s=self.interval_s,
-        )
-
-    def lifecycle_settings(self) -> LifecycleSettings:
-        if self.lifecycle is not None:
-            return self.lifecycle
-        floor = self.interval_s if self.interval_s is not None else self.schedule.floor_s
-        return LifecycleSettings(backoff=self.backoff, backoff_floor_s=floor)
+__all__ = ["Checkpointer", "DiscoverySettings", "RunSettings", "RunStats", "Runner"]
 
 
 class Runner:
