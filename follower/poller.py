@@ -142,7 +142,7 @@ class Poller:
             self._apply(followed, decision)
             events = applied.events + self._tail_errors(followed, applied, decision)
             try:
-                await self._write(events)
+                await self.write(events)
             except BaseException:
                 # Not written (the reader went away, or shutdown cancelled the write): undo, so
                 # a checkpoint never covers these lines and a restart fetches them again.
@@ -169,7 +169,7 @@ class Poller:
         )
         self._apply(followed, decision)
         if decision.phase_changed is not None:
-            await self._write([self._status_event(status, decision.phase_changed)])
+            await self.write([self._status_event(status, decision.phase_changed)])
         self._log_transition(followed, decision)
         return Outcome(key_accepted=True)
 
@@ -189,7 +189,7 @@ class Poller:
             self._clock.wall(), followed.pipeline_id, error.kind, error.status, error.message,
             None if gone else retry_in,
         )
-        await self._write([event])
+        await self.write([event])
         if gone:
             self.stats.pipelines_gone.append(followed.pipeline_id)
         elif not isinstance(error, AuthError):
@@ -220,7 +220,8 @@ class Poller:
             self._clock.wall(), status.pipeline_id, phase, status.ready, status.replicas
         )
 
-    async def _write(self, events: list[Event]) -> None:
+    async def write(self, events: list[Event]) -> None:
+        """Write events to the sink and count them (stats and metrics): every event goes here."""
         if events:
             await self._sink.write(events)
             self.stats.count(events)

@@ -66,7 +66,6 @@ class Runner:
             sharding.select(pipelines, settings.shard_index, settings.shard_count)
         )
         self._source = source
-        self._sink = sink
         self._clock = clock
         self._settings = settings
         self._schedule = settings.schedule_settings()
@@ -99,6 +98,7 @@ class Runner:
         self._park_scope: anyio.CancelScope | None = None
         self._wake_pending = False
         self._scale = 1.0
+        self._shortfall = 0.0
         self._planned_at = -float("inf")
         self._key_rejected = False
         self._probe_at = 0.0
@@ -164,10 +164,7 @@ class Runner:
         self.metrics.states(f.life.phase for f in followed)
         self.metrics.key_rejected.set(1 if self._key_rejected else 0)
         self.metrics.budget_rate.set(self._budget.current_rate_per_s)
-        plans = [f.plan for f in followed]
-        self.metrics.budget_shortfall.set(
-            shortfall(plans, self._schedule, self._budget.current_rate_per_s)
-        )
+        self.metrics.budget_shortfall.set(self._shortfall)
 
     def health(self) -> tuple[bool, str]:
         """Alive while the run goes on (a failed sink ends the run)."""
@@ -394,19 +391,14 @@ class Runner:
     async def _add(self, pipeline_id: str, name: str | None) -> None:
         async with self._commit:
             self._follow(pipeline_id)
-            event = PipelineAddedEvent(self._clock.wall(), pipeline_id, name)
-            await self._sink.write([event])
-            self.stats.count([event])
-            self.metrics.wrote([event])
+            await self._poller.write([PipelineAddedEvent(self._clock.wall(), pipeline_id, name)])
 
     async def _drop(self, pipeline_id: str, reason: str) -> None:
         async with self._commit:
             if self._followed.pop(pipeline_id, None) is None:
                 return
             event = PipelineRemovedEvent(self._clock.wall(), pipeline_id, reason)
-            await self._sink.write([event])
-            self.stats.count([event])
-            self.metrics.wrote([event])
+            await self._poller.write([event])
         if reason == "not_found":
             self._log.error(
                 "pipeline_not_found",
@@ -424,10 +416,8 @@ class Runner:
         rate = self._budget.current_rate_per_s
         measured = [f.plan for f in self._followed.values() if f.plan.samples > 0]
         self._scale = spare_scale(measured, self._schedule, rate)
-        if now - self._reported_at < self._settings.budget_report_s:
-            return
-        missing = shortfall(measured, self._schedule, rate)
-        if missing > 0:
+        self._shortfall = missing = shortfall(measured, self._schedule, rate)
+        if missing > 0 and now - self._reported_at >= self._settings.budget_report_s:
             self._reported_at = now
             self._log.warning(
                 "budget_exhausted",

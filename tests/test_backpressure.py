@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import anyio
-from test_cli import KEY, ROOT, served
+from test_cli import KEY, env_with, served
 
 from follower.clock import SystemClock
 from follower.simulator.world import SimSettings
@@ -20,13 +20,6 @@ def rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
-
-
-def env() -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("GOLDRUSH_")}
-    base["GOLDRUSH_SERVICE_KEY"] = KEY
-    base["PYTHONPATH"] = os.pathsep.join([str(ROOT), base.get("PYTHONPATH", "")])
-    return base
 
 
 async def test_stalled_reader_keeps_memory_bounded_and_yields_gaps(tmp_path: Path) -> None:
@@ -40,7 +33,9 @@ async def test_stalled_reader_keeps_memory_bounded_and_yields_gaps(tmp_path: Pat
         for pipeline_id in ids:
             args += ["--pipeline", pipeline_id]
         process = await anyio.open_process(
-            [sys.executable, "-m", "follower", *args], env=env(), stderr=None
+            [sys.executable, "-m", "follower", *args],
+            env=env_with(GOLDRUSH_SERVICE_KEY=KEY),
+            stderr=None,
         )
         assert process.stdout is not None
         first = await process.stdout.receive(1024)  # it runs and writes
@@ -81,7 +76,9 @@ async def test_closed_stdout_exits_1_with_a_message_and_a_checkpoint(tmp_path: P
                 "--pipeline", sim.world.pipeline_ids[0], "--state-file", str(state)]
         read_end, write_end = os.pipe()
         process = await anyio.open_process(
-            [sys.executable, "-m", "follower", *args], env=env(), stdout=write_end
+            [sys.executable, "-m", "follower", *args],
+            env=env_with(GOLDRUSH_SERVICE_KEY=KEY),
+            stdout=write_end,
         )
         os.close(write_end)
         assert process.stderr is not None
