@@ -29,6 +29,7 @@ from follower.demo import demo
 from follower.errors import ApiError, ConfigError
 from follower.interactive import UnknownPipelineError, pipelines_table, tail
 from follower.runner import Runner, RunStats
+from follower.secret import remember
 from follower.service import build_sink, follow, reload
 from follower.simulator.cli import add_simulate_arguments, run_simulate
 from follower.sinks import Sink
@@ -253,13 +254,20 @@ class _Reloader:
             self._config = await reload(self.runner, self._config, new)
 
 
+def _configure_diagnostics(level: str, config: Config) -> None:
+    """Diagnostics on stderr, with every source's key masked."""
+    diagnostics.configure(level, config.key)
+    for source in config.sources:
+        remember(source.key)
+
+
 def _cmd_run(ns: argparse.Namespace) -> int:
     try:
         config = _load(ns)
     except ConfigError as exc:
         print(f"follower: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    diagnostics.configure(config.log_level, config.key)
+    _configure_diagnostics(config.log_level, config)
     clock = SystemClock()
     try:
         sink = build_sink(config, clock)
@@ -306,7 +314,8 @@ def _follow_until_signalled(
         return EXIT_FAILURE
     if stats is None:
         return EXIT_INTERRUPTED
-    if stats.pipelines_gone and len(stats.pipelines_gone) == len(config.pipelines):
+    listed = sum(len(source.pipelines) for source in config.sources)
+    if stats.pipelines_gone and len(stats.pipelines_gone) == listed:
         print("follower: every pipeline answered 404 (not found); check --pipeline and "
               "--base-url", file=sys.stderr)
         return EXIT_FAILURE
@@ -354,7 +363,7 @@ def _cmd_tail(ns: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"follower: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    diagnostics.configure(ns.log_level, config.key)
+    _configure_diagnostics(ns.log_level, config)
     clock = SystemClock()
     failed: list[BaseException] = []
     try:
@@ -380,7 +389,7 @@ def _cmd_pipelines(ns: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"follower: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    diagnostics.configure("warning", config.key)
+    _configure_diagnostics("warning", config)
     try:
         table = anyio.run(pipelines_table, config, SystemClock())
     except ApiError as exc:

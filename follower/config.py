@@ -8,18 +8,30 @@ here, from `GOLDRUSH_SERVICE_KEY` or the file named by `GOLDRUSH_SERVICE_KEY_FIL
 
 from __future__ import annotations
 
-import ipaddress
-import math
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal, cast, get_args
+from typing import Any, Final, Literal
 
-from yarl import URL
-
+from follower import config_sources
+from follower.config_sources import DEFAULT_SOURCE, Inherited, SourceConfig
+from follower.config_values import (
+    DEFAULT_BASE_URL,
+    Converter,
+    boolean,
+    check_base_url,
+    choice,
+    default_budget_rps,
+    integer,
+    listen_address,
+    number,
+    path,
+    read_key_file,
+    string,
+    string_list,
+)
 from follower.errors import ConfigError
-from follower.model import validate_pipeline_id
 from follower.secret import ServiceKey
 from follower.sharding import ordinal_from_hostname, validate_shard
 from follower.tailerrors import compile_patterns
@@ -27,7 +39,9 @@ from follower.tailerrors import compile_patterns
 Since = Literal["start", "now"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 
-DEFAULT_BASE_URL: Final = "https://api.covalenthq.com"
+__all__ = ["DEFAULT_BASE_URL", "Config", "ConfigError", "SourceConfig", "effective_budget_rps",
+           "load_config", "read_key_file"]
+
 ENV_KEY: Final = "GOLDRUSH_SERVICE_KEY"
 ENV_KEY_FILE: Final = "GOLDRUSH_SERVICE_KEY_FILE"
 ENV_BASE_URL: Final = "GOLDRUSH_BASE_URL"
@@ -37,7 +51,8 @@ ENV_BASE_URL: Final = "GOLDRUSH_BASE_URL"
 class Config:
     """Everything `follower run` needs, validated. Units are in the names."""
 
-    key: ServiceKey
+    key: ServiceKey | None
+    """The top-level key; None when only `[[sources]]` are followed."""
     pipelines: tuple[str, ...]
     base_url: str = DEFAULT_BASE_URL
     interval_s: float | None = None
@@ -81,123 +96,77 @@ class Config:
     parse_json: bool = False
     detect_level: bool = False
     detect_line_ts: bool = False
+    extra_sources: tuple[SourceConfig, ...] = ()
+    """The `[[sources]]` tables: more keys, each with its own API, selection and budget."""
     source: str = field(default="defaults", compare=False)
+
+    @property
+    def sources(self) -> tuple[SourceConfig, ...]:
+        """Every source to follow: the top-level one (when it has a key), then `[[sources]]`."""
+        if self.key is None:
+            return self.extra_sources
+        default = SourceConfig(
+            name=DEFAULT_SOURCE,
+            key=self.key,
+            base_url=self.base_url,
+            pipelines=self.pipelines,
+            discover=self.discover,
+            discover_names=self.discover_names,
+            discover_projects=self.discover_projects,
+            discover_statuses=self.discover_statuses,
+            budget_rps=effective_budget_rps(self),
+            budget_burst=self.budget_burst,
+            key_file=self.key_file,
+        )
+        return (default, *self.extra_sources)
 
 
 # TOML layout: a key's dotted name -> (Config field, converter). The converter raises ValueError
 # with the text that follows "key: " in the error message.
-Converter = Callable[[Any], Any]
-
-
-def _number(minimum: float, maximum: float = math.inf) -> Converter:
-    def convert(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"expected a number, got {value!r}")
-        if not minimum <= float(value) <= maximum or math.isnan(value):
-            raise ValueError(f"{value!r} is out of range: expected {minimum:g} to {maximum:g}")
-        return float(value)
-
-    return convert
-
-
-def _integer(minimum: int, maximum: int) -> Converter:
-    def convert(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"expected an integer, got {value!r}")
-        if not minimum <= value <= maximum:
-            raise ValueError(f"{value!r} is out of range: expected {minimum} to {maximum}")
-        return value
-
-    return convert
-
-
-def _choice(literal: Any) -> Converter:
-    options = get_args(literal)
-
-    def convert(value: Any) -> str:
-        if value not in options:
-            raise ValueError(f"{value!r} is not one of {', '.join(map(repr, options))}")
-        return cast(str, value)
-
-    return convert
-
-
-def _boolean(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {value!r}")
-    return value
-
-
-def _string_list(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValueError(f"expected a list of strings, got {value!r}")
-    return tuple(value)
-
-
-def _path(value: Any) -> Path:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"expected a file path, got {value!r}")
-    return Path(value)
-
-
-def _string(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {value!r}")
-    return value
-
-
-def _listen_address(value: Any) -> tuple[str, int]:
-    if not isinstance(value, str) or ":" not in value:
-        raise ValueError(f"expected HOST:PORT such as 127.0.0.1:9464, got {value!r}")
-    host, _, port = value.rpartition(":")
-    host = host.strip("[]")
-    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"expected HOST:PORT such as 127.0.0.1:9464, got {value!r}")
-    return host, int(port)
 
 
 FIELDS: Final[dict[str, tuple[str, Converter]]] = {
-    "base_url": ("base_url", _string),
-    "pipelines": ("pipelines", _string_list),
-    "interval_s": ("interval_s", _number(0.05, 86_400)),
-    "since": ("since", _choice(Since)),
-    "service_key_file": ("key_file", _path),
-    "state_file": ("state_file", _path),
-    "checkpoint_interval_s": ("checkpoint_interval_s", _number(0.1, 3_600)),
-    "shutdown_timeout_s": ("shutdown_timeout_s", _number(0.0, 600)),
-    "http.timeout_s": ("timeout_s", _number(0.1, 600)),
-    "http.max_response_bytes": ("max_response_bytes", _integer(1024, 1024**3)),
-    "http.max_in_flight": ("max_in_flight", _integer(1, 1024)),
-    "http.allow_insecure_http": ("allow_insecure_http", _boolean),
-    "backoff.initial_s": ("backoff_initial_s", _number(0.01, 3_600)),
-    "backoff.max_s": ("backoff_max_s", _number(0.01, 86_400)),
-    "tail_errors.patterns": ("tail_error_patterns", _string_list),
-    "logging.level": ("log_level", _choice(LogLevel)),
-    "discovery.enabled": ("discover", _boolean),
-    "discovery.interval_s": ("discover_interval_s", _number(5.0, 86_400)),
-    "discovery.names": ("discover_names", _string_list),
-    "discovery.projects": ("discover_projects", _string_list),
-    "discovery.statuses": ("discover_statuses", _string_list),
-    "budget.requests_per_s": ("budget_rps", _number(0.01, 10_000)),
-    "budget.burst": ("budget_burst", _integer(1, 100_000)),
-    "schedule.floor_s": ("floor_s", _number(0.05, 3_600)),
-    "schedule.ceiling_s": ("ceiling_s", _number(0.05, 86_400)),
-    "schedule.fill_target": ("fill_target", _number(0.01, 1.0)),
-    "shard.index": ("shard_index", _integer(0, 100_000)),
-    "shard.count": ("shard_count", _integer(1, 100_000)),
-    "shard.from_hostname": ("shard_from_hostname", _boolean),
-    "ops.listen": ("listen", _listen_address),
-    "output.kind": ("output", _choice(Literal["stdout", "file"])),
-    "output.dir": ("output_dir", _path),
-    "output.layout": ("output_layout", _choice(Literal["single", "per-pipeline"])),
-    "output.max_bytes": ("output_max_bytes", _integer(1024, 1 << 40)),
-    "output.max_files": ("output_max_files", _integer(2, 10_000)),
-    "output.fsync": ("output_fsync", _choice(Literal["never", "interval", "always"])),
-    "output.fsync_interval_s": ("output_fsync_interval_s", _number(0.0, 3_600)),
-    "output.max_line_bytes": ("max_line_bytes", _integer(64, 16 * 1024 * 1024)),
-    "enrich.parse_json": ("parse_json", _boolean),
-    "enrich.level": ("detect_level", _boolean),
-    "enrich.line_ts": ("detect_line_ts", _boolean),
+    "base_url": ("base_url", string),
+    "pipelines": ("pipelines", string_list),
+    "interval_s": ("interval_s", number(0.05, 86_400)),
+    "since": ("since", choice(Since)),
+    "service_key_file": ("key_file", path),
+    "state_file": ("state_file", path),
+    "checkpoint_interval_s": ("checkpoint_interval_s", number(0.1, 3_600)),
+    "shutdown_timeout_s": ("shutdown_timeout_s", number(0.0, 600)),
+    "http.timeout_s": ("timeout_s", number(0.1, 600)),
+    "http.max_response_bytes": ("max_response_bytes", integer(1024, 1024**3)),
+    "http.max_in_flight": ("max_in_flight", integer(1, 1024)),
+    "http.allow_insecure_http": ("allow_insecure_http", boolean),
+    "backoff.initial_s": ("backoff_initial_s", number(0.01, 3_600)),
+    "backoff.max_s": ("backoff_max_s", number(0.01, 86_400)),
+    "tail_errors.patterns": ("tail_error_patterns", string_list),
+    "logging.level": ("log_level", choice(LogLevel)),
+    "discovery.enabled": ("discover", boolean),
+    "discovery.interval_s": ("discover_interval_s", number(5.0, 86_400)),
+    "discovery.names": ("discover_names", string_list),
+    "discovery.projects": ("discover_projects", string_list),
+    "discovery.statuses": ("discover_statuses", string_list),
+    "budget.requests_per_s": ("budget_rps", number(0.01, 10_000)),
+    "budget.burst": ("budget_burst", integer(1, 100_000)),
+    "schedule.floor_s": ("floor_s", number(0.05, 3_600)),
+    "schedule.ceiling_s": ("ceiling_s", number(0.05, 86_400)),
+    "schedule.fill_target": ("fill_target", number(0.01, 1.0)),
+    "shard.index": ("shard_index", integer(0, 100_000)),
+    "shard.count": ("shard_count", integer(1, 100_000)),
+    "shard.from_hostname": ("shard_from_hostname", boolean),
+    "ops.listen": ("listen", listen_address),
+    "output.kind": ("output", choice(Literal["stdout", "file"])),
+    "output.dir": ("output_dir", path),
+    "output.layout": ("output_layout", choice(Literal["single", "per-pipeline"])),
+    "output.max_bytes": ("output_max_bytes", integer(1024, 1 << 40)),
+    "output.max_files": ("output_max_files", integer(2, 10_000)),
+    "output.fsync": ("output_fsync", choice(Literal["never", "interval", "always"])),
+    "output.fsync_interval_s": ("output_fsync_interval_s", number(0.0, 3_600)),
+    "output.max_line_bytes": ("max_line_bytes", integer(64, 16 * 1024 * 1024)),
+    "enrich.parse_json": ("parse_json", boolean),
+    "enrich.level": ("detect_level", boolean),
+    "enrich.line_ts": ("detect_line_ts", boolean),
 }
 
 FORBIDDEN_KEYS: Final = {"service_key", "key", "api_key", "http.service_key"}
@@ -255,43 +224,6 @@ def _apply(
             problems.append(f"{shown}: {exc}")
 
 
-def _check_base_url(url: str, allow_insecure: bool, problems: list[str]) -> str:
-    try:
-        parsed = URL(url)
-    except ValueError:  # yarl's text may quote the netloc, credentials included: not echoed
-        problems.append(f"base_url: cannot be parsed as a URL; e.g. {DEFAULT_BASE_URL}")
-        return url
-    shown = _shown(parsed)
-    if parsed.scheme not in ("https", "http") or not parsed.host:
-        problems.append(f"base_url: {shown} is not an http(s) URL; e.g. {DEFAULT_BASE_URL}")
-        return url
-    if parsed.query_string or parsed.fragment or parsed.user or parsed.password:
-        problems.append(f"base_url: {shown} must not carry credentials, a query or a fragment")
-    if parsed.scheme == "http" and not allow_insecure and not _is_loopback(parsed.host):
-        problems.append(
-            f"base_url: {shown} uses plain http to a non-loopback host, which would send the "
-            "ServiceKey unencrypted; use https, or set http.allow_insecure_http = true"
-        )
-    return url.rstrip("/")
-
-
-def _shown(parsed: URL) -> str:
-    """The URL quoted for a message, without user, password, query and fragment (a key may be
-    there)."""
-    if parsed.absolute:
-        parsed = parsed.with_user(None)  # drops the password too
-    return repr(str(parsed.with_query(None).with_fragment(None)))
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def _read_key(
     env: Mapping[str, str], key_file: Path | None, problems: list[str]
 ) -> tuple[ServiceKey | None, Path | None]:
@@ -317,34 +249,11 @@ def _read_key(
     return None, None
 
 
-def read_key_file(path: Path) -> str:
-    """The key held in `path`, stripped; ValueError names the file and what is wrong."""
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        raise ValueError(f"key file {str(path)!r} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"key file {str(path)!r} cannot be read: {exc}") from None
-    if not text:
-        raise ValueError(f"key file {str(path)!r} is empty")
-    if any(ch.isspace() for ch in text):
-        raise ValueError(f"key file {str(path)!r} holds whitespace inside the key")
-    return text
-
-
-DEFAULT_BUDGET_RPS: Final = 10.0
-
-
 def effective_budget_rps(config: Config) -> float:
-    """The configured budget, or a default: 10 requests/s, raised with a fixed `--interval` to
-    what polling every listed pipeline at that interval needs (plus a quarter for retries), so
-    an explicit interval is kept; 429s still slow it down if the API allows less."""
+    """The configured budget of the top-level source, or `default_budget_rps`."""
     if config.budget_rps is not None:
         return config.budget_rps
-    if config.interval_s is None:
-        return DEFAULT_BUDGET_RPS
-    needed = 1.25 * len(config.pipelines) / config.interval_s
-    return max(DEFAULT_BUDGET_RPS, needed)
+    return default_budget_rps(config.interval_s, len(config.pipelines))
 
 
 def load_config(
@@ -364,14 +273,17 @@ def load_config(
     """
     problems: list[str] = []
     values: dict[str, Any] = {}
+    sources: Any = None
     if config_path is not None:
-        _apply(_read_toml(config_path, problems), "", values, problems)
+        table = _read_toml(config_path, problems)
+        sources = table.pop("sources", None)
+        _apply(table, "", values, problems)
     if env.get(ENV_BASE_URL):
         _apply({"base_url": env[ENV_BASE_URL]}, f"{ENV_BASE_URL} -> ", values, problems)
     given = {k: v for k, v in flags.items() if v is not None}
     _apply(given, "--", values, problems, flag_names)
     _check_shard(values, hostname, problems)
-    return _finish(values, env, problems)
+    return _finish(values, env, problems, sources)
 
 
 def _check_shard(values: dict[str, Any], hostname: str, problems: list[str]) -> None:
@@ -387,26 +299,24 @@ def _check_shard(values: dict[str, Any], hostname: str, problems: list[str]) -> 
         problems.append(f"shard.index: {exc}")
 
 
-def _finish(values: dict[str, Any], env: Mapping[str, str], problems: list[str]) -> Config:
-    pipelines = values.get("pipelines", ())
-    for index, pipeline_id in enumerate(pipelines):
-        try:
-            validate_pipeline_id(pipeline_id)
-        except ValueError as exc:
-            problems.append(f"pipelines[{index}]: {exc}")
-    if not pipelines and values.get("discover") is False:
-        problems.append(
-            "pipelines: no pipeline to follow and discovery.enabled = false; pass --pipeline "
-            "pipe_... (repeatable) or enable discovery (--discover)"
+def _finish(
+    values: dict[str, Any], env: Mapping[str, str], problems: list[str], sources: Any
+) -> Config:
+    # With [[sources]], the top-level key follows something only when asked to (pipelines
+    # listed or discovery enabled at the top level); without, it is the one source.
+    top_level = not sources or bool(values.get("pipelines")) or values.get("discover") is True
+    if top_level:
+        config_sources.check_selection(
+            values, problems,
+            nothing="pass --pipeline pipe_... (repeatable) or enable discovery (--discover)",
         )
-    if not pipelines:
-        values["discover"] = True  # follow every pipeline the key can see
-    values["pipelines"] = tuple(dict.fromkeys(pipelines))  # a repeated id is followed once
+    else:
+        values["pipelines"] = ()
     if values.get("output") == "file" and values.get("output_dir") is None:
         problems.append("output.dir: --output file needs --output-dir DIR (where to write)")
     if values.get("floor_s", 1.0) > values.get("ceiling_s", 60.0):
         problems.append("schedule.floor_s: must not exceed schedule.ceiling_s")
-    values["base_url"] = _check_base_url(
+    values["base_url"] = check_base_url(
         values.get("base_url", DEFAULT_BASE_URL),
         values.get("allow_insecure_http", False),
         problems,
@@ -417,7 +327,28 @@ def _finish(values: dict[str, Any], env: Mapping[str, str], problems: list[str])
         compile_patterns(values.get("tail_error_patterns", ()))
     except ValueError as exc:
         problems.append(str(exc))
-    key, key_file = _read_key(env, values.pop("key_file", None), problems)
-    if problems or key is None:
+    extra = _extra_sources(values, env, problems, sources)
+    key, key_file = None, values.pop("key_file", None)
+    if top_level:
+        key, key_file = _read_key(env, key_file, problems)
+    owners = [(DEFAULT_SOURCE, values.get("pipelines", ()))] if top_level else []
+    config_sources.check_no_overlap(owners + [(s.name, s.pipelines) for s in extra], problems)
+    if problems or (top_level and key is None):
         raise ConfigError(problems)
-    return Config(key=key, key_file=key_file, **values)
+    return Config(key=key, key_file=None if key is None else key_file, extra_sources=extra,
+                  **values)
+
+
+def _extra_sources(
+    values: dict[str, Any], env: Mapping[str, str], problems: list[str], sources: Any
+) -> tuple[SourceConfig, ...]:
+    if sources is None:
+        return ()
+    inherited = Inherited(
+        base_url=values["base_url"],
+        allow_insecure_http=values.get("allow_insecure_http", False),
+        budget_rps=values.get("budget_rps"),
+        budget_burst=values.get("budget_burst", 20),
+        interval_s=values.get("interval_s"),
+    )
+    return config_sources.parse_sources(sources, inherited, env, problems)

@@ -60,6 +60,19 @@ class Metrics:
             "follower_checkpoint_age_seconds", "Seconds since the last checkpoint was saved",
             registry=r,
         )
+        self._source_pipelines = Gauge(
+            "follower_source_pipelines", "Pipelines followed, by source (with several sources)",
+            ["source"], registry=r,
+        )
+        self._source_rate = Gauge(
+            "follower_source_budget_rate_per_second",
+            "Each source's current budget rate (with several sources)", ["source"], registry=r,
+        )
+        self._source_key_rejected = Gauge(
+            "follower_source_key_rejected",
+            "1 while the API rejects the source's ServiceKey (with several sources)",
+            ["source"], registry=r,
+        )
         self.sink_queue = Gauge(
             "follower_sink_queue_events", "Events waiting for the sink", registry=r
         )
@@ -90,6 +103,12 @@ class Metrics:
             counts[phase] += 1
         for phase, count in counts.items():
             self._states.labels(phase.value).set(count)
+
+    def source(self, name: str, pipelines: int, rate_per_s: float, key_rejected: bool) -> None:
+        """One source's share: its pipelines, its budget's current rate, its key's state."""
+        self._source_pipelines.labels(name).set(pipelines)
+        self._source_rate.labels(name).set(rate_per_s)
+        self._source_key_rejected.labels(name).set(1 if key_rejected else 0)
 
     def checkpoint_age_from(self, age: Callable[[], float]) -> None:
         """Read the checkpoint age when scraped (NaN before the first checkpoint)."""

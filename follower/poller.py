@@ -14,8 +14,6 @@ from typing import Any
 
 import anyio
 
-from follower.budget import RequestBudget
-from follower.client import TailSource
 from follower.clock import Clock
 from follower.errors import ApiError, AuthError, NetworkError, ThrottledError
 from follower.lifecycle import (
@@ -38,6 +36,7 @@ from follower.model import (
 )
 from follower.schedule import PipelinePlan, ScheduleSettings
 from follower.sinks import Sink
+from follower.sources import Source
 from follower.tracker import Applied, PipelineTracker
 
 
@@ -48,6 +47,8 @@ class Followed:
     tracker: PipelineTracker
     plan: PipelinePlan
     life: Lifecycle
+    source: Source
+    """The key and API this pipeline is polled through (and whose budget it spends)."""
     next_request: Request = "logs"
     in_flight: bool = False
 
@@ -81,15 +82,13 @@ class Outcome:
 
 
 class Poller:
-    """Executes requests for followed pipelines; shared by every pipeline of one source."""
+    """Executes requests for followed pipelines, each through its own source."""
 
     def __init__(
         self,
         *,
-        source: TailSource,
         sink: Sink,
         clock: Clock,
-        budget: RequestBudget,
         schedule: ScheduleSettings,
         rng: random.Random,
         log: Any,
@@ -97,10 +96,8 @@ class Poller:
         stats: PollStats,
         metrics: Metrics,
     ) -> None:
-        self._source = source
         self._sink = sink
         self._clock = clock
-        self._budget = budget
         self._schedule = schedule
         self._rng = rng
         self._log = log
@@ -120,13 +117,13 @@ class Poller:
 
     async def _poll_logs(self, followed: Followed, sent_at: float) -> Outcome:
         try:
-            snapshot = await self._source.logs(followed.pipeline_id)
+            snapshot = await followed.source.api.logs(followed.pipeline_id)
         except ApiError as error:
             now = self._clock.monotonic()
             self._metrics.polled("logs", error.kind, now - sent_at)
             decision = followed.life.on_logs(LogsFailed.of(error), now, self._rng)
             return await self._failed(followed, error, decision, sent_at)
-        self._budget.succeeded(self._clock.monotonic())
+        followed.source.budget.succeeded(self._clock.monotonic())
         self._metrics.polled("logs", "ok", self._clock.monotonic() - sent_at)
         self.stats.polls_ok += 1
         async with self._commit:
@@ -153,13 +150,13 @@ class Poller:
 
     async def _poll_status(self, followed: Followed, sent_at: float) -> Outcome:
         try:
-            status = await self._source.status(followed.pipeline_id)
+            status = await followed.source.api.status(followed.pipeline_id)
         except ApiError as error:
             now = self._clock.monotonic()
             self._metrics.polled("status", error.kind, now - sent_at)
             decision = followed.life.on_status(StatusFailed.of(error), now, self._rng)
             return await self._failed(followed, error, decision, sent_at)
-        self._budget.succeeded(self._clock.monotonic())
+        followed.source.budget.succeeded(self._clock.monotonic())
         self._metrics.polled("status", "ok", self._clock.monotonic() - sent_at)
         self.stats.status_polls += 1
         decision = followed.life.on_status(
@@ -178,9 +175,10 @@ class Poller:
     ) -> Outcome:
         now = self._clock.monotonic()
         if isinstance(error, ThrottledError):
-            self._budget.throttled(now, error.retry_after_s, sent_at=sent_at)
+            followed.source.budget.throttled(now, error.retry_after_s, sent_at=sent_at)
         elif not isinstance(error, NetworkError):
-            self._budget.succeeded(now)  # the server answered: the rate is not the problem
+            # The server answered: the rate is not the problem.
+            followed.source.budget.succeeded(now)
         self.stats.polls_failed += 1
         self._apply(followed, decision)
         gone = decision.phase is Phase.GONE

@@ -2,10 +2,12 @@
 
 Each followed pipeline has a plan (when it is due, from its line rate and tail window), a lifecycle
 (which request next: logs or status, and its backoff) and a tracker (its pods' diff state). The
-dispatcher takes a token from the shared budget whenever one is free and some pipeline is due,
-gives it to the due pipeline most at risk of losing lines, and starts that request in the task
-group; `Poller` executes it. A discovery loop (optional) adds and removes pipelines, a checkpoint
-loop saves the state, and a 401 pauses everything but one probe request until the key works.
+dispatcher takes a token whenever one is free and some pipeline is due, gives it to the due
+pipeline most at risk of losing lines, and starts that request in the task group; `Poller`
+executes it. Each pipeline belongs to a source (one key on one API, follower/sources.py) whose
+budget it spends: with several sources, a pipeline may go when it is due and its own source has
+a token. Discovery loops (one per source that discovers) add and remove pipelines, a checkpoint
+loop saves the state, and a 401 pauses that source's requests but one probe until its key works.
 
 Shutdown has two phases: `stop` starts no new request; in-flight requests get
 `shutdown_timeout_s` to finish and write their events; then whatever is left is cancelled and
@@ -15,7 +17,7 @@ a last checkpoint is written.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -23,8 +25,6 @@ import anyio.abc
 import structlog
 
 from follower import discovery, sharding
-from follower.budget import RequestBudget
-from follower.client import TailSource
 from follower.clock import Clock
 from follower.errors import ApiError
 from follower.lifecycle import Lifecycle
@@ -34,6 +34,7 @@ from follower.poller import Followed, Poller, PollStats
 from follower.schedule import PipelinePlan, most_at_risk, shortfall, spare_scale
 from follower.settings import Checkpointer, DiscoverySettings, RunSettings
 from follower.sinks import Sink
+from follower.sources import DEFAULT_SOURCE, Source, SourceSettings
 from follower.tailerrors import TailErrorMatcher
 from follower.tracker import PipelineTracker, PodState
 
@@ -49,8 +50,7 @@ class Runner:
     def __init__(
         self,
         *,
-        pipelines: tuple[str, ...],
-        source: TailSource,
+        sources: Sequence[Source],
         sink: Sink,
         clock: Clock,
         settings: RunSettings,
@@ -62,10 +62,10 @@ class Runner:
         checkpointer: Checkpointer | None = None,
         metrics: Metrics | None = None,
     ) -> None:
-        self._explicit = tuple(
-            sharding.select(pipelines, settings.shard_index, settings.shard_count)
-        )
-        self._source = source
+        names = [source.name for source in sources]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"sources need distinct names, got {names!r}")
+        self._sources = tuple(sources)
         self._clock = clock
         self._settings = settings
         self._schedule = settings.schedule_settings()
@@ -76,7 +76,6 @@ class Runner:
         self._restored = dict(restored or {})
         self._reset_state = reset_state
         self._checkpointer = checkpointer
-        self._budget = RequestBudget(settings.budget_rps, settings.budget_burst)
         # Held while a poll's answer is folded into its tracker and its events are written, and
         # while a checkpoint snapshot is taken: a checkpoint never covers an unwritten event.
         self._commit = anyio.Lock()
@@ -86,27 +85,24 @@ class Runner:
         self.metrics.checkpoint_age_from(self._checkpoint_age)
         self._running = False
         self._poller = Poller(
-            source=source, sink=sink, clock=clock, budget=self._budget, schedule=self._schedule,
-            rng=self._rng, log=self._log, commit=self._commit, stats=self.stats,
-            metrics=self.metrics,
+            sink=sink, clock=clock, schedule=self._schedule, rng=self._rng, log=self._log,
+            commit=self._commit, stats=self.stats, metrics=self.metrics,
         )
         self._followed: dict[str, Followed] = {}
-        for pipeline_id in self._explicit:
-            self._follow(pipeline_id)
+        for source in self._sources:
+            self._select(source)
+            for pipeline_id in source.explicit:
+                if pipeline_id not in self._followed:
+                    self._follow(pipeline_id, source)
         self._in_flight = 0
         self._stopping = False
         self._park_scope: anyio.CancelScope | None = None
         self._wake_pending = False
-        self._scale = 1.0
         self._shortfall = 0.0
         self._planned_at = -float("inf")
-        self._key_rejected = False
-        self._probe_at = 0.0
-        self._probe_attempts = 0
         self._short_since: float | None = None
         self._reported_at = -float("inf")
         self._outer: anyio.abc.TaskGroup | None = None
-        self._discovery_scope: anyio.CancelScope | None = None
         self.parked = False
         """True while the dispatcher waits with nothing it could start (tests wait for this)."""
         self.clock_sleepers = 0
@@ -115,7 +111,14 @@ class Runner:
 
     # --- the followed set ----------------------------------------------------------------------
 
-    def _follow(self, pipeline_id: str) -> None:
+    def _select(self, source: Source) -> None:
+        """This replica's share of the source's explicit pipelines."""
+        settings = self._settings
+        source.explicit = tuple(
+            sharding.select(source.settings.pipelines, settings.shard_index, settings.shard_count)
+        )
+
+    def _follow(self, pipeline_id: str, source: Source) -> None:
         pods = self._restored.pop(pipeline_id, None)
         since, lines = self._settings.since, self._settings.lines
         if pods is not None:
@@ -124,7 +127,9 @@ class Runner:
             tracker = PipelineTracker(
                 pipeline_id, since, self._matcher, reset_state=self._reset_state, lines=lines
             )
-        self._followed[pipeline_id] = Followed(tracker, PipelinePlan(), Lifecycle(self._lifecycle))
+        self._followed[pipeline_id] = Followed(
+            tracker, PipelinePlan(), Lifecycle(self._lifecycle), source
+        )
 
     @property
     def followed(self) -> tuple[str, ...]:
@@ -162,9 +167,20 @@ class Runner:
         self.metrics.pipelines.set(len(self._followed))
         self.metrics.pods.set(sum(len(f.tracker.pods) for f in followed))
         self.metrics.states(f.life.phase for f in followed)
-        self.metrics.key_rejected.set(1 if self._key_rejected else 0)
-        self.metrics.budget_rate.set(self._budget.current_rate_per_s)
+        self.metrics.key_rejected.set(1 if self._rejected_sources() else 0)
+        self.metrics.budget_rate.set(sum(s.budget.current_rate_per_s for s in self._sources))
         self.metrics.budget_shortfall.set(self._shortfall)
+        if len(self._sources) > 1:
+            counts = dict.fromkeys(self._sources, 0)
+            for each in followed:
+                counts[each.source] += 1
+            for source, count in counts.items():
+                self.metrics.source(
+                    source.name, count, source.budget.current_rate_per_s, source.key_rejected
+                )
+
+    def _rejected_sources(self) -> list[str]:
+        return [source.name for source in self._sources if source.key_rejected]
 
     def health(self) -> tuple[bool, str]:
         """Alive while the run goes on (a failed sink ends the run)."""
@@ -172,43 +188,65 @@ class Runner:
 
     def readiness(self) -> tuple[bool, str]:
         """Ready once a poll succeeded and while the key is accepted."""
-        if self._key_rejected:
-            return False, "the API rejects the ServiceKey (401)"
+        rejected = self._rejected_sources()
+        if rejected:
+            if self._sources[0].name == DEFAULT_SOURCE and len(self._sources) == 1:
+                return False, "the API rejects the ServiceKey (401)"
+            return False, f"the API rejects the ServiceKey of source {', '.join(rejected)} (401)"
         if self.stats.polls_ok + self.stats.status_polls == 0:
             return False, "no successful poll yet"
         return True, "ok"
 
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The names of the sources, in configuration order."""
+        return tuple(source.name for source in self._sources)
+
     async def reconfigure(
-        self, settings: RunSettings, pipelines: tuple[str, ...], matcher: TailErrorMatcher
+        self,
+        settings: RunSettings,
+        sources: Sequence[SourceSettings],
+        matcher: TailErrorMatcher,
     ) -> tuple[list[str], list[str]]:
         """Apply a reloaded configuration; pipelines that stay keep their diff state.
 
-        Returns the pipelines added and removed. Schedule, budget, backoff, filters, tail-error
-        patterns and discovery take effect at once; so do sharding changes.
+        `sources` gives new settings to the running sources of the same name (a source cannot
+        be added or removed without a restart: it has its own key and client). Returns the
+        pipelines added and removed. Schedule, budgets, backoff, filters, tail-error patterns
+        and discovery take effect at once; so do sharding changes.
         """
         self._settings = settings
         self._schedule = settings.schedule_settings()
         self._lifecycle = settings.lifecycle_settings()
         self._poller.reschedule(self._schedule)
-        self._budget.reconfigure(settings.budget_rps, settings.budget_burst)
         self._matcher = matcher
         for followed in self._followed.values():
             followed.tracker.matcher = matcher
             followed.tracker.lines = settings.lines
             followed.life.settings = self._lifecycle
-        explicit = tuple(sharding.select(pipelines, settings.shard_index, settings.shard_count))
-        added = [p for p in explicit if p not in self._followed]
-        removed = [] if settings.discovery.enabled else [
-            p for p in self._followed if p not in explicit
+        given = {new.name: new for new in sources}
+        for source in self._sources:
+            source.reconfigure(given.get(source.name, source.settings))
+            self._select(source)
+        removed = [
+            p for p, f in self._followed.items()
+            if not f.source.settings.discovery.enabled and p not in f.source.explicit
         ]
-        self._explicit = explicit
-        for pipeline_id in added:
-            await self._add(pipeline_id, None)
         for pipeline_id in removed:
             await self._drop(pipeline_id, "not_configured")
+        added: list[str] = []
+        for source in self._sources:
+            for pipeline_id in source.explicit:
+                if pipeline_id not in self._followed:
+                    added.append(pipeline_id)
+                    await self._add(pipeline_id, None, source)
         self._restart_discovery()
         self._notify()
         return added, removed
+
+    @property
+    def _discovering(self) -> bool:
+        return any(source.settings.discovery.enabled for source in self._sources)
 
     # --- running -------------------------------------------------------------------------------
 
@@ -217,7 +255,8 @@ class Runner:
         self._log.info(
             "follower_started",
             pipelines=len(self._followed),
-            discovery=self._settings.discovery.enabled,
+            sources=len(self._sources),
+            discovery=self._discovering,
             shard=f"{self._settings.shard_index}/{self._settings.shard_count}",
             mode="fixed" if self._settings.interval_s is not None else "adaptive",
         )
@@ -260,7 +299,7 @@ class Runner:
     async def _dispatch(self, requests: anyio.abc.TaskGroup) -> None:
         """Start requests as tokens and due pipelines allow, until stopping or nothing is left."""
         while not self._stopping:
-            if not self._followed and not self._settings.discovery.enabled:
+            if not self._followed and not self._discovering:
                 return
             now = self._clock.monotonic()
             self._report_budget(now)
@@ -268,34 +307,35 @@ class Runner:
             if chosen is None:
                 await self._park(wait_until)
                 continue
-            self._budget.take(now)
+            chosen.source.budget.take(now)
             self.metrics.sent()
             chosen.in_flight = True
+            chosen.source.in_flight += 1
             self._in_flight += 1
             requests.start_soon(self._request, chosen, now)
 
     def _choose(self, now: float) -> tuple[Followed | None, float | None]:
         """The pipeline to poll now, or None and when to look again (None: when woken).
 
-        The token is checked before the pipelines are scanned, and the scan finds the due
-        pipeline most at risk and the next due time in one pass: with thousands of pipelines
-        this loop runs once per request, not once per wake-up.
+        A pipeline may go when it is due and its source may send (a token, and its key not
+        refused). Each source is asked once, and one scan finds the due pipeline most at risk
+        and the next time one could go: with thousands of pipelines this loop runs once per
+        request, not once per wake-up.
         """
         if self._in_flight >= self._settings.max_in_flight:
             return None, None
-        if self._key_rejected and (self._in_flight or now < self._probe_at):
-            return None, None if self._in_flight else self._probe_at
-        token_at = self._budget.available_at(now)
-        if token_at > now:
-            return None, token_at
+        ready = {source: source.ready_at(now) for source in self._sources}
+        if all(at is None or at > now for at in ready.values()):
+            return None, min((at for at in ready.values() if at is not None), default=None)
         later: list[float] = []
-        schedule, scale = self._schedule, self._scale
+        schedule = self._schedule
 
         def due() -> Iterator[tuple[str, PipelinePlan]]:
             for pipeline_id, followed in self._followed.items():
-                if followed.in_flight:
+                source_at = ready[followed.source]
+                if followed.in_flight or source_at is None:
                     continue
-                at = followed.plan.due(schedule, scale)
+                at = max(followed.plan.due(schedule, followed.source.scale), source_at)
                 if at <= now:
                     yield pipeline_id, followed.plan
                 else:
@@ -361,36 +401,37 @@ class Runner:
             if outcome.gone:
                 await self._drop(followed.pipeline_id, "not_found")
             if outcome.key_rejected:
-                self._reject_key()
-            elif outcome.key_accepted and self._key_rejected:
-                self._key_rejected = False
-                self._probe_attempts = 0
-                self._log.info("service_key_accepted")
+                self._reject_key(followed.source)
+            elif outcome.key_accepted and followed.source.accept_key():
+                self._log.info("service_key_accepted", **self._source_field(followed.source))
         finally:
             followed.in_flight = False
+            followed.source.in_flight -= 1
             self._in_flight -= 1
             self._notify()
 
-    def _reject_key(self) -> None:
-        """401: every request would fail; send one probe at a slowly growing interval."""
-        self._probe_attempts += 1
+    def _reject_key(self, source: Source) -> None:
+        """401: every request of this key would fail; send one probe at a growing interval."""
         delay = self._settings.backoff.delay(
-            self._probe_attempts, self._rng, floor_s=self._schedule.floor_s
+            source.probe_attempts + 1, self._rng, floor_s=self._schedule.floor_s
         )
-        self._probe_at = self._clock.monotonic() + delay
-        if not self._key_rejected:
-            self._key_rejected = True
+        if source.reject_key(self._clock.monotonic() + delay):
             self._log.error(
                 "service_key_rejected",
-                hint="the API answered 401: check GOLDRUSH_SERVICE_KEY(_FILE) holds a valid, "
-                "unrevoked ServiceKey; polling is paused and resumes when the key works "
-                "(a key file is re-read when it changes)",
+                **self._source_field(source),
+                hint="the API answered 401: check GOLDRUSH_SERVICE_KEY(_FILE) (or the source's "
+                "key) holds a valid, unrevoked ServiceKey; polling is paused and resumes when "
+                "the key works (a key file is re-read when it changes)",
                 next_probe_in_s=round(delay, 3),
             )
 
-    async def _add(self, pipeline_id: str, name: str | None) -> None:
+    def _source_field(self, source: Source) -> dict[str, str]:
+        """`source=NAME` for diagnostics, when there is more than one source to tell apart."""
+        return {"source": source.name} if len(self._sources) > 1 else {}
+
+    async def _add(self, pipeline_id: str, name: str | None, source: Source) -> None:
         async with self._commit:
-            self._follow(pipeline_id)
+            self._follow(pipeline_id, source)
             await self._poller.write([PipelineAddedEvent(self._clock.wall(), pipeline_id, name)])
 
     async def _drop(self, pipeline_id: str, reason: str) -> None:
@@ -408,24 +449,34 @@ class Runner:
             )
 
     def _report_budget(self, now: float) -> None:
-        """Once a second: re-plan the spare-budget scale, and log `budget_exhausted` (with the
-        shortfall, at most every `budget_report_s`) when the budget cannot cover the plan."""
+        """Once a second: re-plan each source's spare-budget scale, and log `budget_exhausted`
+        (with the shortfall, at most every `budget_report_s`) when a budget cannot cover its
+        plan."""
         if now - self._planned_at < 1.0:
             return
         self._planned_at = now
-        rate = self._budget.current_rate_per_s
-        measured = [f.plan for f in self._followed.values() if f.plan.samples > 0]
-        self._scale = spare_scale(measured, self._schedule, rate)
-        self._shortfall = missing = shortfall(measured, self._schedule, rate)
-        if missing > 0 and now - self._reported_at >= self._settings.budget_report_s:
-            self._reported_at = now
-            self._log.warning(
-                "budget_exhausted",
-                shortfall_rps=round(missing, 3),
-                budget_rps=round(rate, 3),
-                at_risk=sum(plan.risk(now) > 1 for plan in measured),
-                hint="raise budget.requests_per_s if the API plan allows, or shard",
-            )
+        measured: dict[Source, list[PipelinePlan]] = {source: [] for source in self._sources}
+        for followed in self._followed.values():
+            if followed.plan.samples > 0:
+                measured[followed.source].append(followed.plan)
+        report = now - self._reported_at >= self._settings.budget_report_s
+        total = 0.0
+        for source, plans in measured.items():
+            rate = source.budget.current_rate_per_s
+            source.scale = spare_scale(plans, self._schedule, rate)
+            missing = shortfall(plans, self._schedule, rate)
+            total += missing
+            if missing > 0 and report:
+                self._reported_at = now
+                self._log.warning(
+                    "budget_exhausted",
+                    **self._source_field(source),
+                    shortfall_rps=round(missing, 3),
+                    budget_rps=round(rate, 3),
+                    at_risk=sum(plan.risk(now) > 1 for plan in plans),
+                    hint="raise budget.requests_per_s if the API plan allows, or shard",
+                )
+        self._shortfall = total
 
     # --- periodic work -------------------------------------------------------------------------
 
@@ -435,23 +486,25 @@ class Runner:
             await self.checkpoint()
 
     def _restart_discovery(self) -> None:
-        """(Re)start the discovery loop with the current settings, or stop it when disabled."""
-        if self._discovery_scope is not None:
-            self._discovery_scope.cancel()
-            self._discovery_scope = None
-        if self._settings.discovery.enabled and self._outer is not None:
-            scope = anyio.CancelScope()
-            self._discovery_scope = scope
-            self._outer.start_soon(self._discover_every, self._settings.discovery, scope)
+        """(Re)start each source's discovery loop with its settings, or stop it when disabled."""
+        for source in self._sources:
+            if source.discovery_scope is not None:
+                source.discovery_scope.cancel()
+                source.discovery_scope = None
+            if source.settings.discovery.enabled and self._outer is not None:
+                source.discovery_scope = anyio.CancelScope()
+                self._outer.start_soon(self._discover_every, source, source.discovery_scope)
 
-    async def _discover_every(self, settings: DiscoverySettings, scope: anyio.CancelScope) -> None:
+    async def _discover_every(self, source: Source, scope: anyio.CancelScope) -> None:
+        settings = source.settings.discovery
         with scope:
             while True:
-                await self.discover(settings)
+                await self._discover(source, settings)
                 await self._sleep(settings.interval_s)
 
-    async def discover(self, settings: DiscoverySettings) -> None:
-        """List the pipelines the key sees; follow the new ones, drop those no longer listed.
+    async def _discover(self, source: Source, settings: DiscoverySettings) -> None:
+        """List the pipelines the source's key sees; follow the new ones (unless another source
+        follows them already), drop its own that are no longer listed.
 
         Counts as one request in flight while it works (not while it waits for a token), like a
         poll, so the dispatcher's bound and a test's idea of "idle" both include it.
@@ -459,49 +512,56 @@ class Runner:
         self._in_flight += 1
         self._signal()
         try:
-            await self._discover(settings)
+            await self._list_and_apply(source, settings)
         finally:
             self._in_flight -= 1
             self._notify()
 
-    async def _discover(self, settings: DiscoverySettings) -> None:
+    async def _list_and_apply(self, source: Source, settings: DiscoverySettings) -> None:
+        async def page(number: int, size: int) -> PipelinePage:
+            return await self._list_page(source, number, size)
+
         try:
-            items = await discovery.list_all(self._list_page, settings.page_size)
+            items = await discovery.list_all(page, settings.page_size)
             truncated = False
         except discovery.ListingTruncated as partial:
             items, truncated = partial.items, True
         except ApiError as error:
-            self._log.warning("discovery_failed", error=error.kind, message=str(error))
+            self._log.warning("discovery_failed", **self._source_field(source),
+                              error=error.kind, message=str(error))
             return
-        listed = discovery.followed_ids(self._explicit, items, settings.selection)
+        listed = discovery.followed_ids(source.explicit, items, settings.selection)
         mine = sharding.select(listed, self._settings.shard_index, self._settings.shard_count)
-        added, removed = discovery.changes(self._followed, mine)
+        own = [p for p, f in self._followed.items() if f.source is source]
+        added, removed = discovery.changes(own, mine)
+        added = [p for p in added if p not in self._followed]  # another source has it
         names = {item.id: item.name for item in items}
         for pipeline_id in added:
-            await self._add(pipeline_id, names.get(pipeline_id))
+            await self._add(pipeline_id, names.get(pipeline_id), source)
         for pipeline_id in [] if truncated else removed:
             await self._drop(pipeline_id, "not_listed")
         if added or removed:
-            self._log.info("pipelines_changed", added=len(added), removed=len(removed),
-                           followed=len(self._followed))
+            self._log.info("pipelines_changed", **self._source_field(source), added=len(added),
+                           removed=len(removed), followed=len(self._followed))
             self._notify()
 
-    async def _list_page(self, page_number: int, page_size: int) -> PipelinePage:
-        """A list request that waits for its token like every other request."""
-        while (at := self._budget.available_at(self._clock.monotonic())) > self._clock.monotonic():
+    async def _list_page(self, source: Source, page_number: int, page_size: int) -> PipelinePage:
+        """A list request that waits for its source's token like every other request."""
+        budget, clock = source.budget, self._clock
+        while (at := budget.available_at(clock.monotonic())) > clock.monotonic():
             self._in_flight -= 1  # waiting for a token is not work in flight
             try:
-                await self._sleep(at - self._clock.monotonic())
+                await self._sleep(at - clock.monotonic())
             finally:
                 self._in_flight += 1
                 self._signal()
-        self._budget.take(self._clock.monotonic())
+        budget.take(clock.monotonic())
         self.metrics.sent()
-        sent_at = self._clock.monotonic()
+        sent_at = clock.monotonic()
         try:
-            page = await self._source.list_page(page_number, page_size)
+            page = await source.api.list_page(page_number, page_size)
         except ApiError as error:
-            self.metrics.polled("list", error.kind, self._clock.monotonic() - sent_at)
+            self.metrics.polled("list", error.kind, clock.monotonic() - sent_at)
             raise
-        self.metrics.polled("list", "ok", self._clock.monotonic() - sent_at)
+        self.metrics.polled("list", "ok", clock.monotonic() - sent_at)
         return page

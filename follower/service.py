@@ -20,7 +20,7 @@ from follower import __version__, checkpoint
 from follower.backoff import BackoffPolicy
 from follower.client import PipelineApi, create_session
 from follower.clock import Clock
-from follower.config import Config, effective_budget_rps, read_key_file
+from follower.config import Config, SourceConfig, read_key_file
 from follower.discovery import Selection
 from follower.enrich import EnrichSettings
 from follower.ops import ops_server
@@ -30,6 +30,7 @@ from follower.secret import ServiceKey, remember
 from follower.sinks import Sink
 from follower.sinks.files import FileSink
 from follower.sinks.jsonlines import JsonLinesSink
+from follower.sources import Source, SourceSettings
 from follower.tailerrors import TailErrorMatcher
 from follower.tracker import LineSettings
 
@@ -43,17 +44,8 @@ def run_settings(config: Config) -> RunSettings:
         backoff=BackoffPolicy(initial_s=config.backoff_initial_s, max_s=config.backoff_max_s),
         shutdown_timeout_s=config.shutdown_timeout_s,
         checkpoint_interval_s=config.checkpoint_interval_s,
-        budget_rps=effective_budget_rps(config),
-        budget_burst=config.budget_burst,
         schedule=ScheduleSettings(
             floor_s=config.floor_s, ceiling_s=config.ceiling_s, fill_target=config.fill_target
-        ),
-        discovery=DiscoverySettings(
-            enabled=config.discover,
-            interval_s=config.discover_interval_s,
-            selection=Selection(
-                config.discover_names, config.discover_projects, config.discover_statuses
-            ),
         ),
         shard_index=config.shard_index,
         shard_count=config.shard_count,
@@ -61,6 +53,26 @@ def run_settings(config: Config) -> RunSettings:
             config.max_line_bytes,
             EnrichSettings(config.parse_json, config.detect_level, config.detect_line_ts),
         ),
+    )
+
+
+def source_settings(config: Config) -> tuple[SourceSettings, ...]:
+    """Each source's selection and budget, as the runner takes them."""
+    return tuple(
+        SourceSettings(
+            name=source.name,
+            pipelines=source.pipelines,
+            budget_rps=source.budget_rps,
+            budget_burst=source.budget_burst,
+            discovery=DiscoverySettings(
+                enabled=source.discover,
+                interval_s=config.discover_interval_s,
+                selection=Selection(
+                    source.discover_names, source.discover_projects, source.discover_statuses
+                ),
+            ),
+        )
+        for source in config.sources
     )
 
 
@@ -87,9 +99,9 @@ def state_file_checkpointer(config: Config, clock: Clock) -> Checkpointer | None
 class KeyHolder:
     """The current ServiceKey; with a key file, re-read when the file changes (key rotation)."""
 
-    def __init__(self, config: Config) -> None:
-        self._key = config.key
-        self._file = config.key_file
+    def __init__(self, source: SourceConfig) -> None:
+        self._key = source.key
+        self._file = source.key_file
         self._stamp = self._file_stamp()
 
     def _file_stamp(self) -> tuple[int, int] | None:
@@ -150,23 +162,29 @@ async def reload(runner: Runner, running: Config, new: Config) -> Config:
     """Apply `new` to a running follower; returns the configuration now in force."""
     log = structlog.get_logger("follower")
     fixed = [name for name in RESTART_ONLY if getattr(running, name) != getattr(new, name)]
+    if [s.identity for s in running.sources] != [s.identity for s in new.sources]:
+        fixed.append("sources")  # a source has its own key and client: added at start only
     if fixed:
         log.warning("reload_needs_restart", keys=fixed, action="kept the running values")
-        new = dataclasses.replace(new, **{name: getattr(running, name) for name in fixed})
+        kept = {name: getattr(running, name) for name in fixed if name != "sources"}
+        new = dataclasses.replace(new, **kept)
     added, removed = await runner.reconfigure(
-        run_settings(new), new.pipelines, TailErrorMatcher(new.tail_error_patterns)
+        run_settings(new), source_settings(new), TailErrorMatcher(new.tail_error_patterns)
     )
     log.info("config_reloaded", added=len(added), removed=len(removed),
              followed=len(runner.followed))
     return new
 
 
-def make_api(config: Config, session: aiohttp.ClientSession, clock: Clock) -> PipelineApi:
-    """The API client the configuration describes, on `session`."""
-    holder = KeyHolder(config)
+def make_api(
+    config: Config, session: aiohttp.ClientSession, clock: Clock, source: SourceConfig | None = None
+) -> PipelineApi:
+    """The API client of `source` (by default the configuration's first), on `session`."""
+    source = source or config.sources[0]
+    holder = KeyHolder(source)
     return PipelineApi(
         session,
-        base_url=config.base_url,
+        base_url=source.base_url,
         key=holder,
         on_unauthorized=holder.rejected,
         timeout_s=config.timeout_s,
@@ -197,10 +215,12 @@ async def follow(
             restored = checkpoint.load(config.state_file)
     session = create_session(user_agent=f"goldrush-follower/{__version__}")
     try:
-        api = make_api(config, session, clock)
+        sources = [
+            Source(make_api(config, session, clock, source), settings)
+            for source, settings in zip(config.sources, source_settings(config), strict=True)
+        ]
         runner = Runner(
-            pipelines=config.pipelines,
-            source=api,
+            sources=sources,
             sink=sink,
             clock=clock,
             settings=run_settings(config),

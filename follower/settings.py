@@ -40,11 +40,8 @@ class RunSettings:
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
     shutdown_timeout_s: float = 5.0
     checkpoint_interval_s: float = 5.0
-    budget_rps: float = 10.0
-    budget_burst: int = 20
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     lifecycle: LifecycleSettings | None = None
-    discovery: DiscoverySettings = field(default_factory=DiscoverySettings)
     shard_index: int = 0
     shard_count: int = 1
     budget_report_s: float = 60.0

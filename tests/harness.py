@@ -72,6 +72,7 @@ class Harness:
         seed: int = 5,
         on_step: Callable[[int], None] | None = None,
         tick_s: float | None = None,
+        on_runner: Callable[[Runner], None] | None = None,
     ) -> RunStats:
         """Follow for `steps` ticks of fake time (a tick: `tick_s`, default the poll interval).
 
@@ -86,6 +87,8 @@ class Harness:
 
         def got_runner(runner: Runner) -> None:
             runners.append(runner)
+            if on_runner is not None:
+                on_runner(runner)
             started.set()
 
         async def run() -> None:
@@ -130,12 +133,18 @@ async def simulated(
     *,
     world_age_s: float = 0.0,
     faults: FaultSettings | None = None,
+    clock: FakeClock | None = None,
+    key: str = KEY,
 ) -> AsyncIterator[Harness]:
-    """Serve a world whose pods started `world_age_s` before now, on a free loopback port."""
-    clock = FakeClock()
+    """Serve a world whose pods started `world_age_s` before now, on a free loopback port.
+
+    Pass the `clock` of another harness to serve a second API (another key's group) in the same
+    fake time.
+    """
+    clock = clock or FakeClock()
     world = World(
         settings, start=clock.monotonic() - world_age_s, wall_at_start=clock.wall() - world_age_s
     )
-    app = create_app(world, clock, KEY, faults or FaultSettings())
+    app = create_app(world, clock, key, faults or FaultSettings())
     async with TestServer(app, host="127.0.0.1") as server:
         yield Harness(clock, world, app, str(server.make_url("")).rstrip("/"))

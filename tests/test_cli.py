@@ -41,11 +41,11 @@ class Served:
 
 @asynccontextmanager
 async def served(
-    faults: FaultSettings | None = None, settings: SimSettings = WORLD
+    faults: FaultSettings | None = None, settings: SimSettings = WORLD, key: str = KEY
 ) -> AsyncIterator[Served]:
     clock = SystemClock()
     world = World(settings, start=clock.monotonic() - 5.0, wall_at_start=clock.wall() - 5.0)
-    app = create_app(world, clock, KEY, faults or FaultSettings())
+    app = create_app(world, clock, key, faults or FaultSettings())
     async with TestServer(app, host="127.0.0.1") as server:
         yield Served(str(server.make_url("")).rstrip("/"), world, app)
 

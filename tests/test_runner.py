@@ -22,6 +22,7 @@ from follower.model import (
     TailErrorEvent,
 )
 from follower.runner import Runner, RunSettings, RunStats
+from follower.sources import Source, SourceSettings
 from follower.tailerrors import TailErrorMatcher
 from follower.testing import FakeClock, MemorySink, advance_to, settle
 from follower.tracker import PodState
@@ -83,8 +84,7 @@ def make_runner(
     base = {"interval_s": 5.0, "backoff": BackoffPolicy(initial_s=1.0, max_s=60.0)}
     base.update(settings)
     return Runner(
-        pipelines=pipelines,
-        source=source,
+        sources=[Source(source, SourceSettings(pipelines=pipelines))],
         sink=sink,
         clock=source.clock,
         settings=RunSettings(**base),  # type: ignore[arg-type]
@@ -299,8 +299,7 @@ async def test_checkpoints_periodically_and_at_the_end() -> None:
         return True
 
     runner = Runner(
-        pipelines=(A,),
-        source=source,
+        sources=[Source(source, SourceSettings(pipelines=(A,)))],
         sink=sink,
         clock=clock,
         settings=RunSettings(interval_s=1.0, checkpoint_interval_s=2.0),
