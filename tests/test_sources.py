@@ -121,6 +121,12 @@ async def test_a_refused_key_pauses_only_its_own_source() -> None:
     assert after_b >= 4 * 7  # "analytics" went on polling every pipeline every second
     ready, reason = runners[0].readiness()
     assert not ready and "payments" in reason
+    runners[0].refresh_metrics()
+    exported = runners[0].metrics.render().decode()
+    assert 'follower_source_key_rejected{source="payments"} 1.0' in exported
+    assert 'follower_source_key_rejected{source="analytics"} 0.0' in exported
+    assert 'follower_source_pipelines{source="analytics"} 4.0' in exported
+    assert "follower_key_rejected 1.0" in exported
 
 
 async def test_follower_run_with_two_sources_in_the_config_file(tmp_path: Path) -> None:
