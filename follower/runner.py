@@ -30,6 +30,7 @@ from follower.errors import ApiError
 from follower.lifecycle import Lifecycle
 from follower.metrics import Metrics
 from follower.model import PipelineAddedEvent, PipelinePage, PipelineRemovedEvent
+from follower.parking import Parking
 from follower.poller import Followed, Poller, PollStats
 from follower.schedule import PipelinePlan, most_at_risk, shortfall, spare_scale
 from follower.settings import Checkpointer, DiscoverySettings, RunSettings
@@ -96,18 +97,12 @@ class Runner:
                     self._follow(pipeline_id, source)
         self._in_flight = 0
         self._stopping = False
-        self._park_scope: anyio.CancelScope | None = None
-        self._wake_pending = False
+        self._parking = Parking(clock)
         self._shortfall = 0.0
         self._planned_at = -float("inf")
         self._short_since: float | None = None
         self._reported_at = -float("inf")
         self._outer: anyio.abc.TaskGroup | None = None
-        self.parked = False
-        """True while the dispatcher waits with nothing it could start (tests wait for this)."""
-        self.clock_sleepers = 0
-        """Tasks of this runner asleep on the clock (tests tell them from the simulator's)."""
-        self._changed = anyio.Event()
 
     # --- the followed set ----------------------------------------------------------------------
 
@@ -241,7 +236,7 @@ class Runner:
                     added.append(pipeline_id)
                     await self._add(pipeline_id, None, source)
         self._restart_discovery()
-        self._notify()
+        self._parking.wake()
         return added, removed
 
     @property
@@ -290,9 +285,9 @@ class Runner:
     async def _shutdown_on(self, stop: anyio.Event) -> None:
         await stop.wait()
         self._stopping = True
-        self._notify()
+        self._parking.wake()
         self._log.info("shutdown_started", grace_s=self._settings.shutdown_timeout_s)
-        await self._sleep(self._settings.shutdown_timeout_s)
+        await self._parking.sleep(self._settings.shutdown_timeout_s)
         self._log.warning("shutdown_grace_expired", action="cancelling in-flight requests")
         self._requests.cancel_scope.cancel()
 
@@ -305,7 +300,7 @@ class Runner:
             self._report_budget(now)
             chosen, wait_until = self._choose(now)
             if chosen is None:
-                await self._park(wait_until)
+                await self._parking.park(wait_until)
                 continue
             chosen.source.budget.take(now)
             self.metrics.sent()
@@ -346,54 +341,20 @@ class Runner:
             return None, min(later, default=None)
         return self._followed[chosen], None
 
-    async def _park(self, until: float | None) -> None:
-        """Wait until `until` (monotonic) or until woken by a finished request or a change.
+    @property
+    def parked(self) -> bool:
+        """True while the dispatcher waits with nothing it could start (tests wait for this)."""
+        return self._parking.parked
 
-        `parked` turns true only once the wait is registered (the clock sleep included), so a
-        test that sees it true and every in-flight request asleep knows the runner is idle.
-        """
-        if self._wake_pending:  # something changed since the dispatcher last looked
-            self._wake_pending = False
-            return
-        with anyio.CancelScope() as scope:
-            self._park_scope = scope
-            self.parked = True
-            try:
-                if until is None:
-                    self._signal()
-                    await anyio.sleep_forever()
-                else:
-                    await self._sleep(until - self._clock.monotonic())
-            finally:
-                self._park_scope = None
-                self.parked = False
-
-    def _notify(self) -> None:
-        """Wake the dispatcher: something it waits for may have changed."""
-        self.parked = False
-        if self._park_scope is not None:
-            self._park_scope.cancel()
-        else:
-            self._wake_pending = True
-        self._signal()
-
-    def _signal(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
+    @property
+    def clock_sleepers(self) -> int:
+        """Tasks of this runner asleep on the clock (tests tell them from the simulator's)."""
+        return self._parking.sleepers
 
     @property
     def change(self) -> anyio.Event:
         """Set at the next change of `parked`, `in_flight` or `clock_sleepers` (for tests)."""
-        return self._changed
-
-    async def _sleep(self, seconds: float) -> None:
-        self.clock_sleepers += 1
-        self._signal()
-        try:
-            await self._clock.sleep(seconds)
-        finally:
-            self.clock_sleepers -= 1
-            self._signal()
+        return self._parking.change
 
     async def _request(self, followed: Followed, sent_at: float) -> None:
         try:
@@ -408,7 +369,7 @@ class Runner:
             followed.in_flight = False
             followed.source.in_flight -= 1
             self._in_flight -= 1
-            self._notify()
+            self._parking.wake()
 
     def _reject_key(self, source: Source) -> None:
         """401: every request of this key would fail; send one probe at a growing interval."""
@@ -482,7 +443,7 @@ class Runner:
 
     async def _checkpoint_every(self, interval_s: float) -> None:
         while True:
-            await self._sleep(interval_s)
+            await self._parking.sleep(interval_s)
             await self.checkpoint()
 
     def _restart_discovery(self) -> None:
@@ -500,7 +461,7 @@ class Runner:
         with scope:
             while True:
                 await self._discover(source, settings)
-                await self._sleep(settings.interval_s)
+                await self._parking.sleep(settings.interval_s)
 
     async def _discover(self, source: Source, settings: DiscoverySettings) -> None:
         """List the pipelines the source's key sees; follow the new ones (unless another source
@@ -510,12 +471,12 @@ class Runner:
         poll, so the dispatcher's bound and a test's idea of "idle" both include it.
         """
         self._in_flight += 1
-        self._signal()
+        self._parking.signal()
         try:
             await self._list_and_apply(source, settings)
         finally:
             self._in_flight -= 1
-            self._notify()
+            self._parking.wake()
 
     async def _list_and_apply(self, source: Source, settings: DiscoverySettings) -> None:
         async def page(number: int, size: int) -> PipelinePage:
@@ -543,7 +504,7 @@ class Runner:
         if added or removed:
             self._log.info("pipelines_changed", **self._source_field(source), added=len(added),
                            removed=len(removed), followed=len(self._followed))
-            self._notify()
+            self._parking.wake()
 
     async def _list_page(self, source: Source, page_number: int, page_size: int) -> PipelinePage:
         """A list request that waits for its source's token like every other request."""
@@ -551,10 +512,10 @@ class Runner:
         while (at := budget.available_at(clock.monotonic())) > clock.monotonic():
             self._in_flight -= 1  # waiting for a token is not work in flight
             try:
-                await self._sleep(at - clock.monotonic())
+                await self._parking.sleep(at - clock.monotonic())
             finally:
                 self._in_flight += 1
-                self._signal()
+                self._parking.signal()
         budget.take(clock.monotonic())
         self.metrics.sent()
         sent_at = clock.monotonic()

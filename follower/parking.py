@@ -1,0 +1,78 @@
+"""How the dispatcher waits: until a moment, or until something it waits for changes.
+
+The dispatcher parks when it can start nothing: until the next due time or token, or until a
+request finishes or the followed set changes. A wake-up that comes while it is not parked is kept,
+so no change is ever missed. `parked`, `sleepers` and `change` let a test that drives a fake clock
+know when the follower is idle (parked, and every request asleep on the clock) without sleeping.
+"""
+
+from __future__ import annotations
+
+import anyio
+
+from follower.clock import Clock
+
+
+class Parking:
+    """The dispatcher's waiting place, and the count of the runner's tasks asleep on the clock."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._scope: anyio.CancelScope | None = None
+        self._pending = False
+        self._changed = anyio.Event()
+        self.parked = False
+        """True while the dispatcher waits with nothing it could start (tests wait for this)."""
+        self.sleepers = 0
+        """Tasks of the runner asleep on the clock (tests tell them from the simulator's)."""
+
+    async def park(self, until: float | None) -> None:
+        """Wait until `until` (monotonic; None: no deadline) or until `wake()`.
+
+        `parked` turns true only once the wait is registered (the clock sleep included), so a
+        test that sees it true and every in-flight request asleep knows the runner is idle.
+        """
+        if self._pending:  # something changed since the dispatcher last looked
+            self._pending = False
+            return
+        with anyio.CancelScope() as scope:
+            self._scope = scope
+            self.parked = True
+            try:
+                if until is None:
+                    self.signal()
+                    await anyio.sleep_forever()
+                else:
+                    await self.sleep(until - self._clock.monotonic())
+            finally:
+                self._scope = None
+                self.parked = False
+
+    def wake(self) -> None:
+        """Wake the dispatcher: something it waits for may have changed."""
+        self.parked = False
+        if self._scope is not None:
+            self._scope.cancel()
+        else:
+            self._pending = True
+        self.signal()
+
+    def signal(self) -> None:
+        """Tell a watching test that `parked`, the work in flight or `sleepers` changed."""
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    @property
+    def change(self) -> anyio.Event:
+        """Set at the next `signal()`."""
+        return self._changed
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep on the clock, counted in `sleepers`."""
+        self.sleepers += 1
+        self.signal()
+        try:
+            await self._clock.sleep(seconds)
+        finally:
+            self.sleepers -= 1
+            self.signal()
