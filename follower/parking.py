@@ -1,4 +1,4 @@
-"""How the dispatcher waits: until a moment, or until something it waits for changes.
+"""How the dispatcher waits (until a moment, or until something changes) and what is in flight.
 
 The dispatcher parks when it can start nothing: until the next due time or token, or until a
 request finishes or the followed set changes. A wake-up that comes while it is not parked is kept,
@@ -14,7 +14,8 @@ from follower.clock import Clock
 
 
 class Parking:
-    """The dispatcher's waiting place, and the count of the runner's tasks asleep on the clock."""
+    """The dispatcher's waiting place, the work in flight, and the runner's tasks asleep on the
+    clock: together, what tells that the runner is idle."""
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
@@ -25,6 +26,8 @@ class Parking:
         """True while the dispatcher waits with nothing it could start (tests wait for this)."""
         self.sleepers = 0
         """Tasks of the runner asleep on the clock (tests tell them from the simulator's)."""
+        self.in_flight = 0
+        """Requests (and listings) at work: sent and not yet answered and applied."""
 
     async def park(self, until: float | None) -> None:
         """Wait until `until` (monotonic; None: no deadline) or until `wake()`.
@@ -56,6 +59,16 @@ class Parking:
         else:
             self._pending = True
         self.signal()
+
+    def begin(self) -> None:
+        """Work started outside the dispatcher (a listing): counted in flight."""
+        self.in_flight += 1
+        self.signal()
+
+    def end(self) -> None:
+        """Work in flight finished: the dispatcher may start something else."""
+        self.in_flight -= 1
+        self.wake()
 
     def signal(self) -> None:
         """Tell a watching test that `parked`, the work in flight or `sleepers` changed."""

@@ -6,8 +6,9 @@ dispatcher takes a token whenever one is free and some pipeline is due, gives it
 pipeline most at risk of losing lines, and starts that request in the task group; `Poller`
 executes it. Each pipeline belongs to a source (one key on one API, follower/sources.py) whose
 budget it spends: with several sources, a pipeline may go when it is due and its own source has
-a token. Discovery loops (one per source that discovers) add and remove pipelines, a checkpoint
-loop saves the state, and a 401 pauses that source's requests but one probe until its key works.
+a token. Discovery loops (follower/discovering.py, one per source that discovers) add and remove
+pipelines, a checkpoint loop saves the state, and a 401 pauses that source's requests but one
+probe until its key works. How the dispatcher waits is follower/parking.py.
 
 Shutdown has two phases: `stop` starts no new request; in-flight requests get
 `shutdown_timeout_s` to finish and write their events; then whatever is left is cancelled and
@@ -24,12 +25,12 @@ import anyio
 import anyio.abc
 import structlog
 
-from follower import discovery, sharding
+from follower import sharding
 from follower.clock import Clock
-from follower.errors import ApiError
+from follower.discovering import Discoverer
 from follower.lifecycle import Lifecycle
 from follower.metrics import Metrics
-from follower.model import PipelineAddedEvent, PipelinePage, PipelineRemovedEvent
+from follower.model import PipelineAddedEvent, PipelineRemovedEvent
 from follower.parking import Parking
 from follower.poller import Followed, Poller, PollStats
 from follower.schedule import PipelinePlan, most_at_risk, shortfall, spare_scale
@@ -95,9 +96,13 @@ class Runner:
             for pipeline_id in source.explicit:
                 if pipeline_id not in self._followed:
                     self._follow(pipeline_id, source)
-        self._in_flight = 0
         self._stopping = False
         self._parking = Parking(clock)
+        self._discoverer = Discoverer(
+            self, parking=self._parking, clock=clock, metrics=self.metrics, log=self._log,
+            shard=lambda: (self._settings.shard_index, self._settings.shard_count),
+            labels=self._source_field,
+        )
         self._shortfall = 0.0
         self._planned_at = -float("inf")
         self._short_since: float | None = None
@@ -134,7 +139,7 @@ class Runner:
     @property
     def in_flight(self) -> int:
         """Requests sent and not yet answered."""
-        return self._in_flight
+        return self._parking.in_flight
 
     def snapshot(self) -> dict[str, dict[str, PodState]]:
         """Every followed pipeline's pods as of the last written events."""
@@ -228,14 +233,14 @@ class Runner:
             if not f.source.settings.discovery.enabled and p not in f.source.explicit
         ]
         for pipeline_id in removed:
-            await self._drop(pipeline_id, "not_configured")
+            await self.drop(pipeline_id, "not_configured")
         added: list[str] = []
         for source in self._sources:
             for pipeline_id in source.explicit:
                 if pipeline_id not in self._followed:
                     added.append(pipeline_id)
-                    await self._add(pipeline_id, None, source)
-        self._restart_discovery()
+                    await self.add(pipeline_id, None, source)
+        self._discoverer.restart(self._sources, self._outer)
         self._parking.wake()
         return added, removed
 
@@ -262,7 +267,7 @@ class Runner:
                 outer.start_soon(self._shutdown_on, stop)
                 if self._checkpointer is not None:
                     outer.start_soon(self._checkpoint_every, self._settings.checkpoint_interval_s)
-                self._restart_discovery()
+                self._discoverer.restart(self._sources, self._outer)
                 async with anyio.create_task_group() as requests:
                     self._requests = requests
                     await self._dispatch(requests)
@@ -306,7 +311,7 @@ class Runner:
             self.metrics.sent()
             chosen.in_flight = True
             chosen.source.in_flight += 1
-            self._in_flight += 1
+            self._parking.in_flight += 1
             requests.start_soon(self._request, chosen, now)
 
     def _choose(self, now: float) -> tuple[Followed | None, float | None]:
@@ -317,7 +322,7 @@ class Runner:
         and the next time one could go: with thousands of pipelines this loop runs once per
         request, not once per wake-up.
         """
-        if self._in_flight >= self._settings.max_in_flight:
+        if self._parking.in_flight >= self._settings.max_in_flight:
             return None, None
         ready = {source: source.ready_at(now) for source in self._sources}
         if all(at is None or at > now for at in ready.values()):
@@ -360,7 +365,7 @@ class Runner:
         try:
             outcome = await self._poller.poll(followed, sent_at)
             if outcome.gone:
-                await self._drop(followed.pipeline_id, "not_found")
+                await self.drop(followed.pipeline_id, "not_found")
             if outcome.key_rejected:
                 self._reject_key(followed.source)
             elif outcome.key_accepted and followed.source.accept_key():
@@ -368,8 +373,7 @@ class Runner:
         finally:
             followed.in_flight = False
             followed.source.in_flight -= 1
-            self._in_flight -= 1
-            self._parking.wake()
+            self._parking.end()
 
     def _reject_key(self, source: Source) -> None:
         """401: every request of this key would fail; send one probe at a growing interval."""
@@ -390,12 +394,23 @@ class Runner:
         """`source=NAME` for diagnostics, when there is more than one source to tell apart."""
         return {"source": source.name} if len(self._sources) > 1 else {}
 
-    async def _add(self, pipeline_id: str, name: str | None, source: Source) -> None:
+    # --- the followed set, as discovery changes it (discovering.Roster) -----------------------
+
+    def owned_by(self, source: Source) -> list[str]:
+        """The pipelines followed through `source`."""
+        return [p for p, f in self._followed.items() if f.source is source]
+
+    def is_followed(self, pipeline_id: str) -> bool:
+        return pipeline_id in self._followed
+
+    async def add(self, pipeline_id: str, name: str | None, source: Source) -> None:
+        """Follow a pipeline through `source`, announced by `pipeline_added`."""
         async with self._commit:
             self._follow(pipeline_id, source)
             await self._poller.write([PipelineAddedEvent(self._clock.wall(), pipeline_id, name)])
 
-    async def _drop(self, pipeline_id: str, reason: str) -> None:
+    async def drop(self, pipeline_id: str, reason: str) -> None:
+        """Stop following a pipeline and free its state, announced by `pipeline_removed`."""
         async with self._commit:
             if self._followed.pop(pipeline_id, None) is None:
                 return
@@ -445,84 +460,3 @@ class Runner:
         while True:
             await self._parking.sleep(interval_s)
             await self.checkpoint()
-
-    def _restart_discovery(self) -> None:
-        """(Re)start each source's discovery loop with its settings, or stop it when disabled."""
-        for source in self._sources:
-            if source.discovery_scope is not None:
-                source.discovery_scope.cancel()
-                source.discovery_scope = None
-            if source.settings.discovery.enabled and self._outer is not None:
-                source.discovery_scope = anyio.CancelScope()
-                self._outer.start_soon(self._discover_every, source, source.discovery_scope)
-
-    async def _discover_every(self, source: Source, scope: anyio.CancelScope) -> None:
-        settings = source.settings.discovery
-        with scope:
-            while True:
-                await self._discover(source, settings)
-                await self._parking.sleep(settings.interval_s)
-
-    async def _discover(self, source: Source, settings: DiscoverySettings) -> None:
-        """List the pipelines the source's key sees; follow the new ones (unless another source
-        follows them already), drop its own that are no longer listed.
-
-        Counts as one request in flight while it works (not while it waits for a token), like a
-        poll, so the dispatcher's bound and a test's idea of "idle" both include it.
-        """
-        self._in_flight += 1
-        self._parking.signal()
-        try:
-            await self._list_and_apply(source, settings)
-        finally:
-            self._in_flight -= 1
-            self._parking.wake()
-
-    async def _list_and_apply(self, source: Source, settings: DiscoverySettings) -> None:
-        async def page(number: int, size: int) -> PipelinePage:
-            return await self._list_page(source, number, size)
-
-        try:
-            items = await discovery.list_all(page, settings.page_size)
-            truncated = False
-        except discovery.ListingTruncated as partial:
-            items, truncated = partial.items, True
-        except ApiError as error:
-            self._log.warning("discovery_failed", **self._source_field(source),
-                              error=error.kind, message=str(error))
-            return
-        listed = discovery.followed_ids(source.explicit, items, settings.selection)
-        mine = sharding.select(listed, self._settings.shard_index, self._settings.shard_count)
-        own = [p for p, f in self._followed.items() if f.source is source]
-        added, removed = discovery.changes(own, mine)
-        added = [p for p in added if p not in self._followed]  # another source has it
-        names = {item.id: item.name for item in items}
-        for pipeline_id in added:
-            await self._add(pipeline_id, names.get(pipeline_id), source)
-        for pipeline_id in [] if truncated else removed:
-            await self._drop(pipeline_id, "not_listed")
-        if added or removed:
-            self._log.info("pipelines_changed", **self._source_field(source), added=len(added),
-                           removed=len(removed), followed=len(self._followed))
-            self._parking.wake()
-
-    async def _list_page(self, source: Source, page_number: int, page_size: int) -> PipelinePage:
-        """A list request that waits for its source's token like every other request."""
-        budget, clock = source.budget, self._clock
-        while (at := budget.available_at(clock.monotonic())) > clock.monotonic():
-            self._in_flight -= 1  # waiting for a token is not work in flight
-            try:
-                await self._parking.sleep(at - clock.monotonic())
-            finally:
-                self._in_flight += 1
-                self._parking.signal()
-        budget.take(clock.monotonic())
-        self.metrics.sent()
-        sent_at = clock.monotonic()
-        try:
-            page = await source.api.list_page(page_number, page_size)
-        except ApiError as error:
-            self.metrics.polled("list", error.kind, clock.monotonic() - sent_at)
-            raise
-        self.metrics.polled("list", "ok", clock.monotonic() - sent_at)
-        return page

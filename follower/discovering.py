@@ -1,0 +1,137 @@
+"""The discovery loops: each source that discovers re-lists what its key sees, on an interval.
+
+What to follow is decided by the pure functions of follower/discovery.py (pagination, filters,
+changes) and follower/sharding.py; this module runs the listing requests (each waits for its
+source's token like every other request) and applies the result to the followed set through the
+runner's `Roster`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import anyio
+import anyio.abc
+
+from follower import discovery, sharding
+from follower.clock import Clock
+from follower.errors import ApiError
+from follower.metrics import Metrics
+from follower.model import PipelinePage
+from follower.parking import Parking
+from follower.settings import DiscoverySettings
+from follower.sources import Source
+
+
+class Roster(Protocol):
+    """The followed set as the discovery loops change it (the runner)."""
+
+    def owned_by(self, source: Source) -> list[str]: ...
+
+    def is_followed(self, pipeline_id: str) -> bool: ...
+
+    async def add(self, pipeline_id: str, name: str | None, source: Source) -> None: ...
+
+    async def drop(self, pipeline_id: str, reason: str) -> None: ...
+
+
+class Discoverer:
+    """Starts, restarts and stops one listing loop per discovering source."""
+
+    def __init__(
+        self,
+        roster: Roster,
+        *,
+        parking: Parking,
+        clock: Clock,
+        metrics: Metrics,
+        log: Any,
+        shard: Callable[[], tuple[int, int]],
+        labels: Callable[[Source], dict[str, str]],
+    ) -> None:
+        self._roster = roster
+        self._parking = parking
+        self._clock = clock
+        self._metrics = metrics
+        self._log = log
+        self._shard = shard
+        self._labels = labels
+
+    def restart(self, sources: Sequence[Source], group: anyio.abc.TaskGroup | None) -> None:
+        """(Re)start each source's loop with its settings, or stop it when disabled."""
+        for source in sources:
+            if source.discovery_scope is not None:
+                source.discovery_scope.cancel()
+                source.discovery_scope = None
+            if source.settings.discovery.enabled and group is not None:
+                source.discovery_scope = anyio.CancelScope()
+                group.start_soon(self._every, source, source.discovery_scope)
+
+    async def _every(self, source: Source, scope: anyio.CancelScope) -> None:
+        settings = source.settings.discovery
+        with scope:
+            while True:
+                await self.discover(source, settings)
+                await self._parking.sleep(settings.interval_s)
+
+    async def discover(self, source: Source, settings: DiscoverySettings) -> None:
+        """List the pipelines the source's key sees; follow the new ones (unless another source
+        follows them already), drop its own that are no longer listed.
+
+        Counts as one request in flight while it works (not while it waits for a token), like a
+        poll, so the dispatcher's bound and a test's idea of "idle" both include it.
+        """
+        self._parking.begin()
+        try:
+            await self._list_and_apply(source, settings)
+        finally:
+            self._parking.end()
+
+    async def _list_and_apply(self, source: Source, settings: DiscoverySettings) -> None:
+        async def page(number: int, size: int) -> PipelinePage:
+            return await self._list_page(source, number, size)
+
+        try:
+            items = await discovery.list_all(page, settings.page_size)
+            truncated = False
+        except discovery.ListingTruncated as partial:
+            items, truncated = partial.items, True
+        except ApiError as error:
+            self._log.warning("discovery_failed", **self._labels(source),
+                              error=error.kind, message=str(error))
+            return
+        listed = discovery.followed_ids(source.explicit, items, settings.selection)
+        mine = sharding.select(listed, *self._shard())
+        added, removed = discovery.changes(self._roster.owned_by(source), mine)
+        added = [p for p in added if not self._roster.is_followed(p)]  # another source has it
+        names = {item.id: item.name for item in items}
+        for pipeline_id in added:
+            await self._roster.add(pipeline_id, names.get(pipeline_id), source)
+        for pipeline_id in [] if truncated else removed:
+            await self._roster.drop(pipeline_id, "not_listed")
+        if added or removed:
+            self._log.info("pipelines_changed", **self._labels(source), added=len(added),
+                           removed=len(removed))
+            self._parking.wake()
+
+    async def _list_page(self, source: Source, page_number: int, page_size: int) -> PipelinePage:
+        """A list request that waits for its source's token like every other request."""
+        budget, clock = source.budget, self._clock
+        while (at := budget.available_at(clock.monotonic())) > clock.monotonic():
+            self._parking.in_flight -= 1  # waiting for a token is not work in flight
+            try:
+                await self._parking.sleep(at - clock.monotonic())
+            finally:
+                self._parking.in_flight += 1
+                self._parking.signal()
+        budget.take(clock.monotonic())
+        self._metrics.sent()
+        sent_at = clock.monotonic()
+        try:
+            page = await source.api.list_page(page_number, page_size)
+        except ApiError as error:
+            self._metrics.polled("list", error.kind, clock.monotonic() - sent_at)
+            raise
+        self._metrics.polled("list", "ok", clock.monotonic() - sent_at)
+        return page
