@@ -201,3 +201,21 @@ async def test_reload_changes_each_source_by_name_and_keeps_the_rest() -> None:
     after = [t for t in one.calls[A] if t > 2.0]
     assert len(after) <= 1 + 1.0 * 4 + 1  # "one" now spends 1 request/s (A wants 4/s)
     assert len([t for t in two.calls[C] if t > 2.0]) >= 4 * 4 - 1  # "two" kept its pace
+
+
+def test_a_source_with_a_refused_key_waits_for_its_one_probe() -> None:
+    """ready_at: the token time normally; the probe time (or later) once refused; None while the
+    probe is out; the token time again once the key is accepted."""
+    clock = FakeClock(start=0.0)
+    source = Source(ScriptedSource(clock, {}), SourceSettings("s", budget_rps=1.0, budget_burst=1))
+    assert source.ready_at(0.0) == 0.0
+    source.budget.take(0.0)
+    assert source.ready_at(0.0) == 1.0
+    assert source.reject_key(probe_at=5.0) is True
+    assert source.reject_key(probe_at=9.0) is False  # reported once
+    assert source.ready_at(2.0) == 9.0
+    source.in_flight = 1
+    assert source.ready_at(10.0) is None
+    source.in_flight = 0
+    assert source.accept_key() is True and source.accept_key() is False
+    assert source.probe_attempts == 0 and source.ready_at(10.0) == 10.0
