@@ -24,7 +24,7 @@ import structlog
 from follower import __version__, diagnostics
 from follower.checkpoint import StateFileError
 from follower.clock import SystemClock
-from follower.config import Config, load_config
+from follower.config import DEFAULT_SOURCE, Config, load_config, only_source
 from follower.demo import demo
 from follower.errors import ApiError, ConfigError
 from follower.interactive import UnknownPipelineError, pipelines_table, tail
@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--interval", type=float, dest="interval_s", metavar="SECONDS",
                       default=2.0, help="seconds between polls (default 2)")
     tail.add_argument("--config", type=Path, help="TOML configuration file")
+    tail.add_argument("--source", metavar="NAME", help=SOURCE_HELP)
     tail.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
                       default="warning")
 
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listing.add_argument("--base-url", help="API base URL (default https://api.covalenthq.com)")
     listing.add_argument("--config", type=Path, help="TOML configuration file")
+    listing.add_argument("--source", metavar="NAME", help=SOURCE_HELP)
 
     demo = commands.add_parser(
         "demo", help="start the embedded simulator and follow it, printing readable lines"
@@ -342,10 +344,18 @@ def _cmd_demo(ns: argparse.Namespace) -> int:
 
 
 def _people_config(ns: argparse.Namespace, **flags: object) -> Config:
-    """The configuration for `tail` and `pipelines`: file, environment and a few flags."""
-    given = {"base_url": ns.base_url, "discovery.enabled": True, **flags}
-    return load_config(config_path=ns.config, env=os.environ, flags=given,
-                       flag_names={"base_url": "--base-url", "interval_s": "--interval"})
+    """The configuration for `tail` and `pipelines`: file, environment and a few flags, narrowed
+    to one source (`--source NAME` of the file's [[sources]], else the top-level key)."""
+    given: dict[str, object] = {"base_url": ns.base_url, **flags}
+    if ns.source is None:
+        given["discovery.enabled"] = True  # the top-level key, whatever the file lists
+    config = load_config(config_path=ns.config, env=os.environ, flags=given,
+                         flag_names={"base_url": "--base-url", "interval_s": "--interval"})
+    return only_source(config, ns.source or DEFAULT_SOURCE)
+
+
+SOURCE_HELP: Final = "with [[sources]] in --config: use this source's key and API (default: the "\
+    "top-level key, GOLDRUSH_SERVICE_KEY)"
 
 
 def _patterns(values: list[str], flag: str) -> list[re.Pattern[str]]:

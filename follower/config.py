@@ -8,6 +8,7 @@ here, from `GOLDRUSH_SERVICE_KEY` or the file named by `GOLDRUSH_SERVICE_KEY_FIL
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,8 +40,8 @@ from follower.tailerrors import compile_patterns
 Since = Literal["start", "now"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 
-__all__ = ["DEFAULT_BASE_URL", "Config", "ConfigError", "SourceConfig", "effective_budget_rps",
-           "load_config", "read_key_file"]
+__all__ = ["DEFAULT_BASE_URL", "DEFAULT_SOURCE", "Config", "ConfigError", "SourceConfig",
+           "effective_budget_rps", "load_config", "only_source", "read_key_file"]
 
 ENV_KEY: Final = "GOLDRUSH_SERVICE_KEY"
 ENV_KEY_FILE: Final = "GOLDRUSH_SERVICE_KEY_FILE"
@@ -247,6 +248,22 @@ def _read_key(
         "holding it (a GoldRush ServiceKey, not a regular API key)"
     )
     return None, None
+
+
+def only_source(config: Config, name: str) -> Config:
+    """`config` narrowed to the source called `name`, as its top-level key (for the commands
+    that work with one key: `tail`, `pipelines`); ConfigError names the sources there are."""
+    for source in config.sources:
+        if source.name == name:
+            return dataclasses.replace(
+                config, key=source.key, key_file=source.key_file, base_url=source.base_url,
+                pipelines=source.pipelines, discover=source.discover,
+                discover_names=source.discover_names, discover_projects=source.discover_projects,
+                discover_statuses=source.discover_statuses, budget_rps=source.budget_rps,
+                budget_burst=source.budget_burst, extra_sources=(),
+            )
+    names = ", ".join(repr(source.name) for source in config.sources) or "none"
+    raise ConfigError([f"--source: no source named {name!r}; the configuration has: {names}"])
 
 
 def effective_budget_rps(config: Config) -> float:

@@ -219,3 +219,35 @@ def test_a_source_with_a_refused_key_waits_for_its_one_probe() -> None:
     source.in_flight = 0
     assert source.accept_key() is True and source.accept_key() is False
     assert source.probe_attempts == 0 and source.ready_at(10.0) == 10.0
+
+
+async def test_pipelines_and_tail_use_the_source_named(tmp_path: Path) -> None:
+    """`--source NAME` lists (and tails) through that source's key and API, with no top-level
+    key; an unknown name exits 2 naming the sources there are."""
+    async with served(settings=WORLD_B, key=KEY_B) as b:
+        config = tmp_path / "follower.toml"
+        config.write_text(f"""
+[[sources]]
+name = "analytics"
+base_url = "{b.base_url}"
+service_key_env = "ANALYTICS_KEY"
+""", encoding="utf-8")
+        env = env_with(ANALYTICS_KEY=KEY_B)
+        listing = ["pipelines", "--config", str(config), "--source", "analytics"]
+        async with follower(*listing, env=env) as run:
+            assert await run.exit_code() == 0
+        first = b.world.pipeline_ids[0]
+        tailing = ["tail", first, "--config", str(config), "--source", "analytics",
+                   "--since", "start", "--output", "json"]
+        async with follower(*tailing, env=env) as tailed:
+            await tailed.wait_for(f'"pipeline_id":"{first}"')
+            tailed.process.send_signal(signal.SIGINT)
+            assert await tailed.exit_code() == 0
+        async with follower("pipelines", "--config", str(config), "--source", "nope",
+                            env=env) as wrong:
+            assert await wrong.exit_code() == 2
+    rows = [line.split()[0] for line in run.stdout[1:] if line]
+    assert sorted(rows) == sorted(b.world.pipeline_ids)
+    assert {e["pipeline_id"] for e in tailed.events() if e["event"] == "log"} == {first}
+    assert "no source named 'nope'; the configuration has: 'analytics'" in wrong.everything()
+    assert KEY_B not in run.everything() + tailed.everything() + wrong.everything()
