@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from follower.differ import TailState, diff_tail, split_lines
+from follower.differ import TailState, diff_logs
 from follower.enrich import EnrichSettings, enrich
 from follower.model import (
     DEFAULT_MAX_LINE_BYTES,
@@ -155,34 +155,37 @@ class PipelineTracker:
                 state.error = error
                 continue
             state.error = None
-            lines = split_lines(entry.logs)[-self.lines.max_tail_lines :]
             previous = None if state.tail is None else len(state.tail)
-            pod_events = self._diff_pod(entry.pod, state, lines, now)
+            pod_events, tail_lines = self._diff_pod(entry.pod, state, entry.logs, now)
             events.extend(pod_events)
-            observations.append(_observation(pod_events, len(lines), previous))
+            observations.append(_observation(pod_events, tail_lines, previous))
         for gone in [name for name in self.pods if name not in seen]:
             events.append(PodRemovedEvent(now, self.pipeline_id, gone, self.pods.pop(gone).seq))
         self.polls += 1
         return Applied(events, tail_errors, len(observations), observations)
 
-    def _diff_pod(self, pod: str, state: PodState, lines: list[str], now: float) -> list[Event]:
+    def _diff_pod(
+        self, pod: str, state: PodState, logs: str, now: float
+    ) -> tuple[list[Event], int]:
+        """The pod's events for this tail, and how many lines the tail held (after the cut)."""
         first_sight = state.tail is None
-        diff = diff_tail(state.tail, lines)
+        diff = diff_logs(state.tail, logs, self.lines.max_tail_lines)
+        tail_lines = len(diff.state) if logs else 0
         window_before = self.window
-        slid = len(diff.state) < len(state.tail or ()) + len(diff.new_lines)
+        slid = tail_lines < len(state.tail or ()) + len(diff.new_lines)
         if state.tail is not None and not diff.gap and slid:
-            self.window = max(self.window, len(lines))  # lines dropped off the top: it slid
+            self.window = max(self.window, tail_lines)  # lines dropped off the top: it slid
         state.tail = diff.state
         if first_sight and self.polls == 0 and self.since == "now":
-            return []
+            return [], tail_lines
         events: list[Event] = []
-        reason = self._gap_reason(diff.gap, first_sight, window_before, len(lines))
+        reason = self._gap_reason(diff.gap, first_sight, window_before, tail_lines)
         if reason is not None:
             events.append(GapEvent(now, self.pipeline_id, pod, state.seq, reason))
         for line in diff.new_lines:
             state.seq += 1
             events.append(self.lines.event(now, self.pipeline_id, pod, state.seq, line))
-        return events
+        return events, tail_lines
 
     def _gap_reason(
         self, no_overlap: bool, first_sight: bool, window: int, length: int
