@@ -1,9 +1,14 @@
 """Checkpoints: the per-pod diff state in a file, so a restart neither repeats nor loses lines.
 
-The file is JSON (version 1): per pipeline, per pod, the sequence number, the last tail error and
+The file is JSON (version 2): per pipeline, per pod, the sequence number, the last tail error and
 the fingerprints of the last real tail (little-endian u64, base64, so a 200-line tail costs about
-2 KiB). It is written atomically (temporary file in the same folder, fsync, rename, fsync of the
-folder) and mode 0600, and only ever describes events that the sink has already flushed; the
+2 KiB) with the function that made them (`tail_fingerprint`: "xxh3-64", or "blake2b-64" for a
+tail restored from version 1 and not polled since). Version 1 files, whose fingerprints are all
+BLAKE2b-64, are still read: their tails are marked legacy, and the differ compares the first new
+tail of such a pod with BLAKE2b, so the upgrade neither repeats nor loses a line.
+
+It is written atomically (temporary file in the same folder, fsync, rename, fsync of the folder)
+and mode 0600, and only ever describes events that the sink has already flushed; the
 runner guarantees the latter by snapshotting under the same lock it holds while writing events.
 
 Decoding is strict: a damaged, truncated or future-version file raises `StateFileError` naming
@@ -27,7 +32,10 @@ from follower.differ import TailState
 from follower.model import format_ts, validate_pipeline_id
 from follower.tracker import PodState
 
-STATE_VERSION: Final = 1
+STATE_VERSION: Final = 2
+READABLE_VERSIONS: Final = (1, 2)
+XXH3 = "xxh3-64"
+BLAKE2B = "blake2b-64"
 
 
 class StateFileError(Exception):
@@ -53,7 +61,7 @@ def _encode_tail(tail: TailState) -> str:
     return base64.b64encode(fingerprints.tobytes()).decode("ascii")
 
 
-def _decode_tail(text: object) -> TailState:
+def _decode_tail(text: object, *, legacy: bool) -> TailState:
     if not isinstance(text, str):
         raise ValueError(f"expected a base64 string, got {type(text).__name__}")
     try:
@@ -66,7 +74,15 @@ def _decode_tail(text: object) -> TailState:
     fingerprints.frombytes(raw)
     if sys.byteorder == "big":
         fingerprints.byteswap()
-    return TailState(fingerprints)
+    return TailState(fingerprints, legacy)
+
+
+def _encode_pod(state: PodState) -> dict[str, object]:
+    entry: dict[str, object] = {"seq": state.seq, "error": state.error, "tail": None}
+    if state.tail is not None:
+        entry["tail"] = _encode_tail(state.tail)
+        entry["tail_fingerprint"] = BLAKE2B if state.tail.legacy else XXH3
+    return entry
 
 
 def encode(pipelines: Mapping[str, PipelineState], now: float) -> bytes:
@@ -75,14 +91,7 @@ def encode(pipelines: Mapping[str, PipelineState], now: float) -> bytes:
         "version": STATE_VERSION,
         "written_at": format_ts(now),
         "pipelines": {
-            pipeline_id: {
-                pod: {
-                    "seq": state.seq,
-                    "error": state.error,
-                    "tail": None if state.tail is None else _encode_tail(state.tail),
-                }
-                for pod, state in pods.items()
-            }
+            pipeline_id: {pod: _encode_pod(state) for pod, state in pods.items()}
             for pipeline_id, pods in pipelines.items()
         },
     }
@@ -98,17 +107,18 @@ def decode(raw: bytes, path: Path) -> dict[str, PipelineState]:
     if not isinstance(document, dict):
         raise StateFileError(path, "the top level is not a JSON object")
     version = document.get("version")
-    if version != STATE_VERSION:
+    if type(version) is not int or version not in READABLE_VERSIONS:
         raise StateFileError(
             path,
-            f"version {version!r} is not {STATE_VERSION}, the only version this follower reads",
+            f"version {version!r} is not one this follower reads "
+            f"({', '.join(map(str, READABLE_VERSIONS))})",
         )
     pipelines = document.get("pipelines")
     if not isinstance(pipelines, dict):
         raise StateFileError(path, "'pipelines' is missing or not an object")
     try:
         return {
-            _checked_id(pipeline_id): _decode_pods(pods, pipeline_id)
+            _checked_id(pipeline_id): _decode_pods(pods, pipeline_id, version)
             for pipeline_id, pods in pipelines.items()
         }
     except ValueError as exc:
@@ -120,14 +130,14 @@ def _checked_id(pipeline_id: str) -> str:
     return pipeline_id
 
 
-def _decode_pods(pods: Any, pipeline_id: str) -> PipelineState:
+def _decode_pods(pods: Any, pipeline_id: str, version: int) -> PipelineState:
     if not isinstance(pods, dict):
         raise ValueError(f"pipelines.{pipeline_id}: expected an object of pods")
     where = f"pipelines.{pipeline_id}"
-    return {pod: _decode_pod(entry, f"{where}.{pod}") for pod, entry in pods.items()}
+    return {pod: _decode_pod(entry, f"{where}.{pod}", version) for pod, entry in pods.items()}
 
 
-def _decode_pod(entry: Any, where: str) -> PodState:
+def _decode_pod(entry: Any, where: str, version: int) -> PodState:
     if not isinstance(entry, dict):
         raise ValueError(f"{where}: expected an object")
     seq, error, tail = entry.get("seq"), entry.get("error"), entry.get("tail")
@@ -135,8 +145,11 @@ def _decode_pod(entry: Any, where: str) -> PodState:
         raise ValueError(f"{where}.seq: expected a non-negative integer, got {seq!r}")
     if error is not None and not isinstance(error, str):
         raise ValueError(f"{where}.error: expected a string or null")
+    kind = BLAKE2B if version == 1 else entry.get("tail_fingerprint", XXH3)
+    if kind not in (XXH3, BLAKE2B):
+        raise ValueError(f"{where}.tail_fingerprint: expected {XXH3!r} or {BLAKE2B!r}")
     try:
-        state = None if tail is None else _decode_tail(tail)
+        state = None if tail is None else _decode_tail(tail, legacy=kind == BLAKE2B)
     except ValueError as exc:
         raise ValueError(f"{where}.tail: {exc}") from None
     return PodState(tail=state, seq=seq, error=error)

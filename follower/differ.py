@@ -22,14 +22,17 @@ tails usually agree on (the first place the old tail's last line appears), which
 operations check some twenty times faster than the Python loop; only when it does not fit do we pay
 for the pure-Python KMP.
 
-Fingerprints are the 8-byte BLAKE2b digest of the line's UTF-8 bytes, read as a little-endian
-integer: the same in every process, Python version and platform, so checkpoints can store them.
-`bench/differ.py` measured the stdlib options on ~100-byte lines; the per-call overhead dominates,
-not the hashing itself. Copying a prepared BLAKE2b-64 hasher is as fast as
-`crc32(b) << 32 | adler32(b)` and faster than `blake2b(b, digest_size=8)`, MD5, SHA-1 or SHA-256,
-while CRC-32 and Adler-32 are linear checksums whose 64 bits hold far less than 64 bits of entropy
-on short lines (and collide on demand). With a real 64-bit hash, two different lines in a pair of
-10,000-line tails share a fingerprint with probability about 10^8 / 2^64 ~ 5e-12 per poll.
+Fingerprints are the 64-bit XXH3 of the line's UTF-8 bytes (`xxhash.xxh3_64_intdigest`): the same
+in every process, version and platform (XXH3's output is frozen since xxHash 0.8.0), so checkpoints
+can store them. Through `map` over the lines' bytes it costs about a third of the prepared
+BLAKE2b-64 used before (`bench/differ.py` compares them); its 64 bits keep the collision odds of two
+different lines in a pair of 10,000-line tails at about 10^8 / 2^64 ~ 5e-12 per poll. Checkpoints
+of version 1 hold BLAKE2b-64 fingerprints: such a state is `legacy`, and the first tail diffed
+against it is fingerprinted both ways, then only with XXH3.
+
+Before any of this, `diff_logs` tries the fast paths of `follower.tailshape`, which prove from the
+tail's bytes that it is unchanged, or only slid or grew, and then split and fingerprint only the
+new part; whatever they cannot prove comes here.
 """
 
 from __future__ import annotations
@@ -38,17 +41,21 @@ import array
 import hashlib
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
+
+from follower import tailshape
+from follower.tailshape import Shape
 
 Fingerprint = int
 
 FINGERPRINT_BYTES: Final = 8
 _TYPECODE: Final = "Q"  # unsigned 64-bit on every platform CPython supports
 _FINGERPRINT_LIMIT: Final = 1 << (8 * FINGERPRINT_BYTES)
-# Copying this prepared hasher skips the parameter parsing that `blake2b(data, digest_size=8)` pays
-# on every call, which is most of the cost for a 100-byte line.
+# Version-1 checkpoints hold BLAKE2b-64 fingerprints. Copying this prepared hasher skips the
+# parameter parsing that `blake2b(data, digest_size=8)` pays on every call.
 _BLAKE2B_64: Final = hashlib.blake2b(digest_size=FINGERPRINT_BYTES)
+DEFAULT_MAX_LINES: Final = 100_000
 
 
 def split_lines(logs: str) -> list[str]:
@@ -63,27 +70,31 @@ def split_lines(logs: str) -> list[str]:
     return lines
 
 
-def _digest(line: str) -> bytes:
-    """The 8-byte BLAKE2b digest of the line's UTF-8 bytes."""
-    hasher = _BLAKE2B_64.copy()
-    try:
-        data = line.encode()
-    except UnicodeEncodeError:  # a lone surrogate, e.g. from a JSON "\ud800" escape, still hashes
-        data = line.encode("utf-8", "surrogatepass")
-    hasher.update(data)
-    return hasher.digest()
+def _utf8(text: str) -> bytes:
+    """UTF-8 bytes; a lone surrogate (e.g. from a JSON "\\ud800" escape) is kept, not refused."""
+    return text.encode("utf-8", "surrogatepass")
 
 
 def fingerprint(line: str) -> Fingerprint:
     """A 64-bit fingerprint of `line`, stable across processes, Python versions and platforms."""
-    return int.from_bytes(_digest(line), "little")
+    return tailshape.line_fingerprints([_utf8(line)])[0]
 
 
-def _fingerprints(lines: Iterable[str]) -> array.array[int]:
-    """`fingerprint()` of every line, packed from the digests without an int object per line."""
+def _legacy_digest(line: bytes) -> bytes:
+    hasher = _BLAKE2B_64.copy()
+    hasher.update(line)
+    return hasher.digest()
+
+
+def legacy_fingerprint(line: str) -> Fingerprint:
+    """The BLAKE2b-64 fingerprint that version-1 checkpoints hold, read little-endian."""
+    return int.from_bytes(_legacy_digest(_utf8(line)), "little")
+
+
+def _legacy_fingerprints(lines: Iterable[bytes]) -> array.array[int]:
     fingerprints = array.array(_TYPECODE)
-    fingerprints.frombytes(b"".join(map(_digest, lines)))
-    if sys.byteorder == "big":  # the digests are read little-endian, as `fingerprint` reads them
+    fingerprints.frombytes(b"".join(map(_legacy_digest, lines)))
+    if sys.byteorder == "big":  # the digests are read little-endian
         fingerprints.byteswap()
     return fingerprints
 
@@ -93,10 +104,14 @@ class TailState:
     """What the differ keeps of a pod's previous tail: its line fingerprints, oldest first.
 
     An array of unsigned 64-bit integers costs 8 bytes a line, against ~150 for the line itself.
-    Treat it as immutable: the differ never changes an array it has handed out.
+    Treat it as immutable: the differ never changes an array it has handed out. `legacy`: the
+    fingerprints are BLAKE2b-64 (from a version-1 checkpoint). `shape` is what the fast paths
+    know of the text (`follower.tailshape`); it is not saved, so a restored state has none.
     """
 
     fingerprints: array.array[int]
+    legacy: bool = False
+    shape: Shape | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.fingerprints.typecode != _TYPECODE:
@@ -116,14 +131,14 @@ class TailState:
     @classmethod
     def from_lines(cls, lines: Iterable[str]) -> TailState:
         """The state that remembers `lines` as the previous tail."""
-        return cls(_fingerprints(lines))
+        return cls(tailshape.line_fingerprints([_utf8(line) for line in lines]))
 
     def to_list(self) -> list[int]:
         """The fingerprints as plain integers, for a checkpoint file."""
         return self.fingerprints.tolist()
 
     @classmethod
-    def from_list(cls, values: Iterable[object]) -> TailState:
+    def from_list(cls, values: Iterable[object], *, legacy: bool = False) -> TailState:
         """The state saved by `to_list()`; ValueError names the first bad value.
 
         Takes any objects because the values come from a checkpoint file that may be damaged.
@@ -140,7 +155,7 @@ class TailState:
                     f"fingerprints[{index}]: expected an integer in [0, 2**64), got {value!r}"
                 )
             fingerprints.append(value)
-        return cls(fingerprints)
+        return cls(fingerprints, legacy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,16 +178,82 @@ def diff_tail(previous: TailState | None, lines: Sequence[str]) -> Diff:
     `previous` is None for a pod never seen: every line is new and `gap` is False; the caller
     decides what first sight means. An empty tail carries no information, so it yields nothing and
     keeps the previous state; if the pod really restarted, the next non-empty tail will not line up.
+    This is the reference `diff_logs` must agree with; it keeps no shape, so no fast path.
     """
     if not lines:
-        kept = previous if previous is not None else TailState.empty()
-        return Diff(new_lines=[], gap=False, state=kept)
-    state = TailState.from_lines(lines)
+        return _empty(previous)
+    raw = [_utf8(line) for line in lines]
+    fingerprints = tailshape.line_fingerprints(raw)
+    seen = _seen(previous, raw, fingerprints)
+    return Diff(list(lines[seen:]), _is_gap(previous, seen), TailState(fingerprints))
+
+
+def diff_logs(
+    previous: TailState | None,
+    logs: str,
+    max_lines: int = DEFAULT_MAX_LINES,
+    block_lines: int | None = None,
+) -> Diff:
+    """`diff_tail(previous, split_lines(logs)[-max_lines:])`, without splitting what is not new.
+
+    The fast paths answer when they can prove the answer (an unchanged tail, or one that slid or
+    grew); otherwise the tail's bytes are split and fingerprinted whole. `block_lines` is for
+    tests, which use small blocks to exercise block boundaries (see `tailshape.build`).
+    """
+    if not logs:
+        return _empty(previous)
+    data = _utf8(logs)
+    shape = None if previous is None else previous.shape
+    if previous is not None and shape is not None:
+        if tailshape.unchanged(shape, data):
+            return Diff([], False, previous)
+        aligned = tailshape.align(shape, previous.fingerprints, data)
+        if aligned is not None and len(aligned.fingerprints) <= max_lines:
+            state = TailState(aligned.fingerprints, shape=aligned.shape)
+            return Diff(aligned.new_lines, False, state)
+    return _full_diff(previous, data, max_lines, block_lines)
+
+
+def _full_diff(
+    previous: TailState | None, data: bytes, max_lines: int, block_lines: int | None
+) -> Diff:
+    end = tailshape.content_end(data)
+    raw = data[:end].split(b"\n")
+    crlf = b"\r" in data
+    if crlf:
+        raw = [line[:-1] if line.endswith(b"\r") else line for line in raw]
+    cut = len(raw) > max_lines
+    if cut:
+        raw = raw[-max_lines:]
+    fingerprints = tailshape.line_fingerprints(raw)
+    seen = _seen(previous, raw, fingerprints)
+    shape = None if crlf or cut else tailshape.build(data, raw, block_lines)
+    state = TailState(fingerprints, shape=shape)
+    return Diff(_decode(raw[seen:]), _is_gap(previous, seen), state)
+
+
+def _empty(previous: TailState | None) -> Diff:
+    return Diff([], False, previous if previous is not None else TailState.empty())
+
+
+def _seen(previous: TailState | None, raw: list[bytes], fingerprints: array.array[int]) -> int:
+    """How many leading lines of the new tail were seen, comparing like fingerprints with like."""
     if previous is None:
-        return Diff(new_lines=list(lines), gap=False, state=state)
-    seen = _seen_count(previous.fingerprints, state.fingerprints)
-    gap = seen == 0 and len(previous) > 0
-    return Diff(new_lines=list(lines[seen:]), gap=gap, state=state)
+        return 0
+    if previous.legacy:
+        return _seen_count(previous.fingerprints, _legacy_fingerprints(raw))
+    return _seen_count(previous.fingerprints, fingerprints)
+
+
+def _is_gap(previous: TailState | None, seen: int) -> bool:
+    return seen == 0 and previous is not None and len(previous) > 0
+
+
+def _decode(raw: list[bytes]) -> list[str]:
+    """The lines as text: one decode of the joined bytes, then one split."""
+    if not raw:
+        return []
+    return b"\n".join(raw).decode("utf-8", "surrogatepass").split("\n")
 
 
 def _seen_count(previous: array.array[int], current: array.array[int]) -> int:

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from follower.differ import TailState, diff_tail, split_lines
+from follower.differ import TailState, diff_logs
 from follower.enrich import EnrichSettings, enrich
 from follower.model import (
     DEFAULT_MAX_LINE_BYTES,
@@ -155,34 +155,43 @@ class PipelineTracker:
                 state.error = error
                 continue
             state.error = None
-            lines = split_lines(entry.logs)[-self.lines.max_tail_lines :]
             previous = None if state.tail is None else len(state.tail)
-            pod_events = self._diff_pod(entry.pod, state, lines, now)
+            pod_events, observed = self._diff_pod(entry.pod, state, entry.logs, now)
             events.extend(pod_events)
-            observations.append(_observation(pod_events, len(lines), previous))
+            observations.append(
+                PodObservation(observed.new_lines, observed.tail_lines, observed.gap, previous)
+            )
         for gone in [name for name in self.pods if name not in seen]:
             events.append(PodRemovedEvent(now, self.pipeline_id, gone, self.pods.pop(gone).seq))
         self.polls += 1
         return Applied(events, tail_errors, len(observations), observations)
 
-    def _diff_pod(self, pod: str, state: PodState, lines: list[str], now: float) -> list[Event]:
+    def _diff_pod(
+        self, pod: str, state: PodState, logs: str, now: float
+    ) -> tuple[list[Event], _Observed]:
+        """The pod's events for this tail, and what the scheduler learns from it."""
         first_sight = state.tail is None
-        diff = diff_tail(state.tail, lines)
+        diff = diff_logs(state.tail, logs, self.lines.max_tail_lines)
+        tail_lines = len(diff.state) if logs else 0
         window_before = self.window
-        slid = len(diff.state) < len(state.tail or ()) + len(diff.new_lines)
+        slid = tail_lines < len(state.tail or ()) + len(diff.new_lines)
         if state.tail is not None and not diff.gap and slid:
-            self.window = max(self.window, len(lines))  # lines dropped off the top: it slid
+            self.window = max(self.window, tail_lines)  # lines dropped off the top: it slid
         state.tail = diff.state
         if first_sight and self.polls == 0 and self.since == "now":
-            return []
+            return [], _Observed(0, tail_lines, gap=False)
         events: list[Event] = []
-        reason = self._gap_reason(diff.gap, first_sight, window_before, len(lines))
+        reason = self._gap_reason(diff.gap, first_sight, window_before, tail_lines)
         if reason is not None:
             events.append(GapEvent(now, self.pipeline_id, pod, state.seq, reason))
-        for line in diff.new_lines:
-            state.seq += 1
-            events.append(self.lines.event(now, self.pipeline_id, pod, state.seq, line))
-        return events
+        event, pipeline_id, seq = self.lines.event, self.pipeline_id, state.seq
+        events.extend(
+            event(now, pipeline_id, pod, number, line)
+            for number, line in enumerate(diff.new_lines, start=seq + 1)
+        )
+        state.seq = seq + len(diff.new_lines)
+        gap = reason is not None and reason != "state_reset"
+        return events, _Observed(len(diff.new_lines), tail_lines, gap)
 
     def _gap_reason(
         self, no_overlap: bool, first_sight: bool, window: int, length: int
@@ -196,7 +205,10 @@ class PipelineTracker:
         return None
 
 
-def _observation(events: list[Event], tail_lines: int, previous: int | None) -> PodObservation:
-    new_lines = sum(isinstance(event, LogEvent) for event in events)
-    gap = any(isinstance(e, GapEvent) and e.reason != "state_reset" for e in events)
-    return PodObservation(new_lines, tail_lines, gap, previous)
+@dataclass(frozen=True, slots=True)
+class _Observed:
+    """What one pod's poll showed: new lines, the tail's length, a gap other than state_reset."""
+
+    new_lines: int
+    tail_lines: int
+    gap: bool

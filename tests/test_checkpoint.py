@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import stat
+import struct
 from pathlib import Path
 
 import orjson
@@ -10,7 +12,7 @@ import pytest
 
 from follower import checkpoint
 from follower.checkpoint import StateFileError
-from follower.differ import TailState
+from follower.differ import TailState, diff_logs, legacy_fingerprint
 from follower.tracker import PodState
 
 PIPE = "pipe_abc123"
@@ -60,7 +62,13 @@ def good_document() -> dict[str, object]:
         (b"", "not valid JSON"),
         (checkpoint.encode(sample(), 1.8e9)[:-20], "not valid JSON"),
         (b"[]", "top level is not a JSON object"),
-        (orjson.dumps({**good_document(), "version": 2}), "version 2 is not 1"),
+        (orjson.dumps({**good_document(), "version": 3}), "version 3 is not one this follower"),
+        (orjson.dumps({**good_document(), "version": True}), "version True is not one"),
+        (
+            orjson.dumps({"version": 2, "pipelines": {PIPE: {"p": {
+                "seq": 1, "tail": "", "tail_fingerprint": "md5"}}}}),
+            f"pipelines.{PIPE}.p.tail_fingerprint: expected",
+        ),
         (orjson.dumps({"version": 1}), "'pipelines' is missing"),
         (orjson.dumps({"version": 1, "pipelines": {"../x": {}}}), "invalid pipeline id"),
         (orjson.dumps({"version": 1, "pipelines": {PIPE: []}}), "expected an object of pods"),
@@ -94,6 +102,35 @@ def test_damaged_files_name_the_file_reason_and_choice(
     assert str(path) in message
     assert reason in message
     assert "--reset-state" in message
+
+
+def test_version_1_tails_are_read_as_blake2b_fingerprints(tmp_path: Path) -> None:
+    """A file written by the previous release (version 1, BLAKE2b-64 fingerprints) loads with its
+    tails marked legacy, so the differ compares the next tail with BLAKE2b; saved again before
+    that, a legacy tail stays marked."""
+    fingerprints = [legacy_fingerprint(line) for line in ["x", "y", "z"]]
+    v1_tail = base64.b64encode(struct.pack("<3Q", *fingerprints)).decode()
+    document = {"version": 1, "written_at": "2026-11-28T10:00:00.000Z", "pipelines": {
+        PIPE: {"pod-a": {"seq": 42, "error": None, "tail": v1_tail}}}}
+    path = tmp_path / "state.json"
+    path.write_bytes(orjson.dumps(document))
+    loaded = checkpoint.load(path)
+    assert loaded is not None
+    tail = loaded[PIPE]["pod-a"].tail
+    assert tail is not None and tail.legacy and tail.to_list() == fingerprints
+    again = checkpoint.decode(checkpoint.encode(loaded, 1.8e9), path)
+    restored = again[PIPE]["pod-a"].tail
+    assert again == loaded and restored is not None and restored.legacy
+    diff = diff_logs(tail, "y\nz\nnew\n")
+    assert (diff.new_lines, diff.gap, diff.state.legacy) == (["new"], False, False)
+
+
+def test_version_2_names_the_fingerprint_function(tmp_path: Path) -> None:
+    """Version 2 files say which function made each tail's fingerprints."""
+    document = orjson.loads(checkpoint.encode(sample(), 1.8e9))
+    assert document["version"] == 2
+    assert document["pipelines"][PIPE]["pod-a"]["tail_fingerprint"] == "xxh3-64"
+    assert "tail_fingerprint" not in document["pipelines"][PIPE]["pod-b"]
 
 
 def test_unusable_folder_is_reported_before_start(tmp_path: Path) -> None:

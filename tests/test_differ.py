@@ -13,12 +13,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from follower import tailshape
 from follower.differ import (
     Diff,
     TailState,
     _kmp_seen_count,
+    diff_logs,
     diff_tail,
     fingerprint,
+    legacy_fingerprint,
     split_lines,
 )
 
@@ -87,8 +90,25 @@ def test_split_lines_inverts_newline_terminated_join(lines: list[str]) -> None:
     ],
     ids=repr,
 )
-def test_fingerprint_is_pinned_blake2b_64(line: str, expected: int) -> None:
-    """A fingerprint is the little-endian BLAKE2b-64 of the UTF-8 line, lone surrogates too."""
+def test_legacy_fingerprint_is_pinned_blake2b_64(line: str, expected: int) -> None:
+    """A version-1 fingerprint is the little-endian BLAKE2b-64 of the UTF-8 line, surrogates too."""
+    assert legacy_fingerprint(line) == expected
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        # XXH3-64 with seed 0 (xxHash >= 0.8.0 froze its output): the same in every process and
+        # on every platform; version-2 checkpoints depend on them. "" is the published value.
+        ("", 0x2D06800538D394C2),
+        ("hello", 10760762337991515389),
+        ("\u00e9", 17839895020865391795),
+        ("\ud800", 15756832317056903632),
+    ],
+    ids=repr,
+)
+def test_fingerprint_is_pinned_xxh3_64(line: str, expected: int) -> None:
+    """A fingerprint is the XXH3-64 of the UTF-8 line, lone surrogates too."""
     assert fingerprint(line) == expected
 
 
@@ -360,6 +380,158 @@ def test_kmp_fallback_matches_the_definition(old: list[int], new: list[int]) -> 
     """The KMP scan, diff_tail's fallback when its first candidate fails, follows the definition."""
     expected = reference_seen([str(value) for value in old], [str(value) for value in new])
     assert _kmp_seen_count(old[::-1], new[::-1]) == expected
+
+
+# --- diff_logs: the fast paths agree with diff_tail ----------------------------------------------
+
+
+def as_logs(lines: Sequence[str], ending: str) -> str:
+    """A tail as the API sends it: lines joined by "\\n", with or without a final newline (an
+    empty last line needs it, or it would not be a line)."""
+    if ending or (lines and lines[-1] == ""):
+        return "".join(f"{line}\n" for line in lines)
+    return "\n".join(lines)
+
+
+def fast_answer(previous: TailState | None, logs: str) -> tailshape.Aligned | None:
+    """What the slid/grew fast path alone answers for this poll (None: it did not prove one)."""
+    if previous is None or previous.shape is None or not logs:
+        return None
+    data = logs.encode("utf-8", "surrogatepass")
+    return tailshape.align(previous.shape, previous.fingerprints, data)
+
+
+def check_polls(
+    history: Sequence[str], polls: Sequence[tuple[int, int]], ending: str, block_lines: int,
+    max_lines: int = 1_000,
+) -> list[tailshape.Aligned | None]:
+    """Poll the windows through diff_logs and diff_tail side by side; both must answer alike.
+
+    Returns what the fast path answered at each poll, so tests can check it was exercised.
+    """
+    fast_state: TailState | None = None
+    slow_state: TailState | None = None
+    answers = []
+    for start, end in polls:
+        tail = list(history[start:end])
+        logs = as_logs(tail, ending)
+        answers.append(fast_answer(fast_state, logs))
+        fast = diff_logs(fast_state, logs, max_lines=max_lines, block_lines=block_lines)
+        slow = diff_tail(slow_state, split_lines(logs)[-max_lines:])
+        assert fast.new_lines == slow.new_lines
+        assert fast.gap == slow.gap
+        assert fast.state.to_list() == slow.state.to_list()
+        fast_state, slow_state = fast.state, slow.state
+    return answers
+
+
+# Lines that repeat (so anchors occur earlier in the tail and alignments are ambiguous), are empty,
+# carry "\r" or non-ASCII text or a lone surrogate, or are long (longer than an anchor is kept).
+ODD_LINES = st.sampled_from(
+    ["a", "b", "", "a\r", "\u00e9t\u00e9", "\ud800", "x" * (tailshape.ANCHOR_MAX_BYTES + 1)]
+)
+
+
+@given(st.data())
+@settings(max_examples=400, deadline=None)
+def test_diff_logs_agrees_with_diff_tail_on_repetitive_tails(data: st.DataObject) -> None:
+    """Unchanged, grown, slid, restarted and empty tails of repeated lines: the same answers."""
+    polls = data.draw(windows())
+    length = history_length(polls)
+    if data.draw(st.booleans()):
+        history = data.draw(repetitive_history(length))
+    else:
+        history = data.draw(st.lists(ODD_LINES, min_size=length, max_size=length))
+    check_polls(
+        history, polls, data.draw(st.sampled_from(["", "\n"])), data.draw(st.integers(1, 4)),
+        max_lines=data.draw(st.sampled_from([3, 1_000])),
+    )
+
+
+@given(st.data())
+@settings(max_examples=300, deadline=None)
+def test_diff_logs_takes_the_fast_path_on_every_slide_of_unique_lines(data: st.DataObject) -> None:
+    """Distinct lines whose window grew or slid (its start and end did not move back) and still
+    overlaps the previous one: the fast path proves every such poll (nothing falls back to
+    splitting the whole tail), and the answers match diff_tail."""
+    polls = data.draw(windows())
+    history = [f"line {index}" for index in range(history_length(polls))]
+    answers = check_polls(
+        history, polls, data.draw(st.sampled_from(["", "\n"])), data.draw(st.integers(1, 4))
+    )
+    previous: tuple[int, int] | None = None
+    for (start, end), answer in zip(polls, answers, strict=True):
+        if previous is not None and previous[0] <= start < previous[1] <= end:
+            assert answer is not None, (previous, (start, end))
+            assert answer.new == [line.encode() for line in history[previous[1] : end]]
+        if end > start:
+            previous = (start, end)
+
+
+def test_unchanged_tail_keeps_the_state_object() -> None:
+    """An identical tail (with or without its final newline) is recognised without splitting."""
+    first = diff_logs(None, "a\nb\nc\n")
+    assert first.state.shape is not None
+    for logs in ("a\nb\nc\n", "a\nb\nc"):
+        again = diff_logs(first.state, logs)
+        assert again.new_lines == [] and not again.gap
+        assert again.state is first.state
+
+
+def test_same_length_different_tail_is_not_unchanged() -> None:
+    """A tail of the same length whose bytes differ is diffed, not taken as unchanged."""
+    first = diff_logs(None, "a\nb\nc")
+    assert diff_logs(first.state, "a\nb\nd").new_lines == ["a", "b", "d"]
+
+
+def test_anchor_that_also_occurs_earlier_takes_the_last_consistent_occurrence() -> None:
+    """The previous last line appears twice in the new tail: the later occurrence is the answer
+    when the lines before it fit, as diff_tail decides."""
+    first = diff_logs(None, "x\nok\n", block_lines=1)
+    grown = diff_logs(first.state, "x\nok\ny\nx\nok\nz\n", block_lines=1)
+    assert grown.new_lines == ["z"]
+    assert grown.new_lines == diff_tail(first.state, ["x", "ok", "y", "x", "ok", "z"]).new_lines
+
+
+def test_restart_that_repeats_the_last_line_is_a_gap_not_a_silent_loss() -> None:
+    """A restarted pod whose new tail contains the old last line, with different lines before
+    it: the anchor alone would skip `boot`; the overlap check refuses, and the full differ says
+    gap."""
+    first = diff_logs(None, "one\ntwo\nready\n")
+    restarted = diff_logs(first.state, "boot\nready\n")
+    assert restarted.new_lines == ["boot", "ready"] and restarted.gap
+
+
+def test_state_of_a_fast_answer_has_the_same_fingerprints_as_a_full_diff() -> None:
+    """After a slide proven by blocks, the state equals the one a full diff computes."""
+    history = [f"line {index}" for index in range(100)]
+    state = diff_logs(None, as_logs(history[:40], "\n"), block_lines=4).state
+    for start in range(1, 60, 7):
+        logs = as_logs(history[start : start + 40], "\n")
+        assert fast_answer(state, logs) is not None
+        diff = diff_logs(state, logs, block_lines=4)
+        assert diff.state == TailState.from_lines(history[start : start + 40])
+        state = diff.state
+
+
+def test_legacy_state_is_compared_with_blake2b_then_switches_to_xxh3() -> None:
+    """A version-1 state (BLAKE2b fingerprints) aligns the first tail after it without losing or
+    repeating a line; the state it leaves holds XXH3 fingerprints."""
+    fingerprints = [legacy_fingerprint(line) for line in ["a", "b", "c"]]
+    legacy = TailState.from_list(fingerprints, legacy=True)
+    diff = diff_logs(legacy, "b\nc\nd\n")
+    assert (diff.new_lines, diff.gap) == (["d"], False)
+    assert not diff.state.legacy
+    assert diff.state.to_list() == [fingerprint(line) for line in ["b", "c", "d"]]
+    assert diff_tail(legacy, ["b", "c", "d"]).new_lines == ["d"]
+
+
+def test_max_lines_cuts_the_tail_on_every_path() -> None:
+    """Only the last `max_lines` lines are read, whether the tail is new, slid or grown."""
+    first = diff_logs(None, "a\nb\nc\n", max_lines=2)
+    assert first.new_lines == ["b", "c"]
+    grown = diff_logs(first.state, "a\nb\nc\nd\n", max_lines=2)
+    assert grown.new_lines == ["d"] and len(grown.state) == 2
 
 
 # --- linear time ---------------------------------------------------------------------------------

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
+from pathlib import Path
 
+import anyio.to_thread
 import orjson
 import pytest
 
@@ -16,7 +19,7 @@ from follower.model import (
     PodRemovedEvent,
     TailErrorEvent,
 )
-from follower.sinks.jsonlines import JsonLinesSink, SinkClosedError, encode
+from follower.sinks.jsonlines import JsonLinesSink, SinkClosedError, encode, never_blocks
 
 P = "pipe_3e8678c5fc9e48a7bf9879ca729"
 POD = "pipeline-covalent-postgres-pipe-3e8678c5fc9e48a7bf9879ca7mlm2"
@@ -61,3 +64,54 @@ async def test_broken_pipe_is_a_sink_closed_error() -> None:
     """A reader that went away surfaces as SinkClosedError, not an OSError traceback."""
     with pytest.raises(SinkClosedError, match="broken pipe"):
         await JsonLinesSink(ClosedPipe()).write(EVERY_KIND[:1])
+
+
+def test_only_regular_files_and_dev_null_count_as_never_blocking(tmp_path: Path) -> None:
+    """A pipe (a reader may stop reading) and a stream without a descriptor keep the thread."""
+    read_end, write_end = os.pipe()
+    try:
+        with os.fdopen(write_end, "wb", closefd=False) as pipe:
+            assert not never_blocks(pipe)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert not never_blocks(io.BytesIO())
+    with (tmp_path / "events.jsonl").open("wb") as regular, open(os.devnull, "wb") as null:
+        assert never_blocks(regular)
+        assert never_blocks(null)
+
+
+async def test_regular_file_is_written_without_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A regular file cannot stall on a reader: the batch is written from the event loop."""
+
+    async def no_thread(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a regular file must not be written through a worker thread")
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", no_thread)
+    path = tmp_path / "events.jsonl"
+    with path.open("wb") as stream:
+        await JsonLinesSink(stream).write(EVERY_KIND[:2])
+    assert path.read_bytes() == encode(EVERY_KIND[:2])
+
+
+async def test_pipe_is_written_through_a_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pipe may block when its reader stops: the write goes through a worker thread."""
+    hops = []
+    run_sync = anyio.to_thread.run_sync
+
+    async def counting(*args: object, **kwargs: object) -> object:
+        hops.append(args)
+        return await run_sync(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
+    read_end, write_end = os.pipe()
+    try:
+        with os.fdopen(write_end, "wb", closefd=False) as pipe:
+            await JsonLinesSink(pipe).write(EVERY_KIND[:1])
+        assert os.read(read_end, 65536) == encode(EVERY_KIND[:1])
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert len(hops) == 1
