@@ -120,6 +120,11 @@ def _id_part(part: str | int) -> str:
     return part
 
 
+@functools.lru_cache(maxsize=256)  # the lines of one poll come pod by pod: escape each pod once
+def _pod_prefix(pipeline_id: str, pod: str) -> str:
+    return f"{_id_part(pipeline_id)}/{_id_part(pod)}"
+
+
 def event_id(pipeline_id: str, *parts: str | int) -> str:
     """A stable id from an event's own fields: `/`-joined, each part with `%` and `/` escaped.
 
@@ -204,7 +209,7 @@ class LogEvent:
     @property
     def id(self) -> str:
         """`{pipeline_id}/{pod}/{seq}`."""
-        return f"{_id_part(self.pipeline_id)}/{_id_part(self.pod)}/{self.seq}"  # the hot path
+        return f"{_pod_prefix(self.pipeline_id, self.pod)}/{self.seq}"  # the hot path
 
     def to_wire(self) -> Wire:
         wire: Wire = {  # the hot path: a literal, not _wire()'s keyword arguments
