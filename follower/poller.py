@@ -8,6 +8,7 @@ and window, the budget learns about 429s. Nothing here decides timing by itself.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +52,9 @@ class Followed:
     """The key and API this pipeline is polled through (and whose budget it spends)."""
     next_request: Request = "logs"
     in_flight: bool = False
+    due_at: float = -math.inf
+    """`plan.due()` as of the last change of the plan or its scale (the runner keeps it), so the
+    dispatcher's scan over every pipeline compares floats instead of re-planning each."""
 
     @property
     def pipeline_id(self) -> str:

@@ -224,6 +224,7 @@ class Runner:
             followed.tracker.matcher = matcher
             followed.tracker.lines = settings.lines
             followed.life.settings = self._lifecycle
+            self._replan(followed)
         given = {new.name: new for new in sources}
         for source in self._sources:
             source.reconfigure(given.get(source.name, source.settings))
@@ -328,20 +329,19 @@ class Runner:
         if all(at is None or at > now for at in ready.values()):
             return None, min((at for at in ready.values() if at is not None), default=None)
         later: list[float] = []
-        schedule = self._schedule
 
         def due() -> Iterator[tuple[str, PipelinePlan]]:
             for pipeline_id, followed in self._followed.items():
                 source_at = ready[followed.source]
                 if followed.in_flight or source_at is None:
                     continue
-                at = max(followed.plan.due(schedule, followed.source.scale), source_at)
+                at = followed.due_at if followed.due_at > source_at else source_at
                 if at <= now:
                     yield pipeline_id, followed.plan
                 else:
                     later.append(at)
 
-        chosen = most_at_risk(due(), now, ceiling_s=schedule.ceiling_s)
+        chosen = most_at_risk(due(), now, ceiling_s=self._schedule.ceiling_s)
         if chosen is None:
             return None, min(later, default=None)
         return self._followed[chosen], None
@@ -373,6 +373,7 @@ class Runner:
         finally:
             followed.in_flight = False
             followed.source.in_flight -= 1
+            self._replan(followed)
             self._parking.end()
 
     def _reject_key(self, source: Source) -> None:
@@ -439,7 +440,7 @@ class Runner:
         total = 0.0
         for source, plans in measured.items():
             rate = source.budget.current_rate_per_s
-            source.scale = spare_scale(plans, self._schedule, rate)
+            source.scale = spare_scale(plans, self._schedule, rate)  # _replan_all() below
             missing = shortfall(plans, self._schedule, rate)
             total += missing
             if missing > 0 and report:
@@ -453,6 +454,14 @@ class Runner:
                     hint="raise budget.requests_per_s if the API plan allows, or shard",
                 )
         self._shortfall = total
+        self._replan_all()
+
+    def _replan(self, followed: Followed) -> None:
+        followed.due_at = followed.plan.due(self._schedule, followed.source.scale)
+
+    def _replan_all(self) -> None:
+        for followed in self._followed.values():
+            self._replan(followed)
 
     # --- periodic work -------------------------------------------------------------------------
 
