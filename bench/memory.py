@@ -21,6 +21,7 @@ Exits 1 when the RSS growth per 1,000 pods exceeds `--max-mb` (10 MB) at any siz
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import logging
@@ -31,8 +32,6 @@ import subprocess
 import sys
 import time
 import tracemalloc
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from typing import Any
 import aiohttp
 import anyio
 import structlog
+from throughput import answer_server
 
 from follower.clock import SystemClock
 from follower.config import Config
@@ -50,7 +50,6 @@ from follower.sinks.jsonlines import JsonLinesSink
 
 KEY = "memory-bench-key"
 ROOT = Path(__file__).resolve().parent.parent
-SERVER = ROOT / "bench" / "throughput.py"
 
 
 def rss_kib() -> int:
@@ -67,24 +66,14 @@ def child_env() -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=path)
 
 
-@contextmanager
-def server(pipelines: int, pods: int, window: int, new_per_poll: int) -> Iterator[str]:
+def server(
+    pipelines: int, pods: int, window: int, new_per_poll: int
+) -> contextlib.AbstractContextManager[str]:
     """The answer server of bench/throughput.py in a child process; yields its base URL."""
-    args = [
-        sys.executable, str(SERVER), "--serve", "--pipelines", str(pipelines),
-        "--pods", str(pods), "--window", str(window), "--new-per-poll", str(new_per_poll),
-    ]
-    env = child_env()
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, env=env, text=True)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if not line.startswith("PORT "):
-            raise RuntimeError(f"server did not start: {line!r}")
-        yield f"http://127.0.0.1:{int(line.split()[1])}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    return answer_server(
+        "--pipelines", str(pipelines), "--pods", str(pods), "--window", str(window),
+        "--new-per-poll", str(new_per_poll),
+    )
 
 
 async def answers(base_url: str) -> dict[str, int]:

@@ -24,6 +24,7 @@ disturbed by other load on the machine). Exits 1 when the follower needs more th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import io
 import logging
@@ -114,14 +115,10 @@ def serve(ns: argparse.Namespace) -> None:
 
 
 @contextmanager
-def server_process(ns: argparse.Namespace) -> Iterator[str]:
-    """Start the server in a child process; yield its base URL."""
-    args = [
-        sys.executable, str(Path(__file__).resolve()), "--serve",
-        "--pipelines", str(ns.pipelines), "--pods", str(ns.pods), "--rate", str(ns.rate),
-        "--window", str(ns.window), "--new-per-poll", str(ns.new_per_poll),
-        "--seed", str(ns.seed),
-    ]
+def answer_server(*flags: str) -> Iterator[str]:
+    """This script's answer server (`--serve` and `flags`) in a child process; yields its base
+    URL. bench/memory.py uses it too."""
+    args = [sys.executable, str(Path(__file__).resolve()), "--serve", *flags]
     path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
     env = dict(os.environ, PYTHONPATH=path)
     process = subprocess.Popen(args, stdout=subprocess.PIPE, env=env, text=True)
@@ -134,6 +131,14 @@ def server_process(ns: argparse.Namespace) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def server_process(ns: argparse.Namespace) -> contextlib.AbstractContextManager[str]:
+    """The answer server for this run's settings."""
+    return answer_server(
+        "--pipelines", str(ns.pipelines), "--pods", str(ns.pods), "--rate", str(ns.rate),
+        "--window", str(ns.window), "--new-per-poll", str(ns.new_per_poll), "--seed", str(ns.seed),
+    )
 
 
 # --- the two clients ---------------------------------------------------------------------------
