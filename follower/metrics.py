@@ -7,12 +7,11 @@ one process from sharing counters.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from follower.lifecycle import Phase
-from follower.model import Event
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -88,12 +87,9 @@ class Metrics:
         """A request took a token from the budget."""
         self._tokens.inc()
 
-    def wrote(self, events: Iterable[Event]) -> None:
-        """Events were written to the sink."""
-        counts: dict[str, int] = {}
-        for event in events:
-            counts[event.kind] = counts.get(event.kind, 0) + 1
-        for kind, count in counts.items():
+    def wrote(self, kinds: Mapping[str, int]) -> None:
+        """Events were written to the sink: how many of each kind."""
+        for kind, count in kinds.items():
             self._events.labels(kind).inc(count)
 
     def states(self, phases: Iterable[Phase]) -> None:

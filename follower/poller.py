@@ -9,7 +9,10 @@ and window, the budget learns about 429s. Nothing here decides timing by itself.
 from __future__ import annotations
 
 import math
+import operator
 import random
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +64,9 @@ class Followed:
         return self.tracker.pipeline_id
 
 
+_KIND = operator.attrgetter("kind")
+
+
 @dataclass(slots=True)
 class PollStats:
     """Counters for the summary line and the metrics."""
@@ -71,9 +77,9 @@ class PollStats:
     events: dict[str, int] = field(default_factory=dict)
     pipelines_gone: list[str] = field(default_factory=list)
 
-    def count(self, events: list[Event]) -> None:
-        for event in events:
-            self.events[event.kind] = self.events.get(event.kind, 0) + 1
+    def count(self, kinds: Mapping[str, int]) -> None:
+        for kind, count in kinds.items():
+            self.events[kind] = self.events.get(kind, 0) + count
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,8 +232,9 @@ class Poller:
         """Write events to the sink and count them (stats and metrics): every event goes here."""
         if events:
             await self._sink.write(events)
-            self.stats.count(events)
-            self._metrics.wrote(events)
+            kinds = Counter(map(_KIND, events))  # one pass at C speed, for both
+            self.stats.count(kinds)
+            self._metrics.wrote(kinds)
 
     def _log_failure(
         self, followed: Followed, error: ApiError, decision: Decision, retry_in: float
