@@ -219,7 +219,7 @@ class FileSink:
             return
         batches: dict[str, list[bytes]] = {}
         for event in events:
-            line = orjson.dumps(event.to_wire()) + b"\n"
+            line = orjson.dumps(event.to_wire(), option=orjson.OPT_APPEND_NEWLINE)
             batches.setdefault(file_name(event, self._layout), []).append(line)
         async with self._lock:
             now = self._clock.monotonic()
