@@ -80,7 +80,7 @@ class Runner:
         self._checkpointer = checkpointer
         # Held while a poll's answer is folded into its tracker and its events are written, and
         # while a checkpoint snapshot is taken: a checkpoint never covers an unwritten event.
-        self._commit = anyio.Lock()
+        self._commit = anyio.Lock(fast_acquire=True)  # no yield to the loop when free
         self.stats = PollStats()
         self.metrics = metrics or Metrics()
         self._checkpointed_at: float | None = None

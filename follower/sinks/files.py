@@ -209,7 +209,7 @@ class FileSink:
         self._max_open = max_open_files
         self._fsync_hook = fsync_hook
         self._files: dict[str, RotatingFile] = {}  # least recently written first
-        self._lock = anyio.Lock()
+        self._lock = anyio.Lock(fast_acquire=True)  # no yield to the loop when uncontended
         self._last_sync = clock.monotonic()
         self._reopen = False
 

@@ -61,7 +61,7 @@ class JsonLinesSink:
 
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
-        self._lock = anyio.Lock()
+        self._lock = anyio.Lock(fast_acquire=True)  # no yield to the loop when uncontended
         self._direct = never_blocks(stream)
 
     def _write_blocking(self, data: bytes) -> None:
