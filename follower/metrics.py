@@ -72,14 +72,21 @@ class Metrics:
             "1 while the API rejects the source's ServiceKey (with several sources)",
             ["source"], registry=r,
         )
+        self._answered: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+        self._written: dict[str, Counter] = {}
         self.sink_queue = Gauge(
             "follower_sink_queue_events", "Events waiting for the sink", registry=r
         )
 
     def polled(self, endpoint: str, outcome: str, seconds: float) -> None:
         """A request was answered (or failed) after `seconds`."""
-        self._polls.labels(endpoint, outcome).inc()
-        self._latency.labels(endpoint).observe(seconds)
+        pair = self._answered.get((endpoint, outcome))
+        if pair is None:  # labels() validates and takes a lock: once per pair, not per request
+            pair = (self._polls.labels(endpoint, outcome), self._latency.labels(endpoint))
+            self._answered[endpoint, outcome] = pair
+        polls, latency = pair
+        polls.inc()
+        latency.observe(seconds)
         if outcome != "ok":
             self._api_errors.labels(outcome).inc()
 
@@ -90,7 +97,10 @@ class Metrics:
     def wrote(self, kinds: Mapping[str, int]) -> None:
         """Events were written to the sink: how many of each kind."""
         for kind, count in kinds.items():
-            self._events.labels(kind).inc(count)
+            counter = self._written.get(kind)
+            if counter is None:
+                counter = self._written[kind] = self._events.labels(kind)
+            counter.inc(count)
 
     def states(self, phases: Iterable[Phase]) -> None:
         """The lifecycle state of every followed pipeline."""
