@@ -154,6 +154,17 @@ def test_a_first_sample_that_overflowed_over_a_long_look_is_probed_again() -> No
     assert plan.rate_lps == 151.0  # the probe replaces the lower bound, even though it is lower
 
 
+def test_a_pipeline_is_probed_again_once_only() -> None:
+    """A third look counts even when it overflowed too: no endless probing of a busy pipeline
+    whose probes are late (tokens queued behind other probes)."""
+    plan = PipelinePlan()
+    plan.observe(0.0, [pod(200, 200)], SETTINGS)
+    plan.observe(100.0, [pod(200, 200, gap=True, previous=200)], SETTINGS)
+    plan.observe(105.0, [pod(200, 200, gap=True, previous=200)], SETTINGS)
+    assert (plan.samples, plan.looks_busy, plan.polls) == (1, False, 3)
+    assert plan.rate_lps == pytest.approx(2 * 200 / 5)
+
+
 def test_an_overflow_over_the_shortest_look_counts_as_a_measurement() -> None:
     """Within two floors of the first poll a gap is the best measurement the floor allows."""
     plan = PipelinePlan()
@@ -198,6 +209,9 @@ def busy_once(last_poll: float) -> PipelinePlan:
         ({"pipe_a": busy_once(18.0), "pipe_b": PipelinePlan(last_poll=19.0, window=300,
                                                             looks_busy=True)}, "pipe_b"),
         ({"pipe_b": busy_once(18.0), "pipe_a": busy_once(19.0)}, "pipe_b"),
+        # a window 90% full goes before a first poll (the rate is an estimate); 85% does not
+        ({"pipe_new": PipelinePlan(), "pipe_b": plan_with(9.0, 200)}, "pipe_b"),
+        ({"pipe_new": PipelinePlan(), "pipe_b": plan_with(8.5, 200)}, "pipe_new"),
         # a short first tail waits for the first polls, but not for the fullest measured window
         ({"pipe_quiet": PipelinePlan(last_poll=1.0, window=5), "pipe_new": PipelinePlan()},
          "pipe_new"),
