@@ -20,17 +20,17 @@ costs a token:
 
 A rate needs two looks, so a cold start (thousands of pipelines never polled) is planned from
 what one look shows:
-- A first tail at least `initial_window` long says the pod writes enough to fill a window: it is
-  probed again `floor_s` later, before the first polls of the others, so a busy pipeline's rate
-  is known within a second instead of after a round of every other pipeline's first poll.
+- A first tail at least `initial_window` long says the pod writes enough to fill a window: its
+  second look comes `probe_s` later, before the first polls of the others, so a busy pipeline's
+  rate is known within seconds instead of after a round of every other pipeline's first poll.
 - A shorter first tail says the pod wrote fewer lines than that since it started: its second look
   waits until every pipeline was polled once (a never-polled one may be the busiest of all).
-- A first sample counts one line more than it saw (a short look that saw none proves no silence),
-  and a first sample that overflowed unseen over more than two floors (a gap, or a full tail of
-  only new lines after an empty one) is only a lower bound: the pipeline is probed again.
+- A first sample counts one line more than it saw (a short look that saw none proves no silence).
+  A second look that overflowed unseen (a gap, or a full tail of only new lines after an empty
+  one) bounds the rate only from below: a third look follows at the floor and measures it.
 - A measured pipeline about to overflow (risk >= 0.9) goes before the first polls still to come:
-  it loses lines for certain, while the next first poll may find a quiet pipeline. A pipeline that
-  waited `ceiling_s` for its first poll goes before everything, so none starves.
+  it loses lines for certain, while the next first poll may find a quiet pipeline. A pipeline
+  that waited `ceiling_s` for its first poll goes before everything, so none starves.
 
 When the budget cannot cover every pipeline's interval, `most_at_risk` spends each token on the
 fullest window (the highest risk), and `shortfall` says by how many requests per second. When
@@ -70,6 +70,11 @@ class ScheduleSettings:
     """Set: plain fixed-interval polling (`--interval`, benchmarks); None: adaptive."""
     gap_rate_factor: float = 2.0
     """After a gap, the rate sample is this times the whole tail per elapsed second."""
+    probe_s: float = 5.0
+    """Seconds between a pipeline's first look and its second, which measures the rate (never
+    below `floor_s`). Long enough that a pod writing a line every few seconds shows one, so a
+    slow pipeline is not taken for a busy one and polled often; a pod that fills its window
+    faster overflows meanwhile and is probed again at the floor."""
     target_utilization: float = 0.5
     """Share of the budget the plan may fill: when the rates need less, every interval shrinks
     in proportion (see `spare_scale`); 0 polls only as often as the rates require."""
@@ -91,6 +96,8 @@ class ScheduleSettings:
             problems.append(f"fixed_interval_s must be positive, got {fixed!r}")
         if not (math.isfinite(self.gap_rate_factor) and self.gap_rate_factor >= 1):
             problems.append(f"gap_rate_factor must be at least 1, got {self.gap_rate_factor!r}")
+        if not (math.isfinite(self.probe_s) and self.probe_s > 0):
+            problems.append(f"probe_s must be positive, got {self.probe_s!r}")
         if not 0 <= self.target_utilization <= 1:
             problems.append(
                 f"target_utilization must be in [0, 1], got {self.target_utilization!r}"
@@ -208,14 +215,15 @@ class PipelinePlan:
     def interval(self, settings: ScheduleSettings, scale: float = 1.0) -> float:
         """Seconds between polls: until `fill_target` of the window is new, within the bounds.
 
-        Before the first rate sample the answer is `floor_s`: one early second poll measures the
-        rate, where assuming an idle pipeline would leave a busy one unread for `ceiling_s`.
+        Before the first rate sample the answer is `probe_s` after the first look (a second look
+        measures the rate, where assuming an idle pipeline would leave a busy one unread for
+        `ceiling_s`), and `floor_s` after a second look that overflowed unseen.
         `scale` (from `spare_scale`, <= 1) shortens the result, never below `floor_s`.
         """
         if settings.fixed_interval_s is not None:
             return settings.fixed_interval_s
         if self.samples == 0:
-            return settings.floor_s
+            return max(settings.floor_s, settings.probe_s) if self.polls <= 1 else settings.floor_s
         if self.rate_lps <= 0:
             needed = settings.ceiling_s
         else:

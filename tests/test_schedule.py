@@ -58,18 +58,26 @@ def test_fixed_interval_mode_ignores_what_is_observed() -> None:
 
 
 def test_first_poll_measures_the_tail_and_asks_for_an_early_second() -> None:
-    """The first poll has no elapsed time: it records the tail, and the next comes at floor_s."""
+    """The first poll has no elapsed time: it records the tail, and the next comes at probe_s."""
     plan = PipelinePlan()
     assert plan.due(SETTINGS) == -math.inf
     plan.observe(10.0, [pod(40, 40), pod(7, 7)], SETTINGS)
     assert (plan.last_poll, plan.rate_lps, plan.window) == (10.0, 0.0, 40)
     assert not plan.window_proven
-    assert plan.due(SETTINGS) == 11.0
-    plan.observe(11.0, [pod(0, 40), pod(0, 7)], SETTINGS)
-    assert plan.rate_lps == 1.0  # one second that showed nothing: counted as one line
-    assert plan.due(SETTINGS) == 31.0
-    plan.observe(31.0, [pod(0, 40), pod(0, 7)], SETTINGS)
-    assert plan.rate_lps == pytest.approx(1.0 * 0.5 ** (20 / 30))  # later samples as seen
+    assert plan.due(SETTINGS) == 15.0
+    plan.observe(15.0, [pod(0, 40), pod(0, 7)], SETTINGS)
+    assert plan.rate_lps == 0.2  # five seconds that showed nothing: counted as one line
+    assert plan.due(SETTINGS) == 75.0  # 100 s wanted, the ceiling wins
+    plan.observe(75.0, [pod(0, 40), pod(0, 7)], SETTINGS)
+    assert plan.rate_lps == pytest.approx(0.2 * 0.5 ** (60 / 30))  # later samples as seen
+
+
+def test_the_probe_is_never_sooner_than_the_floor() -> None:
+    """probe_s below floor_s: the floor wins, as for every other interval."""
+    settings = ScheduleSettings(floor_s=2.0, probe_s=0.5)
+    plan = PipelinePlan()
+    plan.observe(10.0, [pod(40, 40)], settings)
+    assert plan.due(settings) == 12.0
 
 
 def test_rate_is_the_busiest_pod_and_rises_at_once() -> None:
@@ -148,7 +156,7 @@ def test_a_first_sample_that_overflowed_over_a_long_look_is_probed_again() -> No
     plan.observe(0.0, [pod(200, 200)], SETTINGS)
     plan.observe(100.0, [pod(200, 200, gap=True, previous=200)], SETTINGS)
     assert (plan.samples, plan.looks_busy, plan.rate_lps) == (0, True, 4.0)
-    assert plan.due(SETTINGS) == 101.0
+    assert plan.due(SETTINGS) == 101.0  # the third look comes at the floor, not at probe_s
     plan.observe(101.0, [pod(150, 200, previous=200)], SETTINGS)
     assert (plan.samples, plan.looks_busy) == (1, False)
     assert plan.rate_lps == 151.0  # the probe replaces the lower bound, even though it is lower
@@ -370,6 +378,7 @@ def test_invalid_settings_are_all_reported_at_once() -> None:
         ("initial_window", 0),
         ("fixed_interval_s", math.inf),
         ("gap_rate_factor", 0.5),
+        ("probe_s", 0.0),
         ("target_utilization", 1.5),
     ],
 )
