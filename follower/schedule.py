@@ -159,8 +159,7 @@ class PipelinePlan:
     polls: int = 0
     """Successful logs polls folded in."""
     looks_busy: bool = False
-    """Not measured yet, and the longest tail filled `initial_window` or the second look
-    overflowed unseen: probe before first polls."""
+    """Not measured yet, and the longest tail filled `initial_window`: probe before first polls."""
     waiting_since: float | None = None
     """When a never-polled plan was first offered a token (set by `most_at_risk`): the ceiling
     bounds the wait for a first poll too."""
@@ -186,9 +185,7 @@ class PipelinePlan:
                 self.samples = 0
         self._fold_window(pods)
         self.polls += 1
-        self.looks_busy = self.samples == 0 and (
-            self.polls > 1 or (self.window or 0) >= settings.initial_window
-        )
+        self.looks_busy = self.samples == 0 and (self.window or 0) >= settings.initial_window
         self.last_poll = now
         self.next_at = None
 

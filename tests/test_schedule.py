@@ -162,15 +162,6 @@ def test_a_first_sample_that_overflowed_over_a_long_look_is_probed_again() -> No
     assert plan.rate_lps == 151.0  # the probe replaces the lower bound, even though it is lower
 
 
-def test_a_second_look_that_overflowed_is_probed_first_even_with_a_short_window() -> None:
-    """An overflow proves the pod busy whatever its window: the third look is a probe."""
-    plan = PipelinePlan()
-    plan.observe(0.0, [pod(50, 50)], SETTINGS)
-    assert not plan.looks_busy  # 50 lines: shorter than the window assumed
-    plan.observe(100.0, [pod(50, 50, gap=True, previous=50)], SETTINGS)
-    assert (plan.samples, plan.looks_busy) == (0, True)
-
-
 def test_a_pipeline_is_probed_again_once_only() -> None:
     """A third look counts even when it overflowed too: no endless probing of a busy pipeline
     whose probes are late (tokens queued behind other probes)."""
