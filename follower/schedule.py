@@ -176,7 +176,7 @@ class PipelinePlan:
         """
         if self.last_poll is not None and now > self.last_poll:
             elapsed = now - self.last_poll
-            window = self.window_estimate(settings)
+            window = self._full_window(settings)
             first = self.samples == 0
             sample = max((_pod_rate(pod, elapsed, window, first, settings) for pod in pods),
                          default=0.0)
@@ -188,6 +188,14 @@ class PipelinePlan:
         self.looks_busy = self.samples == 0 and (self.window or 0) >= settings.initial_window
         self.last_poll = now
         self.next_at = None
+
+    def _full_window(self, settings: ScheduleSettings) -> int:
+        """How long a tail must be to be full: the proven window, else at least `initial_window`
+        (a longest tail below it only bounds the window from below: a tail of 2 new lines after
+        an empty one is not an overflow because the first tail held 1)."""
+        if self.window_proven and self.window is not None:
+            return self.window
+        return max(self.window or 0, settings.initial_window)
 
     def _probe_again(
         self, elapsed: float, window: int, pods: Sequence[PodObservation],

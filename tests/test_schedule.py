@@ -149,6 +149,23 @@ def test_a_full_tail_after_an_empty_one_raises_the_rate_like_a_gap() -> None:
     assert plan.rate_lps == pytest.approx(2 * 200 / 1.5)
 
 
+def test_a_short_tail_of_new_lines_after_an_empty_one_is_no_overflow() -> None:
+    """The longest tail so far (1 line) only bounds the window from below: 2 new lines after an
+    empty tail are an exact count, not a lower bound, and the sample is a measurement."""
+    plan = PipelinePlan()
+    plan.observe(0.0, [pod(1, 1), pod(0, 0)], SETTINGS)
+    plan.observe(5.0, [pod(0, 1, previous=1), pod(2, 2, previous=0)], SETTINGS)
+    assert plan.samples == 1
+    assert plan.rate_lps == pytest.approx(3 / 5)  # 2 lines + 1 over the first sample
+
+
+def test_a_proven_window_shorter_than_the_assumed_one_is_full() -> None:
+    """Once a window of 50 is proven, 50 new lines after an empty tail may have overflowed."""
+    plan = PipelinePlan(last_poll=0.0, window=50, window_proven=True, polls=1)
+    plan.observe(10.0, [pod(50, 50, previous=0)], SETTINGS)
+    assert plan.rate_lps == pytest.approx(2 * 50 / 10)
+
+
 def test_a_first_sample_that_overflowed_over_a_long_look_is_probed_again() -> None:
     """A gap after 100 s bounds the rate only from below: the pipeline stays unmeasured, is
     probed again one floor later, and that short look measures it."""
