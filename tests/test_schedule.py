@@ -58,15 +58,26 @@ def test_fixed_interval_mode_ignores_what_is_observed() -> None:
 
 
 def test_first_poll_measures_the_tail_and_asks_for_an_early_second() -> None:
-    """The first poll has no elapsed time: it records the tail, and the next comes at floor_s."""
+    """The first poll has no elapsed time: it records the tail, and the next comes at probe_s."""
     plan = PipelinePlan()
     assert plan.due(SETTINGS) == -math.inf
     plan.observe(10.0, [pod(40, 40), pod(7, 7)], SETTINGS)
     assert (plan.last_poll, plan.rate_lps, plan.window) == (10.0, 0.0, 40)
     assert not plan.window_proven
-    assert plan.due(SETTINGS) == 11.0
-    plan.observe(11.0, [pod(0, 40), pod(0, 7)], SETTINGS)
-    assert plan.due(SETTINGS) == 71.0  # measured idle: the ceiling
+    assert plan.due(SETTINGS) == 15.0
+    plan.observe(15.0, [pod(0, 40), pod(0, 7)], SETTINGS)
+    assert plan.rate_lps == 0.2  # five seconds that showed nothing: counted as one line
+    assert plan.due(SETTINGS) == 75.0  # 100 s wanted, the ceiling wins
+    plan.observe(75.0, [pod(0, 40), pod(0, 7)], SETTINGS)
+    assert plan.rate_lps == pytest.approx(0.2 * 0.5 ** (60 / 30))  # later samples as seen
+
+
+def test_the_probe_is_never_sooner_than_the_floor() -> None:
+    """probe_s below floor_s: the floor wins, as for every other interval."""
+    settings = ScheduleSettings(floor_s=2.0, probe_s=0.5)
+    plan = PipelinePlan()
+    plan.observe(10.0, [pod(40, 40)], settings)
+    assert plan.due(settings) == 12.0
 
 
 def test_rate_is_the_busiest_pod_and_rises_at_once() -> None:
@@ -74,7 +85,7 @@ def test_rate_is_the_busiest_pod_and_rises_at_once() -> None:
     plan = PipelinePlan()
     plan.observe(0.0, [pod(10, 10), pod(10, 10)], SETTINGS)
     plan.observe(5.0, [pod(10, 20), pod(40, 50)], SETTINGS)
-    assert plan.rate_lps == 8.0
+    assert plan.rate_lps == pytest.approx(41 / 5)  # the first sample counts one line more
     plan.observe(6.0, [pod(30, 50), pod(0, 50)], SETTINGS)
     assert plan.rate_lps == 30.0  # no smoothing upwards: an underestimate loses lines
 
@@ -109,6 +120,154 @@ def test_gap_raises_the_rate_estimate(observation: PodObservation, rate: float) 
     plan = plan_with(1.0, 100)
     plan.observe(5.0, [observation], SETTINGS)
     assert plan.rate_lps == pytest.approx(rate)
+
+
+@pytest.mark.parametrize(
+    ("observation", "lower_bound"),
+    [
+        (pod(5, 100, gap=True, previous=100), True),  # the differ saw no overlap
+        (pod(100, 100, previous=0), True),  # only new lines, a whole window, after an empty tail
+        (pod(150, 150, previous=0), True),
+        (pod(99, 99, previous=0), False),  # shorter than the window: nothing can have scrolled
+        (pod(100, 100, previous=None), False),  # first sight: no count to bound
+        (pod(100, 100, previous=100), False),  # the differ found the overlap: an exact count
+    ],
+)
+def test_a_count_is_a_lower_bound_after_a_gap_or_an_unseen_overflow(
+    observation: PodObservation, lower_bound: bool
+) -> None:
+    """A full tail of only new lines after an empty one may have overflowed: the differ cannot
+    flag that as a gap, so the count is treated like one."""
+    assert observation.count_is_lower_bound(100) is lower_bound
+
+
+def test_a_full_tail_after_an_empty_one_raises_the_rate_like_a_gap() -> None:
+    """An empty first tail then a full one: the sample is gap_rate_factor * tail / elapsed."""
+    plan = PipelinePlan()
+    plan.observe(0.0, [pod(0, 0)], SETTINGS)
+    plan.observe(1.5, [pod(200, 200, previous=0)], SETTINGS)
+    assert plan.rate_lps == pytest.approx(2 * 200 / 1.5)
+
+
+def test_a_short_tail_of_new_lines_after_an_empty_one_is_no_overflow() -> None:
+    """The longest tail so far (1 line) only bounds the window from below: 2 new lines after an
+    empty tail are an exact count, not a lower bound, and the sample is a measurement."""
+    plan = PipelinePlan()
+    plan.observe(0.0, [pod(1, 1), pod(0, 0)], SETTINGS)
+    plan.observe(5.0, [pod(0, 1, previous=1), pod(2, 2, previous=0)], SETTINGS)
+    assert plan.samples == 1
+    assert plan.rate_lps == pytest.approx(3 / 5)  # 2 lines + 1 over the first sample
+
+
+def test_a_proven_window_shorter_than_the_assumed_one_is_full() -> None:
+    """Once a window of 50 is proven, 50 new lines after an empty tail may have overflowed."""
+    plan = PipelinePlan(last_poll=0.0, window=50, window_proven=True, polls=1)
+    plan.observe(10.0, [pod(50, 50, previous=0)], SETTINGS)
+    assert plan.rate_lps == pytest.approx(2 * 50 / 10)
+
+
+def test_a_first_sample_that_overflowed_over_a_long_look_is_probed_again() -> None:
+    """A gap after 100 s bounds the rate only from below: the pipeline stays unmeasured, is
+    probed again one floor later, and that short look measures it."""
+    plan = PipelinePlan()
+    plan.observe(0.0, [pod(200, 200)], SETTINGS)
+    plan.observe(100.0, [pod(200, 200, gap=True, previous=200)], SETTINGS)
+    assert (plan.samples, plan.looks_busy, plan.rate_lps) == (0, True, 4.0)
+    assert plan.due(SETTINGS) == 101.0  # the third look comes at the floor, not at probe_s
+    plan.observe(101.0, [pod(150, 200, previous=200)], SETTINGS)
+    assert (plan.samples, plan.looks_busy) == (1, False)
+    assert plan.rate_lps == 151.0  # the probe replaces the lower bound, even though it is lower
+
+
+def test_a_pipeline_is_probed_again_once_only() -> None:
+    """A third look counts even when it overflowed too: no endless probing of a busy pipeline
+    whose probes are late (tokens queued behind other probes)."""
+    plan = PipelinePlan()
+    plan.observe(0.0, [pod(200, 200)], SETTINGS)
+    plan.observe(100.0, [pod(200, 200, gap=True, previous=200)], SETTINGS)
+    plan.observe(105.0, [pod(200, 200, gap=True, previous=200)], SETTINGS)
+    assert (plan.samples, plan.looks_busy, plan.polls) == (1, False, 3)
+    assert plan.rate_lps == pytest.approx(2 * 200 / 5)
+
+
+def test_an_overflow_over_the_shortest_look_counts_as_a_measurement() -> None:
+    """Within two floors of the first poll a gap is the best measurement the floor allows."""
+    plan = PipelinePlan()
+    plan.observe(0.0, [pod(200, 200)], SETTINGS)
+    plan.observe(2.0, [pod(200, 200, gap=True, previous=200)], SETTINGS)
+    assert plan.samples == 1
+    assert plan.rate_lps == pytest.approx(200.0)
+
+
+@pytest.mark.parametrize(
+    ("tails", "busy"),
+    [
+        ([100], True),  # a tail as long as the window assumed: may be busy
+        ([30, 120], True),  # the busiest pod counts
+        ([99], False),  # fewer lines than a window since the pod started
+        ([], False),  # no pods
+    ],
+)
+def test_a_first_tail_that_fills_the_assumed_window_looks_busy(
+    tails: list[int], busy: bool
+) -> None:
+    """looks_busy: not measured yet and the longest tail reached initial_window."""
+    plan = PipelinePlan()
+    plan.observe(0.0, [pod(n, n) for n in tails], SETTINGS)
+    assert plan.looks_busy is busy
+    plan.observe(1.0, [pod(1, n, previous=n) for n in tails], SETTINGS)
+    assert plan.looks_busy is False  # measured: its risk decides from now on
+
+
+def busy_once(last_poll: float) -> PipelinePlan:
+    """Polled once, with a first tail that filled the window: its second look is a probe."""
+    return PipelinePlan(last_poll=last_poll, window=200, looks_busy=True)
+
+
+@pytest.mark.parametrize(
+    ("plans", "expected"),
+    [
+        # a probe of a full first tail goes before an overflowing pipeline and a first poll
+        ({"pipe_b": plan_with(20.0, 100), "pipe_probe": busy_once(19.0)}, "pipe_probe"),
+        ({"pipe_new": PipelinePlan(), "pipe_probe": busy_once(19.0)}, "pipe_probe"),
+        # the fuller first tail first, then the older first poll
+        ({"pipe_a": busy_once(18.0), "pipe_b": PipelinePlan(last_poll=19.0, window=300,
+                                                            looks_busy=True)}, "pipe_b"),
+        ({"pipe_b": busy_once(18.0), "pipe_a": busy_once(19.0)}, "pipe_b"),
+        # a window 90% full goes before a first poll (the rate is an estimate); 85% does not
+        ({"pipe_new": PipelinePlan(), "pipe_b": plan_with(9.0, 200)}, "pipe_b"),
+        ({"pipe_new": PipelinePlan(), "pipe_b": plan_with(8.5, 200)}, "pipe_new"),
+        # a short first tail waits for the first polls, but not for the fullest measured window
+        ({"pipe_quiet": PipelinePlan(last_poll=1.0, window=5), "pipe_new": PipelinePlan()},
+         "pipe_new"),
+        ({"pipe_quiet": PipelinePlan(last_poll=1.0, window=5), "pipe_a": plan_with(1.0, 100)},
+         "pipe_quiet"),
+        # among short first tails, the one polled longest ago
+        ({"pipe_a": PipelinePlan(last_poll=5.0, window=50),
+          "pipe_b": PipelinePlan(last_poll=1.0, window=5)}, "pipe_b"),
+    ],
+)
+def test_cold_start_order_follows_the_evidence_of_the_first_look(
+    plans: dict[str, PipelinePlan], expected: str
+) -> None:
+    """Probe of a full first tail < overflowing < first poll < second look of a short tail <
+    measured risk below 1."""
+    assert most_at_risk(plans.items(), 20.0) == expected
+
+
+def test_a_first_poll_waits_at_most_the_ceiling_behind_overflowing_pipelines() -> None:
+    """A never-polled plan records when it was first offered; after ceiling_s it goes first."""
+    new = PipelinePlan()
+
+    def choose(now: float) -> str | None:
+        busy = plan_with(20.0, 100, last_poll=now - 10.0)  # risk 2: overflowing
+        return most_at_risk({"pipe_new": new, "pipe_busy": busy}.items(), now, ceiling_s=60.0)
+
+    assert choose(20.0) == "pipe_busy"
+    assert new.waiting_since == 20.0
+    assert choose(79.0) == "pipe_busy"
+    assert new.waiting_since == 20.0  # only the first offer counts
+    assert choose(80.0) == "pipe_new"
 
 
 def test_after_a_gap_the_next_interval_is_a_quarter_of_the_last() -> None:
@@ -184,10 +343,11 @@ def test_risk_is_the_expected_fraction_of_the_window_that_is_new(
         # the fuller window first, though pipe_a would overflow sooner (1.5 s against 2.2 s)
         ({"pipe_a": plan_with(40.0, 100, 19.0), "pipe_b": plan_with(4.5, 100)}, "pipe_b"),
         ({"pipe_a": plan_with(0.1, 1), "pipe_b": plan_with(4.5, 100)}, "pipe_a"),
-        # no rate known yet: before any risk (never polled first, then polled once)
+        # no rate known yet: a first poll goes before a window that is not overflowing yet...
         ({"pipe_a": plan_with(1.0, 100), "pipe_new": PipelinePlan()}, "pipe_new"),
-        ({"pipe_new": PipelinePlan(), "pipe_b": plan_with(20.0, 100)}, "pipe_new"),
-        ({"pipe_b": plan_with(20.0, 100), "pipe_once": PipelinePlan(last_poll=19.0)}, "pipe_once"),
+        # ...but after one that overflows (risk 4): that one loses lines for certain
+        ({"pipe_new": PipelinePlan(), "pipe_b": plan_with(20.0, 100)}, "pipe_b"),
+        ({"pipe_b": plan_with(20.0, 100), "pipe_once": PipelinePlan(last_poll=19.0)}, "pipe_b"),
         ({"pipe_new": PipelinePlan(), "pipe_once": PipelinePlan(last_poll=19.0)}, "pipe_new"),
         # equal risk: the longest unpolled, then the smallest id
         ({"pipe_b": plan_with(0.0, 100, 5.0), "pipe_a": plan_with(0.0, 100, 3.0)}, "pipe_a"),
@@ -235,6 +395,7 @@ def test_invalid_settings_are_all_reported_at_once() -> None:
         ("initial_window", 0),
         ("fixed_interval_s", math.inf),
         ("gap_rate_factor", 0.5),
+        ("probe_s", 0.0),
         ("target_utilization", 1.5),
     ],
 )

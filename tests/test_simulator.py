@@ -542,6 +542,22 @@ def test_realistic_lines_look_like_an_indexer_with_timestamps() -> None:
         )
 
 
+def test_line_clock_tells_when_each_line_was_written() -> None:
+    """Line i of an incarnation is in the tail from first + i * step on, and not a moment before."""
+    world = World(SimSettings(pipelines=2, pods=2, rate=3.0, seed=5), start=100.0,
+                  wall_at_start=1_000.0)
+    pipeline_id = world.pipeline_ids[1]
+    pod = world.windows(pipeline_id, 100.0)[1].pod
+    first, step = world.line_clock(pipeline_id, pod, 0)
+    assert step == pytest.approx(1 / world.rate(pipeline_id))
+    for index in (0, 7, 40):
+        written = first + index * step - 1_000.0 + 100.0  # wall to the world's monotonic clock
+        assert world.windows(pipeline_id, written + 1e-6)[1].end == index + 1
+        assert world.windows(pipeline_id, written - 1e-6)[1].end == index
+    with pytest.raises(ValueError, match="not a pod"):
+        world.line_clock(pipeline_id, "pipeline-other-x", 0)
+
+
 def test_rate_skew_keeps_the_mean_rate() -> None:
     """Skewed per-pipeline rates average `rate`, with a few hot pipelines and a long cold tail."""
     world = World(SimSettings(pipelines=1000, rate=2.0, rate_skew=1.0), 0.0, 0.0)

@@ -331,6 +331,19 @@ class World:
         current = self._current(pl, replica, until)
         return [self._incarnation(pl, replica, number).start for number in range(1, current + 1)]
 
+    def line_clock(self, pipeline_id: str, pod: str, incarnation: int) -> tuple[float, float]:
+        """(wall time line 0 of an incarnation of `pod` is written, seconds between its lines).
+
+        Line i is written at `first + i * step`, so a benchmark can tell each line's write time
+        from its index without keeping a history (KeyError/ValueError for an unknown pod).
+        """
+        pl = self._by_id[pipeline_id]
+        decoded = self._decode(pl, pod)
+        if decoded is None:
+            raise ValueError(f"{pod!r} is not a pod of {pipeline_id}")
+        inc = self._incarnation(pl, decoded[0], incarnation)
+        return self._wall(inc.run + inc.phase / pl.rate), 1.0 / pl.rate
+
     # --- the schedule ---------------------------------------------------------------------------
 
     def _wall(self, t: float) -> float:
