@@ -127,9 +127,8 @@ class Runner:
             tracker = PipelineTracker(
                 pipeline_id, since, self._matcher, reset_state=self._reset_state, lines=lines
             )
-        self._followed[pipeline_id] = Followed(
-            tracker, PipelinePlan(), Lifecycle(self._lifecycle), source
-        )
+        plan = PipelinePlan(waiting_since=self._clock.monotonic())  # bounds the wait for a look
+        self._followed[pipeline_id] = Followed(tracker, plan, Lifecycle(self._lifecycle), source)
 
     @property
     def followed(self) -> tuple[str, ...]:

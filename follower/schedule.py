@@ -161,8 +161,8 @@ class PipelinePlan:
     looks_busy: bool = False
     """Not measured yet, and the longest tail filled `initial_window`: probe before first polls."""
     waiting_since: float | None = None
-    """When a never-polled plan was first offered a token (set by `most_at_risk`): the ceiling
-    bounds the wait for a first poll too."""
+    """When the pipeline was added (the runner sets it): the ceiling bounds the wait for a first
+    poll too. None: the wait is not bounded."""
 
     def observe(
         self, now: float, pods: Sequence[PodObservation], settings: ScheduleSettings
@@ -322,9 +322,7 @@ def _urgency(plan: PipelinePlan, now: float, ceiling_s: float) -> tuple[int, flo
     fullest window first.
     """
     if plan.last_poll is None:
-        if plan.waiting_since is None:
-            plan.waiting_since = now
-        waited = now - plan.waiting_since
+        waited = 0.0 if plan.waiting_since is None else now - plan.waiting_since
         if waited >= ceiling_s:
             return (OVERDUE, -waited, -math.inf)
         return (FIRST_POLL, -math.inf, -math.inf)
@@ -358,8 +356,7 @@ def most_at_risk(
     Pipelines whose rate is not known yet are placed by what their first look showed (see
     `_urgency` and the module docstring), and (pass the settings' `ceiling_s`) pipelines unpolled
     for that long, or waiting that long for a first poll, go first, so none starves when the
-    budget is short. The one side effect: a never-polled plan's `waiting_since` is set when it is
-    first offered, since the plan cannot know when it was added.
+    budget is short.
     """
     best: tuple[tuple[int, float, float], str] | None = None
     for pipeline_id, plan in due:

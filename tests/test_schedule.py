@@ -256,18 +256,19 @@ def test_cold_start_order_follows_the_evidence_of_the_first_look(
 
 
 def test_a_first_poll_waits_at_most_the_ceiling_behind_overflowing_pipelines() -> None:
-    """A never-polled plan records when it was first offered; after ceiling_s it goes first."""
-    new = PipelinePlan()
+    """A never-polled plan added at 20 s goes before an overflowing one from 80 s (ceiling 60 s);
+    a plan that does not say when it was added is never overdue this way."""
+    new = PipelinePlan(waiting_since=20.0)
+    unknown = PipelinePlan()
 
-    def choose(now: float) -> str | None:
+    def choose(now: float, plan: PipelinePlan) -> str | None:
         busy = plan_with(20.0, 100, last_poll=now - 10.0)  # risk 2: overflowing
-        return most_at_risk({"pipe_new": new, "pipe_busy": busy}.items(), now, ceiling_s=60.0)
+        return most_at_risk({"pipe_new": plan, "pipe_busy": busy}.items(), now, ceiling_s=60.0)
 
-    assert choose(20.0) == "pipe_busy"
-    assert new.waiting_since == 20.0
-    assert choose(79.0) == "pipe_busy"
-    assert new.waiting_since == 20.0  # only the first offer counts
-    assert choose(80.0) == "pipe_new"
+    assert choose(20.0, new) == "pipe_busy"
+    assert choose(79.0, new) == "pipe_busy"
+    assert choose(80.0, new) == "pipe_new"
+    assert choose(1000.0, unknown) == "pipe_busy"
 
 
 def test_after_a_gap_the_next_interval_is_a_quarter_of_the_last() -> None:
