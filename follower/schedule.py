@@ -326,15 +326,17 @@ def _urgency(plan: PipelinePlan, now: float, ceiling_s: float) -> tuple[int, flo
         if waited >= ceiling_s:
             return (OVERDUE, -waited, -math.inf)
         return (FIRST_POLL, -math.inf, -math.inf)
-    elapsed = max(0.0, now - plan.last_poll)
+    last = plan.last_poll
+    elapsed = now - last if now > last else 0.0
     if elapsed >= ceiling_s:
-        return (OVERDUE, -elapsed, plan.last_poll)
+        return (OVERDUE, -elapsed, last)
     if plan.samples == 0:
         if plan.looks_busy:
-            return (PROBE, -float(plan.window or 0), plan.last_poll)
-        return (SECOND_LOOK, -elapsed, plan.last_poll)
-    risk = plan.risk(now)
-    return (OVERFLOWING if risk >= OVERFLOW_RISK else BY_RISK, -risk, plan.last_poll)
+            return (PROBE, -float(plan.window or 0), last)
+        return (SECOND_LOOK, -elapsed, last)
+    rate = plan.rate_lps  # plan.risk(now), inline: this runs for every due pipeline per token
+    risk = rate * elapsed / (plan.window or 1) if rate > 0 else 0.0
+    return (OVERFLOWING if risk >= OVERFLOW_RISK else BY_RISK, -risk, last)
 
 
 def most_at_risk(
@@ -358,12 +360,13 @@ def most_at_risk(
     for that long, or waiting that long for a first poll, go first, so none starves when the
     budget is short.
     """
-    best: tuple[tuple[int, float, float], str] | None = None
-    for pipeline_id, plan in due:
-        key = (_urgency(plan, now, ceiling_s), pipeline_id)
-        if best is None or key < best:
-            best = key
-    return None if best is None else best[1]
+    best_key: tuple[int, float, float] | None = None
+    best_id = ""
+    for pipeline_id, plan in due:  # runs per token over every due pipeline: no tuple per item
+        key = _urgency(plan, now, ceiling_s)
+        if best_key is None or key < best_key or (key == best_key and pipeline_id < best_id):
+            best_key, best_id = key, pipeline_id
+    return None if best_key is None else best_id
 
 
 def demand_per_s(plans: Iterable[PipelinePlan], settings: ScheduleSettings) -> float:
