@@ -42,6 +42,7 @@ Pure: `now` is always an argument (monotonic seconds); nothing here reads a cloc
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -367,6 +368,19 @@ def most_at_risk(
         if best_key is None or key < best_key or (key == best_key and pipeline_id < best_id):
             best_key, best_id = key, pipeline_id
     return None if best_key is None else best_id
+
+
+def most_urgent(
+    due: Iterable[tuple[str, PipelinePlan]], now: float, count: int, *,
+    ceiling_s: float = math.inf,
+) -> list[str]:
+    """The `count` due pipelines `most_at_risk` would pick one after the other at `now`, in that
+    order (fewer if fewer are due): one scan for several tokens."""
+    if count == 1:
+        best = most_at_risk(due, now, ceiling_s=ceiling_s)
+        return [] if best is None else [best]
+    keyed = ((_urgency(plan, now, ceiling_s), pipeline_id) for pipeline_id, plan in due)
+    return [pipeline_id for _, pipeline_id in heapq.nsmallest(count, keyed)]
 
 
 def demand_per_s(plans: Iterable[PipelinePlan], settings: ScheduleSettings) -> float:
