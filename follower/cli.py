@@ -257,10 +257,10 @@ class _Reloader:
 
 
 def _configure_diagnostics(level: str, config: Config) -> None:
-    """Diagnostics on stderr, with every source's key masked."""
-    diagnostics.configure(level, config.key)
+    """Diagnostics on stderr, with every source's key masked (the top-level key is one)."""
     for source in config.sources:
         remember(source.key)
+    diagnostics.configure(level)
 
 
 def _cmd_run(ns: argparse.Namespace) -> int:

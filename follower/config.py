@@ -22,8 +22,10 @@ from follower.config_values import (
     Converter,
     boolean,
     check_base_url,
+    check_selection,
     choice,
     default_budget_rps,
+    flatten,
     integer,
     listen_address,
     number,
@@ -173,21 +175,10 @@ FIELDS: Final[dict[str, tuple[str, Converter]]] = {
 FORBIDDEN_KEYS: Final = {"service_key", "key", "api_key", "http.service_key"}
 
 
-def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for name, value in table.items():
-        dotted = f"{prefix}{name}"
-        if isinstance(value, dict) and f"{dotted}." in {k[: len(dotted) + 1] for k in FIELDS}:
-            flat.update(_flatten(value, f"{dotted}."))
-        else:
-            flat[dotted] = value
-    return flat
-
-
 def _read_toml(path: Path, problems: list[str]) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
-            return _flatten(tomllib.load(handle))
+            return flatten(tomllib.load(handle), FIELDS)
     except FileNotFoundError:
         problems.append(f"--config: file {str(path)!r} does not exist")
     except PermissionError:
@@ -323,7 +314,7 @@ def _finish(
     # listed or discovery enabled at the top level); without, it is the one source.
     top_level = not sources or bool(values.get("pipelines")) or values.get("discover") is True
     if top_level:
-        config_sources.check_selection(
+        check_selection(
             values, problems,
             nothing="pass --pipeline pipe_... (repeatable) or enable discovery (--discover)",
         )

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, Final
 
 from follower import config_values as cv
-from follower.model import validate_pipeline_id
 from follower.secret import ServiceKey
 
 DEFAULT_SOURCE: Final = "default"
@@ -117,17 +116,6 @@ def parse_sources(
     return tuple(sources)
 
 
-def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for name, value in table.items():
-        dotted = f"{prefix}{name}"
-        if isinstance(value, dict) and any(key.startswith(f"{dotted}.") for key in FIELDS):
-            flat.update(_flatten(value, f"{dotted}."))
-        else:
-            flat[dotted] = value
-    return flat
-
-
 def _parse_one(
     where: str,
     table: Mapping[str, Any],
@@ -137,7 +125,7 @@ def _parse_one(
 ) -> SourceConfig | None:
     values: dict[str, Any] = {}
     before = len(problems)
-    flat = _flatten(table)
+    flat = cv.flatten(table, FIELDS)
     if "name" not in flat:
         problems.append(f'{where}.name: missing; give each source a name, e.g. name = "payments"')
     else:
@@ -161,7 +149,7 @@ def _parse_one(
             except ValueError as exc:
                 problems.append(f"{where}.{dotted}: {exc}")
     key = _read_key(where, values, env, problems)
-    check_selection(
+    cv.check_selection(
         values, problems, prefix=f"{where}.", nothing="list pipelines or enable discovery"
     )
     values["base_url"] = cv.check_base_url(
@@ -196,25 +184,6 @@ def _read_key(
         problems.append(f"{where}.service_key_env: the variable {key_env} is not set or empty")
         return None
     return ServiceKey(text)
-
-
-def check_selection(
-    values: dict[str, Any], problems: list[str], *, prefix: str = "", nothing: str
-) -> None:
-    """Check the listed pipeline ids; none listed means discover (unless disabled: `nothing`
-    is the fix to suggest). Repeated ids are followed once."""
-    pipelines = values.get("pipelines", ())
-    for index, pipeline_id in enumerate(pipelines):
-        try:
-            validate_pipeline_id(pipeline_id)
-        except ValueError as exc:
-            problems.append(f"{prefix}pipelines[{index}]: {exc}")
-    if not pipelines and values.get("discover") is False:
-        problems.append(f"{prefix}pipelines: no pipeline to follow and discovery.enabled = false; "
-                        f"{nothing}")
-    if not pipelines:
-        values["discover"] = True  # follow every pipeline the key can see
-    values["pipelines"] = tuple(dict.fromkeys(pipelines))
 
 
 def _default_budget(inherited: Inherited, pipelines: tuple[str, ...]) -> float:

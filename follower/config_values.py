@@ -1,4 +1,5 @@
-"""Reading one configuration value: converters that name what is wrong, URL and key checks.
+"""Reading configuration values: converters that name what is wrong, TOML flattening, the
+pipeline selection rule, URL and key checks.
 
 Shared by the top-level settings (follower/config.py) and the `[[sources]]` tables
 (follower/config_sources.py), so a value means the same, and is checked the same, in both.
@@ -8,11 +9,13 @@ from __future__ import annotations
 
 import ipaddress
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final, cast, get_args
 
 from yarl import URL
+
+from follower.model import validate_pipeline_id
 
 DEFAULT_BASE_URL: Final = "https://api.covalenthq.com"
 
@@ -140,6 +143,39 @@ def read_key_file(path: Path) -> str:
     if any(ch.isspace() for ch in text):
         raise ValueError(f"key file {str(path)!r} holds whitespace inside the key")
     return text
+
+
+def flatten(table: Mapping[str, Any], fields: Iterable[str], prefix: str = "") -> dict[str, Any]:
+    """A TOML table as dotted keys (`budget.burst`), descending only into the tables `fields`
+    has keys under, so an unknown table stays one key that the error message can name."""
+    names = list(fields)
+    flat: dict[str, Any] = {}
+    for name, value in table.items():
+        dotted = f"{prefix}{name}"
+        if isinstance(value, dict) and any(key.startswith(f"{dotted}.") for key in names):
+            flat.update(flatten(value, names, f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def check_selection(
+    values: dict[str, Any], problems: list[str], *, prefix: str = "", nothing: str
+) -> None:
+    """Check the listed pipeline ids; none listed means discover (unless disabled: `nothing`
+    is the fix to suggest). Repeated ids are followed once."""
+    pipelines = values.get("pipelines", ())
+    for index, pipeline_id in enumerate(pipelines):
+        try:
+            validate_pipeline_id(pipeline_id)
+        except ValueError as exc:
+            problems.append(f"{prefix}pipelines[{index}]: {exc}")
+    if not pipelines and values.get("discover") is False:
+        problems.append(f"{prefix}pipelines: no pipeline to follow and discovery.enabled = false; "
+                        f"{nothing}")
+    if not pipelines:
+        values["discover"] = True  # follow every pipeline the key can see
+    values["pipelines"] = tuple(dict.fromkeys(pipelines))
 
 
 DEFAULT_BUDGET_RPS: Final = 10.0
