@@ -205,11 +205,6 @@ class Runner:
             return False, "no successful poll yet"
         return True, "ok"
 
-    @property
-    def sources(self) -> tuple[str, ...]:
-        """The names of the sources, in configuration order."""
-        return tuple(source.name for source in self._sources)
-
     async def reconfigure(
         self,
         settings: RunSettings,
@@ -464,9 +459,13 @@ class Runner:
                 measured[followed.source].append(followed.plan)
         report = now - self._reported_at >= self._settings.budget_report_s
         total = 0.0
+        rescaled: set[Source] = set()
         for source, plans in measured.items():
             rate = source.budget.current_rate_per_s
-            source.scale = spare_scale(plans, self._schedule, rate)  # _replan_all() below
+            scale = spare_scale(plans, self._schedule, rate)
+            if scale != source.scale:
+                source.scale = scale
+                rescaled.add(source)
             missing = shortfall(plans, self._schedule, rate)
             total += missing
             if missing > 0 and report:
@@ -480,14 +479,12 @@ class Runner:
                     hint="raise budget.requests_per_s if the API plan allows, or shard",
                 )
         self._shortfall = total
-        self._replan_all()
+        for followed in self._followed.values():
+            if followed.source in rescaled:
+                self._replan(followed)
 
     def _replan(self, followed: Followed) -> None:
         followed.due_at = followed.plan.due(self._schedule, followed.source.scale)
-
-    def _replan_all(self) -> None:
-        for followed in self._followed.values():
-            self._replan(followed)
 
     # --- periodic work -------------------------------------------------------------------------
 
