@@ -128,12 +128,31 @@ def _pod_prefix(pipeline_id: str, pod: str) -> str:
 def event_id(pipeline_id: str, *parts: str | int) -> str:
     """A stable id from an event's own fields: `/`-joined, each part with `%` and `/` escaped.
 
-    log: `{pipeline_id}/{pod}/{seq}`; gap: `{pipeline_id}/{pod}/gap/{after_seq}`; an event that
-    happens at a moment: `{pipeline_id}[/{pod}]/{event}/{ts}`. A consumer can deduplicate by id:
-    the same line delivered twice (a restart from a checkpoint repeats the events written after
-    it) has the same id, and two different lines never share one while `seq` counts on.
+    log: `{pipeline_id}/{pod}/{epoch}/{seq}`; gap: `{pipeline_id}/{pod}/{epoch}/gap/{after_seq}`;
+    an event that happens at a moment: `{pipeline_id}[/{pod}]/{event}/{ts}`. See `LogEvent.id`
+    for why an id never names two lines.
     """
     return "/".join([_id_part(pipeline_id), *map(_id_part, parts)])
+
+
+EPOCH_ALPHABET: Final = "abcdefghijklmnopqrstuvwxyz234567"
+EPOCH_CHARS: Final = 10
+"""50 random bits: two sequence spaces of one pod name share an epoch with odds of about
+n^2 / 2^51 for n spaces, 4e-13 for a thousand restarts of the same name."""
+
+
+def epoch_from(random_bits: int) -> str:
+    """An epoch (`EPOCH_CHARS` base32 letters) from at least 50 random bits."""
+    chars = []
+    for _ in range(EPOCH_CHARS):
+        chars.append(EPOCH_ALPHABET[random_bits & 31])
+        random_bits >>= 5
+    return "".join(chars)
+
+
+def _seq_prefix(pipeline_id: str, pod: str, epoch: str | None) -> str:
+    prefix = _pod_prefix(pipeline_id, pod)
+    return prefix if epoch is None else f"{prefix}/{epoch}"
 
 
 # --- long lines ----------------------------------------------------------------------------------
@@ -193,6 +212,16 @@ class LogEvent:
     `truncated`: the line was longer than the line limit and `message` is its head plus a marker
     (see `cut_line`). `level`, `line_ts` and `fields` come from the opt-in enrichment
     (`follower.enrich`) and are left out of the wire form when not set.
+
+    `partial`: a provisional snapshot of a line still being written (the tail's last segment had
+    no newline and did not change for `partial_flush_s`, or its pod left, or the follower
+    stopped). `seq` is then the number the line will have once complete, and the complete line
+    follows later as an ordinary event with its own id. `digest` names the snapshot's text.
+
+    `epoch` names the pod's sequence space: a random token drawn whenever the follower cannot
+    prove that `seq` continues a space it saw (a pod first seen, or whose checkpointed tail no
+    longer lines up after a restart). None: a space from before epochs (a version 1-2
+    checkpoint), whose ids keep their old form.
     """
 
     kind: ClassVar[str] = "log"
@@ -205,11 +234,22 @@ class LogEvent:
     level: Level | None = None
     line_ts: str | None = None
     fields: dict[str, JsonValue] | None = field(default=None, hash=False)
+    epoch: str | None = None
+    partial: bool = False
+    digest: int = 0
 
     @property
     def id(self) -> str:
-        """`{pipeline_id}/{pod}/{seq}`."""
-        return f"{_pod_prefix(self.pipeline_id, self.pod)}/{self.seq}"  # the hot path
+        """`{pipeline_id}/{pod}/{epoch}/{seq}`, `.../{seq}/partial/{digest}` for a snapshot.
+
+        Never one id for two lines: within an epoch `seq` only counts on, an epoch is new
+        whenever continuity is not proven, and a line delivered again after a crash from a
+        checkpoint that lines up gets the same epoch and seq, hence the same id.
+        """
+        prefix = _seq_prefix(self.pipeline_id, self.pod, self.epoch)  # the hot path
+        if self.partial:
+            return f"{prefix}/{self.seq}/partial/{self.digest:016x}"
+        return f"{prefix}/{self.seq}"
 
     def to_wire(self) -> Wire:
         wire: Wire = {  # the hot path: a literal, not _wire()'s keyword arguments
@@ -224,6 +264,8 @@ class LogEvent:
         }
         if self.truncated:
             wire["truncated"] = True
+        if self.partial:
+            wire["partial"] = True
         if self.level is not None:
             wire["level"] = self.level
         if self.line_ts is not None:
@@ -249,11 +291,13 @@ class GapEvent:
     pod: str
     after_seq: int
     reason: GapReason
+    epoch: str | None = None
 
     @property
     def id(self) -> str:
-        """`{pipeline_id}/{pod}/gap/{after_seq}`: a line always follows a gap, so it is unique."""
-        return event_id(self.pipeline_id, self.pod, self.kind, self.after_seq)
+        """`{pipeline_id}/{pod}/{epoch}/gap/{after_seq}`: a line of the same epoch always follows a
+        gap, so it is unique."""
+        return f"{_seq_prefix(self.pipeline_id, self.pod, self.epoch)}/{self.kind}/{self.after_seq}"
 
     def to_wire(self) -> Wire:
         return _wire(

@@ -97,6 +97,8 @@ class TerminalView:
             if not self._filter.accepts(event.message):
                 return None
             line = f"{self._where(event.pipeline_id, event.pod)} | {printable(event.message)}"
+            if event.partial:  # a snapshot of a line still being written
+                line += " \u2026"
             return self._stamp(event.ts) + line
         text = f"{self._where(event.pipeline_id, getattr(event, 'pod', None))} [{_describe(event)}]"
         text = self._stamp(event.ts) + text
