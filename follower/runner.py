@@ -27,6 +27,7 @@ import anyio.abc
 import structlog
 
 from follower import sharding
+from follower.checkpoint import Saved
 from follower.clock import Clock
 from follower.discovering import Discoverer
 from follower.lifecycle import Lifecycle
@@ -39,13 +40,16 @@ from follower.settings import Checkpointer, DiscoverySettings, RunSettings
 from follower.sinks import Sink
 from follower.sources import DEFAULT_SOURCE, Source, SourceSettings
 from follower.tailerrors import TailErrorMatcher
-from follower.tracker import PipelineTracker, PodState
+from follower.tracker import PipelineTracker
 
 RANKED: Final = 16
 """Pipelines one dispatcher scan ranks for the next tokens."""
 RANKING_TTL_S: Final = 0.01
 """How long a ranking serves: a few ms of staleness costs nothing (risk moves by the line rate
 times that), and in a saturated follower it saves a scan of every pipeline per request."""
+
+REPLAN_S: Final = 1.0
+"""How often each source's spare-budget scale and shortfall are computed from the plans."""
 
 RunStats = PollStats
 """What `Runner.run` returns (the poller's counters)."""
@@ -66,7 +70,7 @@ class Runner:
         matcher: TailErrorMatcher,
         rng: random.Random | None = None,
         log: Any = None,
-        restored: Mapping[str, dict[str, PodState]] | None = None,
+        restored: Mapping[str, Saved] | None = None,
         reset_state: bool = False,
         checkpointer: Checkpointer | None = None,
         metrics: Metrics | None = None,
@@ -111,6 +115,10 @@ class Runner:
             labels=self._source_field,
         )
         self._shortfall = 0.0
+        self._partial_due = math.inf
+        """The earliest partial snapshot due, on the monotonic clock."""
+        self._replan_soon = False
+        """A busy first look waits for its probe: re-plan at the next `REPLAN_S`."""
         self._ranked: list[Followed] = []
         self._ranked_at = -math.inf
         self._planned_at = -float("inf")
@@ -128,15 +136,21 @@ class Runner:
         )
 
     def _follow(self, pipeline_id: str, source: Source) -> None:
-        pods = self._restored.pop(pipeline_id, None)
+        saved = self._restored.pop(pipeline_id, None)
         since, lines = self._settings.since, self._settings.lines
-        if pods is not None:
-            tracker = PipelineTracker.restored(pipeline_id, since, self._matcher, pods, lines)
+        if saved is not None:
+            tracker = PipelineTracker.restored(
+                pipeline_id, since, self._matcher, saved.pods, lines
+            )
         else:
             tracker = PipelineTracker(
                 pipeline_id, since, self._matcher, reset_state=self._reset_state, lines=lines
             )
-        plan = PipelinePlan(waiting_since=self._clock.monotonic())  # bounds the wait for a look
+        added = self._clock.monotonic()  # bounds the wait for a first look
+        if saved is not None and saved.plan is not None:
+            plan = PipelinePlan.from_learned(saved.plan, added)
+        else:
+            plan = PipelinePlan(waiting_since=added)
         self._followed[pipeline_id] = Followed(tracker, plan, Lifecycle(self._lifecycle), source)
 
     @property
@@ -149,9 +163,12 @@ class Runner:
         """Requests sent and not yet answered."""
         return self._parking.in_flight
 
-    def snapshot(self) -> dict[str, dict[str, PodState]]:
-        """Every followed pipeline's pods as of the last written events."""
-        return {pid: f.tracker.snapshot() for pid, f in self._followed.items()}
+    def snapshot(self) -> dict[str, Saved]:
+        """Every followed pipeline's pods as of the last written events, and what its plan
+        learnt."""
+        return {
+            pid: Saved(f.tracker.snapshot(), f.plan.learned()) for pid, f in self._followed.items()
+        }
 
     async def checkpoint(self) -> None:
         """Save a snapshot taken between two commits (no-op without a checkpointer)."""
@@ -265,6 +282,7 @@ class Runner:
             mode="fixed" if self._settings.interval_s is not None else "adaptive",
         )
         self._running = True
+        clean = False
         try:
             async with anyio.create_task_group() as outer:
                 self._outer = outer
@@ -276,11 +294,16 @@ class Runner:
                     self._requests = requests
                     await self._dispatch(requests)
                 outer.cancel_scope.cancel()
+            clean = True
         finally:
             # Also after a failure (the output closed): every tracker holds only what was
             # written (a failed write undoes its poll), so this checkpoint is still exact.
             with anyio.CancelScope(shield=True):
-                await self.checkpoint()
+                try:
+                    if clean:  # lines still being written reach the output as snapshots
+                        await self.flush_partials(everything=True)
+                finally:
+                    await self.checkpoint()
             self._running = False
         self._log.info(
             "follower_stopped",
@@ -307,9 +330,11 @@ class Runner:
                 return
             now = self._clock.monotonic()
             self._report_budget(now)
+            if self._partial_due <= now:
+                await self.flush_partials()
             chosen, wait_until = self._choose(now)
             if chosen is None:
-                await self._parking.park(wait_until)
+                await self._parking.park(self._wake_at(wait_until))
                 continue
             chosen.source.budget.take(now)
             self.metrics.sent()
@@ -395,6 +420,7 @@ class Runner:
             followed.in_flight = False
             followed.source.in_flight -= 1
             self._replan(followed)
+            self._noted(followed)
             self._parking.end()
 
     def _reject_key(self, source: Source) -> None:
@@ -450,13 +476,15 @@ class Runner:
         """Once a second: re-plan each source's spare-budget scale, and log `budget_exhausted`
         (with the shortfall, at most every `budget_report_s`) when a budget cannot cover its
         plan."""
-        if now - self._planned_at < 1.0:
+        if now - self._planned_at < REPLAN_S:
             return
         self._planned_at = now
+        self._replan_soon = False
         measured: dict[Source, list[PipelinePlan]] = {source: [] for source in self._sources}
         for followed in self._followed.values():
-            if followed.plan.samples > 0:
-                measured[followed.source].append(followed.plan)
+            plan = followed.plan
+            if plan.samples > 0 or plan.looks_busy:  # a busy first look's probe is demand too
+                measured[followed.source].append(plan)
         report = now - self._reported_at >= self._settings.budget_report_s
         total = 0.0
         rescaled: set[Source] = set()
@@ -492,3 +520,46 @@ class Runner:
         while True:
             await self._parking.sleep(interval_s)
             await self.checkpoint()
+
+    def _wake_at(self, wait_until: float | None) -> float | None:
+        """When the parked dispatcher must look again even if nothing changes: the next poll it
+        could start, a partial snapshot falling due, and (while a busy first look waits for its
+        probe) the next re-plan, whose spare budget may bring that probe forward."""
+        candidates = [at for at in (wait_until, self._partial_due) if at is not None]
+        if self._replan_soon:
+            candidates.append(self._planned_at + REPLAN_S)
+        at = min(candidates, default=math.inf)
+        return None if at == math.inf else at
+
+    async def flush_partials(self, *, everything: bool = False) -> None:
+        """Write the partial snapshots of open lines that are due (every one, at shutdown).
+
+        Between polls: a quiet pod's open line must reach consumers within `partial_flush_s`
+        of being seen, however long its pipeline's poll interval.
+        """
+        wall = self._clock.wall()
+        due = math.inf
+        async with self._commit:
+            for followed in list(self._followed.values()):
+                tracker = followed.tracker
+                if everything or tracker.partial_due <= wall:
+                    before = tracker.memento()
+                    events = tracker.flush_partials(wall, everything=everything)
+                    try:
+                        await self._poller.write(events)
+                    except BaseException:
+                        tracker.restore(before)  # not written: a checkpoint must not say it was
+                        raise
+                due = min(due, tracker.partial_due)
+        self._partial_due = self._monotonic_of(due)
+
+    def _monotonic_of(self, wall: float) -> float:
+        return wall - (self._clock.wall() - self._clock.monotonic())
+
+    def _noted(self, followed: Followed) -> None:
+        """After a request: what its tracker and plan now ask of the dispatcher."""
+        due = self._monotonic_of(followed.tracker.partial_due)
+        self._partial_due = min(self._partial_due, due)
+        plan = followed.plan
+        if plan.samples == 0 and plan.looks_busy:
+            self._replan_soon = True

@@ -140,6 +140,17 @@ class PodObservation:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Learned:
+    """What a plan learnt that outlives the process (checkpointed): a restart plans its first
+    polls from it instead of probing from scratch, so a busy pipeline is polled at its pace from
+    the first poll on."""
+
+    rate_lps: float
+    window: int | None
+    window_proven: bool
+
+
 @dataclass(slots=True)
 class PipelinePlan:
     """One pipeline's planning state, updated after each successful logs poll."""
@@ -164,6 +175,21 @@ class PipelinePlan:
     waiting_since: float | None = None
     """When the pipeline was added (the runner sets it): the ceiling bounds the wait for a first
     poll too. None: the wait is not bounded."""
+
+    @classmethod
+    def from_learned(cls, learned: Learned, waiting_since: float | None) -> PipelinePlan:
+        """A plan that knows the rate and window from before a restart (counts as measured)."""
+        return cls(
+            rate_lps=learned.rate_lps, window=learned.window,
+            window_proven=learned.window_proven, samples=1, polls=2,
+            waiting_since=waiting_since,
+        )
+
+    def learned(self) -> Learned | None:
+        """What to checkpoint; None before the rate was measured."""
+        if self.samples == 0:
+            return None
+        return Learned(self.rate_lps, self.window, self.window_proven)
 
     def observe(
         self, now: float, pods: Sequence[PodObservation], settings: ScheduleSettings
@@ -226,13 +252,19 @@ class PipelinePlan:
 
         Before the first rate sample the answer is `probe_s` after the first look (a second look
         measures the rate, where assuming an idle pipeline would leave a busy one unread for
-        `ceiling_s`), and `floor_s` after a second look that overflowed unseen.
+        `ceiling_s`), shortened by `scale` for a first tail that filled a window, and `floor_s`
+        after a second look that overflowed unseen.
         `scale` (from `spare_scale`, <= 1) shortens the result, never below `floor_s`.
         """
         if settings.fixed_interval_s is not None:
             return settings.fixed_interval_s
         if self.samples == 0:
-            return max(settings.floor_s, settings.probe_s) if self.polls <= 1 else settings.floor_s
+            if self.polls > 1:
+                return settings.floor_s
+            # With budget to spare (scale < 1) a busy-looking first tail is looked at again
+            # sooner, down to the floor: waiting for a probe would let a busy pod overflow.
+            probe = settings.probe_s * (scale if self.looks_busy else 1.0)
+            return max(settings.floor_s, probe)
         if self.rate_lps <= 0:
             needed = settings.ceiling_s
         else:

@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 
 from follower import discovery
 from follower.backoff import BackoffPolicy
+from follower.checkpoint import Saved
 from follower.lifecycle import LifecycleSettings
 from follower.schedule import ScheduleSettings
-from follower.tracker import LineSettings, PodState, Since
+from follower.tracker import LineSettings, Since
 
-Checkpointer = Callable[[dict[str, dict[str, PodState]]], Awaitable[bool]]
-"""Saves a snapshot of every followed pipeline's pods (see follower.checkpoint); False: failed."""
+Checkpointer = Callable[[dict[str, Saved]], Awaitable[bool]]
+"""Saves a snapshot of every followed pipeline (see follower.checkpoint); False: failed."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,26 +11,45 @@ import orjson
 import pytest
 
 from follower import checkpoint
-from follower.checkpoint import StateFileError
+from follower.checkpoint import Saved, StateFileError
 from follower.differ import TailState, diff_logs, legacy_fingerprint
+from follower.pending import Pending
+from follower.schedule import Learned
 from follower.tracker import PodState
 
 PIPE = "pipe_abc123"
 
 
-def sample() -> dict[str, checkpoint.PipelineState]:
+def sample() -> dict[str, Saved]:
     return {
-        PIPE: {
-            "pod-a": PodState(TailState.from_lines(["x", "y", "z"]), seq=42, error=None),
-            "pod-b": PodState(None, seq=0, error="pods \"pod-b\" not found"),
-            "pod-c": PodState(TailState.empty(), seq=7, error=None),
-        },
-        "pipe_def": {},
+        PIPE: Saved(
+            {
+                "pod-a": PodState(
+                    TailState.from_lines(["x", "y", "z"]), seq=42, error=None, epoch="abc234",
+                    pending=Pending(2**64 - 1, 1.8e9 + 0.5, True),
+                ),
+                "pod-b": PodState(None, seq=0, error="pods \"pod-b\" not found"),
+                "pod-c": PodState(
+                    TailState.empty(), seq=7, error=None, missing_since=1.7e9, missing_answers=2
+                ),
+            },
+            Learned(12.5, 200, True),
+        ),
+        "pipe_def": Saved({}),
     }
 
 
+def v2(pods: dict[str, object]) -> bytes:
+    return orjson.dumps({"version": 2, "pipelines": {PIPE: pods}})
+
+
+def v3(entry: dict[str, object]) -> bytes:
+    return orjson.dumps({"version": 3, "pipelines": {PIPE: entry}})
+
+
 def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
-    """encode then decode gives back the same fingerprints, sequence numbers and errors."""
+    """encode then decode gives back the same fingerprints, sequence numbers, epochs, errors,
+    open lines, absences and learnt plans."""
     decoded = checkpoint.decode(checkpoint.encode(sample(), 1.8e9), tmp_path / "s.json")
     assert decoded == sample()
 
@@ -62,7 +81,7 @@ def good_document() -> dict[str, object]:
         (b"", "not valid JSON"),
         (checkpoint.encode(sample(), 1.8e9)[:-20], "not valid JSON"),
         (b"[]", "top level is not a JSON object"),
-        (orjson.dumps({**good_document(), "version": 3}), "version 3 is not one this follower"),
+        (orjson.dumps({**good_document(), "version": 4}), "version 4 is not one this follower"),
         (orjson.dumps({**good_document(), "version": True}), "version True is not one"),
         (
             orjson.dumps({"version": 2, "pipelines": {PIPE: {"p": {
@@ -88,6 +107,20 @@ def good_document() -> dict[str, object]:
             orjson.dumps({"version": 1, "pipelines": {PIPE: {"p": {"seq": 1, "error": 5}}}}),
             "error: expected a string or null",
         ),
+        (v3({"pods": {"p": {"seq": 1, "epoch": "a/b"}}}), "p.epoch: expected letters"),
+        (v3({"pods": {"p": {"seq": 1, "pending": {"digest": "zz"}}}}), "pending.digest"),
+        (
+            v3({"pods": {"p": {"seq": 1, "pending": {
+                "digest": "0" * 16, "seen_at": "x", "flushed": True}}}}),
+            "pending.seen_at",
+        ),
+        (v3({"pods": {"p": {"seq": 1, "missing": {"since": 1.0, "answers": 0}}}}), "answers"),
+        (v3({"pods": {}, "plan": {"rate_lps": -1, "window": 2, "window_proven": True}}),
+         "plan.rate_lps"),
+        (v3({"pods": {}, "plan": {"rate_lps": 1, "window": 0, "window_proven": True}}),
+         "plan.window"),
+        (v3([]), "expected an object with pods and plan"),
+        (v2({"p": {"seq": 1, "tail": "", "tail_fingerprint": "md5"}}), "tail_fingerprint"),
     ],
 )
 def test_damaged_files_name_the_file_reason_and_choice(
@@ -116,21 +149,35 @@ def test_version_1_tails_are_read_as_blake2b_fingerprints(tmp_path: Path) -> Non
     path.write_bytes(orjson.dumps(document))
     loaded = checkpoint.load(path)
     assert loaded is not None
-    tail = loaded[PIPE]["pod-a"].tail
+    tail = loaded[PIPE].pods["pod-a"].tail
     assert tail is not None and tail.legacy and tail.to_list() == fingerprints
     again = checkpoint.decode(checkpoint.encode(loaded, 1.8e9), path)
-    restored = again[PIPE]["pod-a"].tail
+    restored = again[PIPE].pods["pod-a"].tail
     assert again == loaded and restored is not None and restored.legacy
     diff = diff_logs(tail, "y\nz\nnew\n")
     assert (diff.new_lines, diff.gap, diff.state.legacy) == (["new"], False, False)
 
 
-def test_version_2_names_the_fingerprint_function(tmp_path: Path) -> None:
-    """Version 2 files say which function made each tail's fingerprints."""
+def test_files_name_the_fingerprint_function(tmp_path: Path) -> None:
+    """Version 3 files (like 2) say which function made each tail's fingerprints."""
     document = orjson.loads(checkpoint.encode(sample(), 1.8e9))
-    assert document["version"] == 2
-    assert document["pipelines"][PIPE]["pod-a"]["tail_fingerprint"] == "xxh3-64"
-    assert "tail_fingerprint" not in document["pipelines"][PIPE]["pod-b"]
+    assert document["version"] == 3
+    pods = document["pipelines"][PIPE]["pods"]
+    assert pods["pod-a"]["tail_fingerprint"] == "xxh3-64"
+    assert "tail_fingerprint" not in pods["pod-b"]
+
+
+def test_version_2_files_load_without_epochs_or_plans(tmp_path: Path) -> None:
+    """A file of the previous release loads: its pods keep their ids' old form (no epoch) and
+    their plans start from scratch."""
+    tail = checkpoint.decode(checkpoint.encode(sample(), 1.8e9), tmp_path / "s")[PIPE].pods
+    encoded = orjson.loads(checkpoint.encode(sample(), 1.8e9))["pipelines"][PIPE]["pods"]["pod-a"]
+    loaded = checkpoint.decode(
+        v2({"pod-a": {"seq": 42, "error": None, "tail": encoded["tail"]}}), tmp_path / "s"
+    )
+    pod = loaded[PIPE].pods["pod-a"]
+    assert loaded[PIPE].plan is None
+    assert (pod.seq, pod.epoch, pod.tail) == (42, None, tail["pod-a"].tail)
 
 
 def test_unusable_folder_is_reported_before_start(tmp_path: Path) -> None:

@@ -84,4 +84,4 @@ async def test_state_of_pipelines_no_longer_followed_is_dropped(tmp_path: Path) 
     saved = checkpoint.load(state)
     assert saved is not None
     assert set(saved) == set(kept)
-    assert all(len(pods) == 2 for pods in saved.values())
+    assert all(len(pipeline.pods) == 2 for pipeline in saved.values())

@@ -11,6 +11,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from follower.backoff import BackoffPolicy
+from follower.checkpoint import Saved
 from follower.errors import ApiError, AuthError, NotFoundError, ServerError, ThrottledError
 from follower.model import (
     ApiErrorEvent,
@@ -25,7 +26,6 @@ from follower.runner import Runner, RunSettings, RunStats
 from follower.sources import Source, SourceSettings
 from follower.tailerrors import TailErrorMatcher
 from follower.testing import FakeClock, MemorySink, advance_to, settle
-from follower.tracker import PodState
 
 A = "pipe_a"
 B = "pipe_b"
@@ -293,9 +293,9 @@ async def test_checkpoints_periodically_and_at_the_end() -> None:
     sink = MemorySink()
     saved: list[tuple[float, int, int]] = []
 
-    async def checkpointer(state: dict[str, dict[str, PodState]]) -> bool:
+    async def checkpointer(state: dict[str, Saved]) -> bool:
         written = [e.seq for e in sink.events if isinstance(e, LogEvent)]
-        saved.append((clock.monotonic(), state[A]["p1"].seq, written[-1]))
+        saved.append((clock.monotonic(), state[A].pods["p1"].seq, written[-1]))
         return True
 
     runner = Runner(
