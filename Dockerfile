@@ -51,7 +51,8 @@ RUN apt-get update \
 COPY --from=build /opt/follower /opt/follower
 ENV PATH="/opt/follower/bin:${PATH}" \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    GOLDRUSH_STATE_FILE=/var/lib/follower/state.json
 # Numeric uid/gid, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
 USER 10001:10001
 WORKDIR /var/lib/follower

@@ -121,7 +121,11 @@ def _add_follow_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--since", choices=("start", "now"),
                         help="start: emit the current tails in full (default); now: only new lines")
     parser.add_argument("--state-file", type=Path,
-                        help="checkpoint file: restarts neither repeat nor lose lines")
+                        help="checkpoint file: restarts neither repeat nor lose lines (default: "
+                        "$GOLDRUSH_STATE_FILE, else $XDG_STATE_HOME/goldrush-follower/state.json, "
+                        "else ~/.local/state/goldrush-follower/state.json)")
+    parser.add_argument("--no-state", action="store_const", const=True, default=None,
+                        help="run without a state file: every start emits the tails afresh")
     parser.add_argument("--reset-state", action="store_true",
                         help="ignore the state file's content; every pod starts with a gap event")
     parser.add_argument("--max-in-flight", type=int, help="requests in flight at most (default 8)")
@@ -176,6 +180,10 @@ def _flags(ns: argparse.Namespace) -> dict[str, object]:
     for key in ("state_file", "output.dir"):
         if flags[key] is not None:
             flags[key] = str(flags[key])
+    if getattr(ns, "no_state", None):
+        if flags["state_file"] is not None:
+            raise ConfigError(["--no-state: and --state-file both given; choose one"])
+        flags["state_file"] = False
     return flags
 
 

@@ -25,12 +25,14 @@ from follower.config_values import (
     check_selection,
     choice,
     default_budget_rps,
+    default_state_file,
     flatten,
     integer,
     listen_address,
     number,
     path,
     read_key_file,
+    state_path,
     string,
     string_list,
 )
@@ -48,6 +50,7 @@ __all__ = ["DEFAULT_BASE_URL", "DEFAULT_SOURCE", "Config", "ConfigError", "Sourc
 ENV_KEY: Final = "GOLDRUSH_SERVICE_KEY"
 ENV_KEY_FILE: Final = "GOLDRUSH_SERVICE_KEY_FILE"
 ENV_BASE_URL: Final = "GOLDRUSH_BASE_URL"
+ENV_STATE_FILE: Final = "GOLDRUSH_STATE_FILE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +75,14 @@ class Config:
     log_level: LogLevel = "info"
     key_file: Path | None = None
     state_file: Path | None = None
+    """Where checkpoints go; None: no state. `load_config` defaults it to the XDG state
+    directory (`state_file_default`), so a plain `follower run` keeps its place."""
+    state_file_default: bool = False
+    """`state_file` is the default location, whose folder the follower may create (None there:
+    no default location could be found, neither XDG_STATE_HOME nor HOME being set)."""
     checkpoint_interval_s: float = 5.0
+    partial_flush_s: float = 5.0
+    pod_grace_s: float = 60.0
     discover: bool = False
     discover_interval_s: float = 300.0
     discover_names: tuple[str, ...] = ()
@@ -84,6 +94,8 @@ class Config:
     floor_s: float = 1.0
     ceiling_s: float = 60.0
     fill_target: float = 0.5
+    probe_s: float = 5.0
+    target_utilization: float = 0.5
     shard_index: int = 0
     shard_count: int = 1
     listen: tuple[str, int] | None = None
@@ -134,7 +146,7 @@ FIELDS: Final[dict[str, tuple[str, Converter]]] = {
     "interval_s": ("interval_s", number(0.05, 86_400)),
     "since": ("since", choice(Since)),
     "service_key_file": ("key_file", path),
-    "state_file": ("state_file", path),
+    "state_file": ("state_file", state_path),
     "checkpoint_interval_s": ("checkpoint_interval_s", number(0.1, 3_600)),
     "shutdown_timeout_s": ("shutdown_timeout_s", number(0.0, 600)),
     "http.timeout_s": ("timeout_s", number(0.1, 600)),
@@ -155,6 +167,8 @@ FIELDS: Final[dict[str, tuple[str, Converter]]] = {
     "schedule.floor_s": ("floor_s", number(0.05, 3_600)),
     "schedule.ceiling_s": ("ceiling_s", number(0.05, 86_400)),
     "schedule.fill_target": ("fill_target", number(0.01, 1.0)),
+    "schedule.probe_s": ("probe_s", number(0.05, 3_600)),
+    "schedule.target_utilization": ("target_utilization", number(0.0, 1.0)),
     "shard.index": ("shard_index", integer(0, 100_000)),
     "shard.count": ("shard_count", integer(1, 100_000)),
     "shard.from_hostname": ("shard_from_hostname", boolean),
@@ -167,6 +181,8 @@ FIELDS: Final[dict[str, tuple[str, Converter]]] = {
     "output.fsync": ("output_fsync", choice(Literal["never", "interval", "always"])),
     "output.fsync_interval_s": ("output_fsync_interval_s", number(0.0, 3_600)),
     "output.max_line_bytes": ("max_line_bytes", integer(64, 16 * 1024 * 1024)),
+    "pods.partial_flush_s": ("partial_flush_s", number(0.0, 3_600)),
+    "pods.grace_s": ("pod_grace_s", number(0.0, 86_400)),
     "enrich.parse_json": ("parse_json", boolean),
     "enrich.level": ("detect_level", boolean),
     "enrich.line_ts": ("detect_line_ts", boolean),
@@ -288,6 +304,8 @@ def load_config(
         _apply(table, "", values, problems)
     if env.get(ENV_BASE_URL):
         _apply({"base_url": env[ENV_BASE_URL]}, f"{ENV_BASE_URL} -> ", values, problems)
+    if env.get(ENV_STATE_FILE):
+        _apply({"state_file": env[ENV_STATE_FILE]}, f"{ENV_STATE_FILE} -> ", values, problems)
     given = {k: v for k, v in flags.items() if v is not None}
     _apply(given, "--", values, problems, flag_names)
     _check_shard(values, hostname, problems)
@@ -320,6 +338,7 @@ def _finish(
         )
     else:
         values["pipelines"] = ()
+    _state_location(values, env)
     if values.get("output") == "file" and values.get("output_dir") is None:
         problems.append("output.dir: --output file needs --output-dir DIR (where to write)")
     if values.get("floor_s", 1.0) > values.get("ceiling_s", 60.0):
@@ -345,6 +364,15 @@ def _finish(
         raise ConfigError(problems)
     return Config(key=key, key_file=None if key is None else key_file, extra_sources=extra,
                   **values)
+
+
+def _state_location(values: dict[str, Any], env: Mapping[str, str]) -> None:
+    state = values.get("state_file")
+    if state is False:
+        values["state_file"] = None
+    elif state is None:  # None with state_file_default: no default location (said at start)
+        values["state_file"] = default_state_file(env)
+        values["state_file_default"] = True
 
 
 def _extra_sources(

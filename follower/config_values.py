@@ -11,7 +11,7 @@ import ipaddress
 import math
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Final, cast, get_args
+from typing import Any, Final, Literal, cast, get_args
 
 from yarl import URL
 
@@ -73,6 +73,29 @@ def path(value: Any) -> Path:
     if not isinstance(value, str) or not value:
         raise ValueError(f"expected a file path, got {value!r}")
     return Path(value)
+
+
+def state_path(value: Any) -> Path | Literal[False]:
+    """A state file path, or false: run without a state file (ids and lines then start afresh
+    at every start)."""
+    if value is False:
+        return False
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"expected a file path, or false for no state file, got {value!r}")
+    return Path(value)
+
+
+def default_state_file(env: Mapping[str, str]) -> Path | None:
+    """Where state lives when no location is given: the XDG state directory (as Vector's
+    `data_dir` or Filebeat's registry have one); None when neither XDG_STATE_HOME nor HOME says
+    where that is."""
+    base = env.get("XDG_STATE_HOME", "")
+    if base and Path(base).is_absolute():
+        return Path(base) / "goldrush-follower" / "state.json"
+    home = env.get("HOME", "")
+    if home and Path(home).is_absolute():
+        return Path(home) / ".local" / "state" / "goldrush-follower" / "state.json"
+    return None
 
 
 def string(value: Any) -> str:

@@ -6,6 +6,7 @@ in-memory sink, without argument parsing or process signals.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 import sys
@@ -45,13 +46,16 @@ def run_settings(config: Config) -> RunSettings:
         shutdown_timeout_s=config.shutdown_timeout_s,
         checkpoint_interval_s=config.checkpoint_interval_s,
         schedule=ScheduleSettings(
-            floor_s=config.floor_s, ceiling_s=config.ceiling_s, fill_target=config.fill_target
+            floor_s=config.floor_s, ceiling_s=config.ceiling_s, fill_target=config.fill_target,
+            probe_s=config.probe_s, target_utilization=config.target_utilization,
         ),
         shard_index=config.shard_index,
         shard_count=config.shard_count,
         lines=LineSettings(
             config.max_line_bytes,
             EnrichSettings(config.parse_json, config.detect_level, config.detect_line_ts),
+            partial_flush_s=config.partial_flush_s,
+            pod_grace_s=config.pod_grace_s,
         ),
     )
 
@@ -82,7 +86,7 @@ def state_file_checkpointer(config: Config, clock: Clock) -> Checkpointer | None
     if path is None:
         return None
 
-    async def save(state: dict[str, checkpoint.PipelineState]) -> bool:
+    async def save(state: dict[str, checkpoint.Saved]) -> bool:
         data = checkpoint.encode(state, clock.wall())
         try:
             await anyio.to_thread.run_sync(checkpoint.save, path, data)
@@ -208,11 +212,38 @@ async def follow(
     With a state file, start from the saved state (unless `reset_state`) and checkpoint to it;
     a damaged state file raises `checkpoint.StateFileError` before any request.
     """
-    restored = None
-    if config.state_file is not None:
-        checkpoint.check_writable(config.state_file)
-        if not reset_state:
-            restored = checkpoint.load(config.state_file)
+    with contextlib.ExitStack() as held:
+        restored = None
+        if config.state_file is None and config.state_file_default:
+            structlog.get_logger("follower").warning(
+                "state_disabled",
+                reason="no default state location: neither XDG_STATE_HOME nor HOME is set",
+                hint="pass --state-file PATH (or set GOLDRUSH_STATE_FILE); until then a restart "
+                "emits the tails again",
+            )
+        if config.state_file is not None:
+            held.enter_context(
+                checkpoint.claimed(config.state_file, create_folder=config.state_file_default)
+            )
+            if not reset_state:
+                restored = checkpoint.load(config.state_file)
+        return await _follow(
+            config, sink=sink, clock=clock, stop=stop, rng=rng, restored=restored,
+            reset_state=reset_state, on_runner=on_runner,
+        )
+
+
+async def _follow(
+    config: Config,
+    *,
+    sink: Sink,
+    clock: Clock,
+    stop: anyio.Event,
+    rng: random.Random | None,
+    restored: dict[str, checkpoint.Saved] | None,
+    reset_state: bool,
+    on_runner: Callable[[Runner], None] | None,
+) -> RunStats:
     session = create_session(user_agent=f"goldrush-follower/{__version__}")
     try:
         sources = [
