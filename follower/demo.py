@@ -29,7 +29,8 @@ from follower.sinks.terminal import TerminalSink
 
 DEMO_KEY = "demo-service-key"
 
-# Busy enough to watch, with a restart now and then so gaps, pod changes and tail errors show up.
+# Busy enough to watch, with a restart now and then so gaps, pod changes and tail errors show up,
+# and the edges of real pods: lines caught half-written, progress bars, answers missing a pod.
 DEMO_WORLD = SimSettings(
     pods=2,
     rate=1.5,
@@ -38,6 +39,9 @@ DEMO_WORLD = SimSettings(
     tail_error_s=3.0,
     backlog_s=20.0,  # the pods were already running: the first tails are not empty
     line_style="realistic",
+    open_lines=True,
+    progress_bars=True,
+    vanish_ratio=0.05,
 )
 
 

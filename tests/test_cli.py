@@ -319,5 +319,5 @@ async def test_sigkill_then_restart_loses_nothing(tmp_path: Path) -> None:
     repeated = {(p, pod, m) for p, pod, m, _ in first} & {(p, pod, m) for p, pod, m, _ in second}
     for p, pod, m, seq in first:
         if (p, pod, m) in repeated:  # only what was emitted after the last checkpoint
-            assert isinstance(seq, int) and seq > saved[str(p)][str(pod)].seq
+            assert isinstance(seq, int) and seq > saved[str(p)].pods[str(pod)].seq
     assert not [e for e in runs[1] if e["event"] == "gap"]

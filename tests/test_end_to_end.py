@@ -21,11 +21,12 @@ async def run_follower(
     steps: int,
     since: Since = "start",
     world_age_s: float = 0.0,
+    pod_grace_s: float = 60.0,
 ) -> tuple[World, Recorder, MemorySink, RunStats, float]:
     """Serve `settings`, follow every pipeline for `steps` intervals of fake time, then stop."""
     sink = MemorySink()
     async with simulated(settings, world_age_s=world_age_s) as sim:
-        config = sim.config(interval_s=interval_s, since=since)
+        config = sim.config(interval_s=interval_s, since=since, pod_grace_s=pod_grace_s)
         stats = await sim.follow(config, sink, steps=steps)
         return sim.world, sim.recorder, sink, stats, sim.clock.monotonic()
 
@@ -122,7 +123,9 @@ async def test_replaced_pods_are_added_and_removed() -> None:
         line_style="unique",
         seed=3,
     )
-    world, recorder, sink, _, until = await run_follower(settings, interval_s=1.0, steps=60)
+    world, recorder, sink, _, until = await run_follower(
+        settings, interval_s=1.0, steps=60, pod_grace_s=5.0
+    )
     check_against_truth(world, recorder, sink, until)
     added = [e for e in sink.events if e.kind == "pod_added"]
     removed = [e for e in sink.events if e.kind == "pod_removed"]

@@ -277,7 +277,7 @@ async def follow_rough_run(
         sink = FileSink(
             files, clock=sim.clock, layout="per-pipeline", max_bytes=2_048, max_files=1000
         )
-        await sim.follow(sim.config(interval_s=1.0), Tee(memory, sink), steps=60)
+        await sim.follow(sim.config(interval_s=1.0, pod_grace_s=10.0), Tee(memory, sink), steps=60)
         # A second follower started with --reset-state: every pod begins with a state_reset gap.
         await sim.follow(sim.config(interval_s=1.0), restarted, steps=3, reset_state=True)
         pipeline_ids = list(sim.world.pipeline_ids)

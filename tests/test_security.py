@@ -199,7 +199,8 @@ async def test_hostile_answers_give_events_or_api_errors_and_polling_goes_on() -
     assert [e["message"] for e in events if e["event"] == "log"] == expected
     added = [e["pod"] for e in events if e["event"] == "pod_added"]
     assert added[:1 + len(ODD_PODS)] == ["p1", *ODD_PODS] and len(added) == 5006
-    assert len([e for e in events if e["event"] == "pod_removed"]) == 5005
+    # Pods that left are removed only after pods.grace_s: this run is shorter than that.
+    assert not [e for e in events if e["event"] == "pod_removed"]
     assert not [entry for entry in logs if "exc_info" in entry or "exception" in entry]
 
 

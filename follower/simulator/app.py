@@ -127,7 +127,7 @@ class _Api:
 
     def logs(self, request: web.Request, now: float) -> _Answer:
         pipeline_id = self._pipeline_id(request)
-        windows = tuple(self._world.windows(pipeline_id, now))
+        windows = tuple(self._world.answered(pipeline_id, now))
         pods = [{"pod": w.pod, "logs": self._world.tail_text(pipeline_id, w)} for w in windows]
         return _Answer({"uid": self._world.uid(pipeline_id), "pods": pods}, windows)
 

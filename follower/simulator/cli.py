@@ -91,6 +91,15 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.line_style,
         help="default %(default)s",
     )
+    world.add_argument("--open-lines", action="store_true",
+                       help="each tail ends with the line being written (no newline after it)")
+    world.add_argument("--no-final-newline", dest="final_newline", action="store_false",
+                       help="join each tail's lines without a newline after the last one")
+    world.add_argument("--progress-bars", action="store_true",
+                       help="about one line in eight is a progress bar rewritten with \\r")
+    world.add_argument("--vanish-ratio", type=float, default=d.vanish_ratio, metavar="RATIO",
+                       help="share of one-second slots in which an answer leaves a running pod "
+                       "out (default %(default)s)")
     world.add_argument("--seed", type=int, default=d.seed, help="for the world and the faults")
     faults = parser.add_argument_group("faults (rates are probabilities per request)")
     faults.add_argument("--fault-429", type=float, default=f.rate_429, metavar="RATE")
@@ -140,6 +149,10 @@ def settings_from_args(ns: argparse.Namespace) -> tuple[SimSettings, FaultSettin
             line_style=ns.line_style,
             seed=ns.seed,
             backlog_s=ns.backlog_seconds,
+            open_lines=ns.open_lines,
+            final_newline=ns.final_newline,
+            progress_bars=ns.progress_bars,
+            vanish_ratio=ns.vanish_ratio,
         )
     except ValueError as exc:
         problems.append(str(exc))

@@ -214,3 +214,10 @@ TAIL_ERRORS: Final = (
 def tail_error(number: int, pod: str) -> str:
     """The `number`-th tail error message (cycling) for `pod`."""
     return TAIL_ERRORS[number % len(TAIL_ERRORS)].replace("{pod}", pod)
+
+
+def progress_line(h: int) -> str:
+    """A progress bar rewritten in place with carriage returns, as one line of output."""
+    task = ("snapshot", "backfill", "reindex", "upload")[h % 4]
+    steps = [f"{task} {pct:3d}% [{'#' * (pct // 10):<10}]" for pct in range(0, 101, 25)]
+    return "\r".join(steps)

@@ -10,6 +10,11 @@ seed and a time `now` (seconds on the caller's monotonic clock):
 - Incarnation k starts at its restart, shows a tail error for `tail_error_s`, then writes line i at
   `run + (i + phase) / rate`, so the count of lines by `now` is one floor().
 - The text of a line is a hash of (seed, p, r, k, i); the tail is the last `window` lines.
+- Real pods' edges, each opt-in: `open_lines` shows the line being written as an open last
+  segment (a prefix growing with time, no newline after it); `final_newline = False` joins the
+  lines without a newline after the last one; `progress_bars` makes some lines `\r`-rewritten
+  progress bars; `vanish_ratio` leaves a pod out of the answers of some one-second slots, as an
+  API hiccup would.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ _NAME: Final = 4
 _RESTART: Final = 5
 _PHASE: Final = 6
 _LINE: Final = 7
+_VANISH: Final = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +61,14 @@ class SimSettings:
     seed: int = 0
     backlog_s: float = 0.0
     """Pods started this long before the world's start, so the first tails may already be full."""
+    open_lines: bool = False
+    """The tail ends with the line being written, as far as it got (no newline after it)."""
+    final_newline: bool = True
+    """False: `logs` joins the lines without a newline after the last one."""
+    progress_bars: bool = False
+    """About one line in eight is a progress bar rewritten with carriage returns."""
+    vanish_ratio: float = 0.0
+    """Share of one-second slots in which an answer leaves a pod out (the pod still runs)."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -78,6 +92,8 @@ class SimSettings:
             )
         if not self.backlog_s >= 0:
             problems.append(f"backlog_s must be >= 0, got {self.backlog_s}")
+        if not 0 <= self.vanish_ratio < 1:
+            problems.append(f"vanish_ratio must be in [0, 1), got {self.vanish_ratio}")
         if problems:
             raise ValueError("invalid simulator settings: " + "; ".join(problems))
 
@@ -116,6 +132,8 @@ class PodWindow:
     first: int
     end: int
     error: str | None
+    written: float = 0.0
+    """How much of line `end` is written (0 <= written < 1), shown with `open_lines`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,21 +269,50 @@ class World:
                 continue
             end = self._written(pl, inc, now)
             first = max(0, end - self.settings.window)
-            result.append(PodWindow(inc.name, replica, inc.number, first, end, None))
+            written = 0.0
+            if self.settings.open_lines and now < inc.end:
+                due = inc.run + (end + inc.phase) / pl.rate  # when line `end` is complete
+                written = min(max(0.0, 1.0 - (due - now) * pl.rate), 0.999)
+            result.append(PodWindow(inc.name, replica, inc.number, first, end, None, written))
         return result
 
+    def answered(self, pipeline_id: str, now: float) -> list[PodWindow]:
+        """The pods a logs answer at `now` lists: all, but those `vanish_ratio` leaves out."""
+        windows = self.windows(pipeline_id, now)
+        ratio = self.settings.vanish_ratio
+        if ratio <= 0:
+            return windows
+        pl = self._by_id[pipeline_id]
+        slot = math.floor(now - self.start)
+        seed = self.settings.seed
+        return [
+            w for w in windows
+            if text.unit(text.hash_ids(seed, _VANISH, pl.index, w.replica, slot)) >= ratio
+        ]
+
     def logs(self, pipeline_id: str, now: float) -> list[tuple[str, str]]:
-        """[(pod, logs)]: each pod's last `window` lines, newline-terminated, or its tail error."""
-        return [(w.pod, self.tail_text(pipeline_id, w)) for w in self.windows(pipeline_id, now)]
+        """[(pod, logs)]: each answered pod's last `window` lines, or its tail error."""
+        return [(w.pod, self.tail_text(pipeline_id, w)) for w in self.answered(pipeline_id, now)]
 
     def tail_text(self, pipeline_id: str, window: PodWindow) -> str:
-        """The `logs` string of a pod's window: its lines newline-terminated, or its tail error."""
+        """The `logs` string of a pod's window: its lines (newline-terminated unless
+        `final_newline` is off), then the open line when shown; or its tail error."""
         if window.error is not None:
             return window.error
         lines = self.segment(
             pipeline_id, window.replica, window.incarnation, window.first, window.end
         )
-        return "\n".join(lines) + "\n" if lines else ""
+        if window.written > 0:
+            (writing,) = self.segment(
+                pipeline_id, window.replica, window.incarnation, window.end, window.end + 1
+            )
+            shown = writing[: int(len(writing) * window.written)]
+            if shown:
+                lines.append(shown)
+                return "\n".join(lines)
+        if not lines:
+            return ""
+        return "\n".join(lines) + ("\n" if self.settings.final_newline else "")
 
     # --- the truth ------------------------------------------------------------------------------
 
@@ -277,6 +324,19 @@ class World:
         inc = self._incarnation(pl, replica, incarnation)
         key = inc.key
         style = self.settings.line_style
+        line_hash = text.line_hash
+        if self.settings.progress_bars:
+            lines = self._plain_segment(pl, inc, style, first, end)
+            return [
+                text.progress_line(line_hash(key, i)) if line_hash(key, i) % 8 == 0 else line
+                for i, line in zip(range(first, end), lines, strict=True)
+            ]
+        return self._plain_segment(pl, inc, style, first, end)
+
+    def _plain_segment(
+        self, pl: _Pipeline, inc: _Incarnation, style: LineStyle, first: int, end: int
+    ) -> list[str]:
+        key, incarnation = inc.key, inc.number
         line_hash = text.line_hash
         if style == "unique":
             return [text.unique_line(line_hash(key, i), incarnation, i) for i in range(first, end)]
