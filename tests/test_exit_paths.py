@@ -1,0 +1,210 @@
+"""`follower run` where the process meets a hostile world: a stalled reader, an unwritable or
+closed stdout, a damaged config file, planted symlinks. Real processes, real signals.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+from anyio.abc import Process
+from test_cli import KEY, env_with, served
+
+from follower.clock import SystemClock
+
+GRACE_S = 1.0
+
+
+def stalled_pipe() -> tuple[int, int]:
+    """A pipe (read end, write end) already full: a write to it blocks until someone reads."""
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
+    os.set_blocking(write_end, False)
+    filler = b"filler\n" * 64
+    while True:
+        try:
+            os.write(write_end, filler)
+        except BlockingIOError:
+            break
+    os.set_blocking(write_end, True)
+    return read_end, write_end
+
+
+def drain(read_end: int) -> bytes:
+    """Everything left in a pipe whose writers are gone."""
+    chunks = []
+    while chunk := os.read(read_end, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@asynccontextmanager
+async def follower_to(stdout: int, *args: str) -> AsyncIterator[Process]:
+    """`follower *args` with stdout on the file descriptor `stdout` (stderr collected)."""
+    process = await anyio.open_process(
+        [sys.executable, "-m", "follower", *args], env=env_with(GOLDRUSH_SERVICE_KEY=KEY),
+        stdout=stdout,
+    )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+
+
+async def read_stderr_until(process: Process, text: str, into: bytearray) -> None:
+    """Collect the process's stderr until `text` appears in it."""
+    assert process.stderr is not None
+    with anyio.fail_after(30):
+        while text.encode() not in into:
+            into.extend(await process.stderr.receive())
+
+
+def writes_to_a_pipe(pid: int) -> bool:
+    """Whether a thread of process `pid` waits in the kernel to write to a pipe."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            if "pipe_write" in (task / "wchan").read_text():
+                return True
+        except OSError:  # the thread ended meanwhile
+            continue
+    return False
+
+
+async def blocked_in_a_pipe_write(pid: int) -> None:
+    """Wait until process `pid` is blocked writing to its full stdout pipe."""
+    clock = SystemClock()
+    with anyio.fail_after(30):
+        while not writes_to_a_pipe(pid):
+            await clock.sleep(0.05)
+
+
+def grace_config(path: Path, base_url: str, pipeline_id: str) -> Path:
+    path.write_text(
+        f'base_url = "{base_url}"\ninterval_s = 0.2\npipelines = ["{pipeline_id}"]\n'
+        f"shutdown_timeout_s = {GRACE_S}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+# --- a reader that stops reading -----------------------------------------------------------------
+
+
+async def test_sigterm_with_a_stalled_reader_exits_within_the_grace_period(tmp_path: Path) -> None:
+    """stdout is a pipe nobody reads: SIGTERM still ends the process within the shutdown grace
+    period (plus a little), exit 0, with a checkpoint that covers nothing it could not write."""
+    clock = SystemClock()
+    state = tmp_path / "state.json"
+    read_end, write_end = stalled_pipe()
+    stderr = bytearray()
+    async with served() as sim:
+        config = grace_config(tmp_path / "f.toml", sim.base_url, sim.world.pipeline_ids[0])
+        async with follower_to(
+            write_end, "run", "--config", str(config), "--state-file", str(state)
+        ) as process:
+            os.close(write_end)
+            await read_stderr_until(process, "follower_started", stderr)
+            await blocked_in_a_pipe_write(process.pid)
+            process.send_signal(signal.SIGTERM)
+            sent = clock.monotonic()
+            with anyio.fail_after(GRACE_S + 10):
+                assert process.stderr is not None
+                async for chunk in process.stderr:
+                    stderr.extend(chunk)
+                code = await process.wait()
+            took = clock.monotonic() - sent
+    assert took < GRACE_S + 2.0, took
+    assert code == 0, stderr.decode()
+    text = stderr.decode()
+    assert "Traceback" not in text and "Fatal Python error" not in text
+    written = drain(read_end).splitlines()
+    os.close(read_end)
+    events = [json.loads(line) for line in written if line != b"filler"]
+    last = {(e["pipeline_id"], e["pod"]): e["seq"] for e in events if e["event"] == "log"}
+    saved = json.loads(state.read_text())["pipelines"]
+    for pipeline_id, pods in saved.items():
+        for pod, entry in pods.items():
+            assert entry["seq"] <= last.get((pipeline_id, pod), 0), (pod, entry, last)
+
+
+async def test_second_sigint_with_a_stalled_reader_exits_130_at_once(tmp_path: Path) -> None:
+    """A writer blocked on a pipe nobody reads does not hold the process: a second SIGINT ends
+    it with 130 at once."""
+    clock = SystemClock()
+    read_end, write_end = stalled_pipe()
+    stderr = bytearray()
+    async with served() as sim:
+        config = grace_config(tmp_path / "f.toml", sim.base_url, sim.world.pipeline_ids[0])
+        config.write_text(config.read_text().replace(f"= {GRACE_S}", "= 60"), encoding="utf-8")
+        async with follower_to(write_end, "run", "--config", str(config)) as process:
+            os.close(write_end)
+            await read_stderr_until(process, "follower_started", stderr)
+            await blocked_in_a_pipe_write(process.pid)
+            process.send_signal(signal.SIGINT)
+            await read_stderr_until(process, "shutdown_started", stderr)
+            process.send_signal(signal.SIGINT)
+            sent = clock.monotonic()
+            with anyio.fail_after(10):
+                code = await process.wait()
+            took = clock.monotonic() - sent
+    os.close(read_end)
+    assert code == 130
+    assert took < 2.0, took
+
+
+# --- stdout that cannot be written ---------------------------------------------------------------
+
+
+def plain_lines(stderr: bytes) -> list[str]:
+    """The lines of stderr that are not structured diagnostics (JSON off a terminal)."""
+    return [line for line in stderr.decode().splitlines() if not line.startswith("{")]
+
+
+async def test_stdout_on_a_full_device_exits_1_with_one_line(tmp_path: Path) -> None:
+    """stdout on /dev/full (ENOSPC at the first write): exit 1 with the same one-line reason as a
+    closed pipe, no traceback, and the state saved."""
+    state = tmp_path / "state.json"
+    full = os.open("/dev/full", os.O_WRONLY)
+    async with served() as sim:
+        args = ["run", "--base-url", sim.base_url, "--interval", "0.2",
+                "--pipeline", sim.world.pipeline_ids[0], "--state-file", str(state)]
+        async with follower_to(full, *args) as process:
+            os.close(full)
+            assert process.stderr is not None
+            with anyio.fail_after(20):
+                stderr = b"".join([chunk async for chunk in process.stderr])
+                code = await process.wait()
+    assert code == 1
+    assert plain_lines(stderr) == [
+        "follower: stopping: cannot write the output: No space left on device (ENOSPC); "
+        "the checkpoint holds what was written"
+    ]
+    assert b"Traceback" not in stderr and b"Exception ignored" not in stderr
+    assert state.exists()
+
+
+async def test_closed_stdout_at_start_exits_1_with_one_line() -> None:
+    """Started with stdout closed (`>&-`): exit 1 with one line saying so, before any request."""
+    script = 'exec "$0" -m follower run --pipeline pipe_abc --base-url http://127.0.0.1:9 >&-'
+    process = await anyio.open_process(
+        ["/bin/sh", "-c", script, sys.executable], env=env_with(GOLDRUSH_SERVICE_KEY=KEY)
+    )
+    assert process.stderr is not None
+    with anyio.fail_after(20):
+        stderr = b"".join([chunk async for chunk in process.stderr])
+        code = await process.wait()
+    assert code == 1
+    assert plain_lines(stderr) == [
+        "follower: stopping: stdout is not open (closed by whoever started the follower); "
+        "nothing was requested"
+    ]
+
