@@ -15,7 +15,7 @@ from pathlib import Path
 
 import anyio
 from anyio.abc import Process
-from test_cli import KEY, env_with, served
+from test_cli import KEY, env_with, follower, served
 
 from follower.clock import SystemClock
 
@@ -208,3 +208,53 @@ async def test_closed_stdout_at_start_exits_1_with_one_line() -> None:
         "nothing was requested"
     ]
 
+
+# --- planted symlinks in the output folder -------------------------------------------------------
+
+
+async def test_a_planted_events_symlink_stops_the_start_with_exit_3(tmp_path: Path) -> None:
+    """--output-dir holding `events.jsonl` as a symlink: exit 3 naming it, the target untouched."""
+    out, victim = tmp_path / "out", tmp_path / "victim"
+    out.mkdir()
+    victim.write_text("precious\n", encoding="utf-8")
+    (out / "events.jsonl").symlink_to(victim)
+    async with served() as sim, follower(
+        "run", "--base-url", sim.base_url, "--pipeline", sim.world.pipeline_ids[0],
+        "--output", "file", "--output-dir", str(out),
+    ) as run:
+        assert await run.exit_code() == 3
+    assert run.stderr[-1] == (
+        f"follower: --output-dir: refusing to write events to {out / 'events.jsonl'}: "
+        "it is a symbolic link"
+    )
+    assert victim.read_text(encoding="utf-8") == "precious\n"
+
+
+async def test_a_symlink_planted_before_a_reopen_stops_the_run_with_exit_1(tmp_path: Path) -> None:
+    """After logrotate's rename a symlink takes the name before SIGHUP: the follower refuses it,
+    exits 1 with one line, writes nothing through it, and its checkpoint covers only the lines
+    in the renamed file."""
+    clock = SystemClock()
+    out, victim, state = tmp_path / "out", tmp_path / "victim", tmp_path / "state.json"
+    victim.write_text("precious\n", encoding="utf-8")
+    async with served() as sim:
+        args = ["run", "--base-url", sim.base_url, "--interval", "0.2",
+                "--pipeline", sim.world.pipeline_ids[0], "--output", "file",
+                "--output-dir", str(out), "--state-file", str(state)]
+        async with follower(*args) as run:
+            live = out / "events.jsonl"
+            while not live.exists() or live.read_text().count("\n") < 20:
+                await clock.sleep(0.05)
+            live.rename(out / "events.jsonl.1")
+            live.symlink_to(victim)
+            run.process.send_signal(signal.SIGHUP)
+            assert await run.exit_code() == 1
+    assert victim.read_text(encoding="utf-8") == "precious\n"
+    assert [line for line in run.stderr if not line.startswith("{")] == [
+        f"follower: stopping: refusing to write events to {live}: it is a symbolic link; "
+        "the checkpoint holds what was written"
+    ]
+    events = [json.loads(line) for line in (out / "events.jsonl.1").read_text().splitlines()]
+    last = {e["pod"]: e["seq"] for e in events if e["event"] == "log"}
+    saved = json.loads(state.read_text())["pipelines"][sim.world.pipeline_ids[0]]
+    assert saved and all(entry["seq"] <= last.get(pod, 0) for pod, entry in saved.items())
