@@ -258,3 +258,49 @@ async def test_a_symlink_planted_before_a_reopen_stops_the_run_with_exit_1(tmp_p
     last = {e["pod"]: e["seq"] for e in events if e["event"] == "log"}
     saved = json.loads(state.read_text())["pipelines"][sim.world.pipeline_ids[0]]
     assert saved and all(entry["seq"] <= last.get(pod, 0) for pod, entry in saved.items())
+
+
+# --- a configuration file that is not TOML text --------------------------------------------------
+
+NOT_UTF8 = b'interval_s = 0.2\nbase_url = "http://127.0.0.1:9/\xc3'  # a write cut mid-character
+DEEP = b"x = " + b"[" * 100_000 + b"]" * 100_000 + b"\n"
+
+
+async def test_a_config_file_that_is_not_utf8_or_too_deep_exits_2_naming_it(
+    tmp_path: Path,
+) -> None:
+    """A config file cut inside a UTF-8 character, or nested 100,000 deep: exit 2 naming the
+    file, no traceback."""
+    for name, content, reason in [("cut.toml", NOT_UTF8, "not UTF-8"),
+                                  ("deep.toml", DEEP, "nested too deeply")]:
+        config = tmp_path / name
+        config.write_bytes(content)
+        async with follower("run", "--config", str(config), "--pipeline", "pipe_abc") as run:
+            assert await run.exit_code() == 2
+        text = "\n".join(run.stderr)
+        assert f"--config: {str(config)!r} is {reason}" in text, text
+        assert "Traceback" not in text
+
+
+async def test_sighup_with_a_config_file_that_is_not_utf8_is_rejected(tmp_path: Path) -> None:
+    """SIGHUP while the config file is cut inside a UTF-8 character: `reload_rejected` naming
+    the file, and the running configuration goes on following."""
+    config = tmp_path / "follower.toml"
+    async with served() as sim:
+        pipeline_id = sim.world.pipeline_ids[0]
+        config.write_text(
+            f'base_url = "{sim.base_url}"\ninterval_s = 0.2\npipelines = ["{pipeline_id}"]\n',
+            encoding="utf-8",
+        )
+        async with follower("run", "--config", str(config)) as run:
+            await run.wait_for('"event":"log"', count=5)
+            config.write_bytes(NOT_UTF8)
+            run.process.send_signal(signal.SIGHUP)
+            await run.wait_for("reload_rejected", where="stderr")
+            before = sum('"event":"log"' in line for line in run.stdout)
+            await run.wait_for('"event":"log"', count=before + 5)  # still following
+            run.process.send_signal(signal.SIGTERM)
+            assert await run.exit_code() == 0
+    rejected = next(line for line in run.stderr if "reload_rejected" in line)
+    assert str(config) in rejected and "not UTF-8" in rejected
+    assert "Traceback" not in run.everything()
