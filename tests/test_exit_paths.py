@@ -304,3 +304,25 @@ async def test_sighup_with_a_config_file_that_is_not_utf8_is_rejected(tmp_path: 
     rejected = next(line for line in run.stderr if "reload_rejected" in line)
     assert str(config) in rejected and "not UTF-8" in rejected
     assert "Traceback" not in run.everything()
+
+
+# --- the checkpoint's temporary file -------------------------------------------------------------
+
+
+async def test_a_symlink_planted_at_the_checkpoint_temporary_is_not_followed(
+    tmp_path: Path,
+) -> None:
+    """A symlink planted where the checkpoint's temporary file used to go (`.state.json.tmp-PID`)
+    is never written through: its target stays as it was, and the checkpoint is saved."""
+    state, victim = tmp_path / "state.json", tmp_path / "victim"
+    victim.write_text("precious\n", encoding="utf-8")
+    async with served() as sim, follower(
+        "run", "--base-url", sim.base_url, "--interval", "0.2",
+        "--pipeline", sim.world.pipeline_ids[0], "--state-file", str(state),
+    ) as run:
+        (tmp_path / f".state.json.tmp-{run.process.pid}").symlink_to(victim)
+        await run.wait_for('"event":"log"', count=5)
+        run.process.send_signal(signal.SIGTERM)
+        assert await run.exit_code() == 0
+    assert victim.read_text(encoding="utf-8") == "precious\n"
+    assert json.loads(state.read_text())["pipelines"]
