@@ -36,10 +36,12 @@ PIECE_BYTES: Final = 1 << 20
 MIN_EVENT_BYTES: Final = 1024
 """The smallest line limit applied to a whole event: room for the fields no cut can shorten
 (`ts`, `event`, `pipeline_id`, a hashed id, numbers) and a marker per cut field."""
-ID_MAX_CHARS: Final = 512
-"""A fitted event's id longer than this has its long parts hashed."""
-ID_PART_CHARS: Final = 64
-"""The parts of such an id longer than this become `{head}%#{digest}`."""
+ID_MAX_BYTES: Final = 384
+"""A fitted event's id whose JSON string is longer than this has its long parts hashed."""
+ID_PART_BYTES: Final = 64
+"""The parts of such an id whose JSON is longer than this become `{head}%#{digest}`."""
+ID_HEAD_BYTES: Final = 24
+"""At most this much (JSON-encoded) of a hashed part's beginning is kept, for people."""
 FIXED: Final = frozenset({"ts", "event", "pipeline_id", "id", "schema"})
 """Wire fields never cut: they identify the event (the id is hashed instead)."""
 CUT_FLOOR: Final = 64
@@ -101,8 +103,9 @@ def fit(wire: Wire, limit: int) -> bytes:
     if isinstance(wire.get("fields"), dict | list):
         wire["fields"] = orjson.loads(_dumps(wire["fields"]))
     event_id = wire.get("id")
-    if isinstance(event_id, str) and len(event_id) > ID_MAX_CHARS:
+    if isinstance(event_id, str) and len(_dumps(event_id)) > ID_MAX_BYTES:
         wire["id"] = short_id(event_id)
+        wire["truncated"] = True
     line = _dumps(wire, option=_NEWLINE)
     done: set[Path] = set()  # strings a cut no longer shortens
     floor = CUT_FLOOR
@@ -131,15 +134,18 @@ def fit(wire: Wire, limit: int) -> bytes:
 
 
 def short_id(event_id: str) -> str:
-    """`event_id` with every part longer than `ID_PART_CHARS` as `{head}%#{digest}`."""
+    """`event_id` with every part whose JSON is over `ID_PART_BYTES` as `{head}%#{digest}`."""
     return "/".join(
-        _hashed(part) if len(part) > ID_PART_CHARS else part for part in event_id.split("/")
+        _hashed(part) if len(_dumps(part)) > ID_PART_BYTES else part
+        for part in event_id.split("/")
     )
 
 
 def _hashed(part: str) -> str:
     digest = hashlib.blake2b(part.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
-    head = part[:24]
+    head = part[:ID_HEAD_BYTES]
+    while len(_dumps(head)) > ID_HEAD_BYTES + 2:  # escapes count: "\u0001" is 6 bytes
+        head = head[:-1]
     escape = head.rfind("%", -2)  # never end the head inside a `%2F` escape
     return f"{head[:escape] if escape >= 0 else head}%#{digest}"
 
