@@ -102,6 +102,8 @@ def fit(wire: Wire, limit: int) -> bytes:
     """
     if isinstance(wire.get("fields"), dict | list):
         wire["fields"] = orjson.loads(_dumps(wire["fields"]))
+    # Strings that end with our marker: a message the tracker cut, and whatever is cut here.
+    marked: set[Path] = {("message",)} if wire.get("truncated") is True else set()
     event_id = wire.get("id")
     if isinstance(event_id, str) and len(_dumps(event_id)) > ID_MAX_BYTES:
         wire["id"] = short_id(event_id)
@@ -115,12 +117,12 @@ def fit(wire: Wire, limit: int) -> bytes:
             size, path = max(leaves, key=_SIZE)
             text = _get(wire, path)
             assert isinstance(text, str)
-            merge = path == ("message",) and wire.get("truncated") is True
-            cut = cut_encoded(text, size - (len(line) - limit), merge=merge)
+            cut = cut_encoded(text, size - (len(line) - limit), merge=path in marked)
             if len(_dumps(cut)) >= size:
                 done.add(path)
                 continue
             _set(wire, path, cut)
+            marked.add(path)
         elif "fields" in wire:  # many small values: the message still holds the whole line
             del wire["fields"]
         elif floor > 0:
