@@ -29,6 +29,7 @@ import binascii
 import fcntl
 import math
 import os
+import secrets
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -323,10 +324,22 @@ def claimed(path: Path, *, create_folder: bool = False) -> Iterator[None]:
 
 
 def save(path: Path, data: bytes) -> None:
-    """Replace `path` by `data` atomically: a crash leaves the old file or the new, never half."""
+    """Replace `path` by `data` atomically: a crash leaves the old file or the new, never half.
+
+    The temporary file gets a random name and is created exclusively, never through a symbolic
+    link (O_EXCL, O_NOFOLLOW): a daemon running as root in a shared folder must not write its
+    state into whatever a planted `.state.json.tmp-...` link points at.
+    """
     folder = path.parent
-    temporary = folder / f".{path.name}.tmp-{os.getpid()}"
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    for attempt in range(_TEMPORARY_ATTEMPTS):
+        temporary = folder / f".{path.name}.tmp-{secrets.token_hex(8)}"
+        try:
+            descriptor = os.open(temporary, _TEMPORARY_FLAGS, 0o600)
+        except FileExistsError:  # someone else's file (or link) by that name: draw another
+            if attempt == _TEMPORARY_ATTEMPTS - 1:
+                raise
+            continue
+        break
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
@@ -341,3 +354,7 @@ def save(path: Path, data: bytes) -> None:
         os.fsync(folder_descriptor)
     finally:
         os.close(folder_descriptor)
+
+
+_TEMPORARY_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_TEMPORARY_ATTEMPTS: Final = 8

@@ -8,6 +8,7 @@ requested), 3 could not start, 130 a second SIGINT cut the shutdown short.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import signal
@@ -34,7 +35,7 @@ from follower.service import build_sink, follow, reload
 from follower.simulator.cli import add_simulate_arguments, run_simulate
 from follower.sinks import Sink
 from follower.sinks.files import FileSink, FileSinkError
-from follower.sinks.jsonlines import SinkClosedError
+from follower.sinks.jsonlines import JsonLinesSink, SinkClosedError
 
 EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
@@ -284,7 +285,26 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     except FileSinkError as exc:
         print(f"follower: --output-dir: {exc}", file=sys.stderr)
         return EXIT_START
-    return _follow_until_signalled(ns, config, sink, clock)
+    except SinkClosedError as exc:
+        print(f"follower: stopping: {exc}; nothing was requested", file=sys.stderr)
+        return EXIT_FAILURE
+    code = _follow_until_signalled(ns, config, sink, clock)
+    if isinstance(sink, JsonLinesSink) and sink.stalled:
+        _exit_now(code)
+    return code
+
+
+def _exit_now(code: int) -> NoReturn:
+    """End the process without the interpreter's exit, which would wait forever for a thread
+    blocked writing to a reader that stopped reading (no Python code can interrupt that write;
+    it also holds stdout's buffer). The checkpoint is already written and covers only what was.
+    """
+    structlog.get_logger("follower").warning(
+        "output_stalled", action="exiting without waiting for the reader", exit_code=code
+    )
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.flush()
+    os._exit(code)
 
 
 def _follow_until_signalled(

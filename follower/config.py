@@ -201,6 +201,13 @@ def _read_toml(path: Path, problems: list[str]) -> dict[str, Any]:
         problems.append(f"--config: file {str(path)!r} is not readable (permission denied)")
     except tomllib.TOMLDecodeError as exc:
         problems.append(f"--config: {str(path)!r} is not valid TOML: {exc}")
+    except UnicodeDecodeError as exc:  # TOML is UTF-8; a write cut mid-character is not
+        problems.append(
+            f"--config: {str(path)!r} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+            f"offset {exc.start}: {exc.reason}); a truncated write?"
+        )
+    except RecursionError:  # tomllib recurses per nesting level of arrays and inline tables
+        problems.append(f"--config: {str(path)!r} is nested too deeply to be a configuration")
     except OSError as exc:
         problems.append(f"--config: cannot read {str(path)!r}: {exc.strerror}")
     return {}

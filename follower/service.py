@@ -30,7 +30,7 @@ from follower.schedule import ScheduleSettings
 from follower.secret import ServiceKey, remember
 from follower.sinks import Sink
 from follower.sinks.files import FileSink
-from follower.sinks.jsonlines import JsonLinesSink
+from follower.sinks.jsonlines import JsonLinesSink, SinkClosedError
 from follower.sources import Source, SourceSettings
 from follower.tailerrors import TailErrorMatcher
 from follower.tracker import LineSettings
@@ -139,7 +139,10 @@ class KeyHolder:
 
 
 def build_sink(config: Config, clock: Clock) -> Sink:
-    """The sink the configuration asks for: JSON Lines on stdout, or rotated files."""
+    """The sink the configuration asks for: JSON Lines on stdout, or rotated files.
+
+    Raises SinkClosedError when stdout is closed, FileSinkError when the folder cannot be used.
+    """
     if config.output == "file" and config.output_dir is not None:
         return FileSink(
             config.output_dir,
@@ -149,8 +152,11 @@ def build_sink(config: Config, clock: Clock) -> Sink:
             max_files=config.output_max_files,
             fsync=config.output_fsync,
             fsync_interval_s=config.output_fsync_interval_s,
+            max_line_bytes=config.max_line_bytes,
         )
-    return JsonLinesSink(sys.stdout.buffer)
+    if sys.stdout is None:  # started with stdout closed (`>&-`): Python leaves it None
+        raise SinkClosedError("stdout is not open (closed by whoever started the follower)")
+    return JsonLinesSink(sys.stdout.buffer, max_line_bytes=config.max_line_bytes)
 
 
 # Settings a reload cannot change in a running process: they shape the HTTP client, the sink or

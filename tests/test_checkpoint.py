@@ -188,3 +188,19 @@ def test_unusable_folder_is_reported_before_start(tmp_path: Path) -> None:
     with pytest.raises(StateFileError, match="not a regular file"):
         checkpoint.check_writable(tmp_path / "dir")
     checkpoint.check_writable(tmp_path / "state.json")
+
+
+def test_save_never_writes_through_a_planted_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A symlink already at the temporary's name is neither followed nor replaced: save draws
+    another name (created exclusively) and the link's target keeps its content."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    names = iter(["guessed", "fresh"])
+    monkeypatch.setattr(checkpoint.secrets, "token_hex", lambda _: next(names))
+    (tmp_path / ".state.json.tmp-guessed").symlink_to(victim)
+    checkpoint.save(tmp_path / "state.json", b"new")
+    assert victim.read_bytes() == b"precious"
+    assert (tmp_path / "state.json").read_bytes() == b"new"
+    assert (tmp_path / ".state.json.tmp-guessed").is_symlink()

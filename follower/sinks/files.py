@@ -16,22 +16,30 @@ Guarantees:
   fsync, and writes to the page cache are done inline).
 - `reopen()` (SIGHUP, for an external logrotate) closes every file; the next write opens each
   name afresh, creating the file if logrotate renamed it away.
+- An events file that is a symbolic link or not a regular file (a FIFO, a device) is refused,
+  never followed: a daemon writing as root into a shared folder must not append to whatever a
+  planted link points at. The folder is checked at start (`FileSinkError`, exit 3); every open
+  also refuses them (O_NOFOLLOW, fstat), which ends the run (exit 1) with the poll undone.
+- A poll's events are encoded and written in pieces of whole lines (follower/sinks/encoding.py),
+  each line within `max_line_bytes`; when a piece fails the poll is undone, so the lines of its
+  earlier pieces may be repeated after a restart, never lost.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final, Literal
 
 import anyio
 import anyio.to_thread
-import orjson
 
 from follower.clock import Clock
-from follower.model import PIPELINE_ID_RE, Event
+from follower.model import DEFAULT_MAX_LINE_BYTES, PIPELINE_ID_RE, Event
+from follower.sinks.encoding import PIECE_BYTES, PIECE_EVENTS, encode_line, line_limit
 
 Layout = Literal["single", "per-pipeline"]
 FsyncMode = Literal["never", "interval", "always"]
@@ -42,7 +50,8 @@ DIR_MODE: Final = 0o750
 DEFAULT_MAX_BYTES: Final = 100 * 1024 * 1024
 DEFAULT_MAX_FILES: Final = 5
 DEFAULT_MAX_OPEN: Final = 128
-_OPEN_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC
+# O_NOFOLLOW: a planted symlink fails the open; O_NONBLOCK: a planted FIFO cannot hang it.
+_OPEN_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
 
 
 class FileSinkError(Exception):
@@ -145,21 +154,53 @@ class RotatingFile:
 
 def _open_append(path: Path) -> int:
     """Open for appending; a file we create is 0640 whatever the umask, an existing one keeps its
-    mode (logrotate's `create` or the operator may have chosen another)."""
+    mode (logrotate's `create` or the operator may have chosen another). A symbolic link or
+    anything but a regular file is refused with FileSinkError, never followed or written."""
     while True:
         try:
             fd = os.open(path, _OPEN_FLAGS | os.O_CREAT | os.O_EXCL, FILE_MODE)
         except FileExistsError:
             try:
-                return os.open(path, _OPEN_FLAGS)
+                fd = os.open(path, _OPEN_FLAGS)
             except FileNotFoundError:  # removed between the two calls: create it after all
                 continue
-        try:
-            os.fchmod(fd, FILE_MODE)
-        except OSError:
+            except OSError:
+                _refuse_special(path)  # a symlink (ELOOP) or a FIFO without reader (ENXIO)
+                raise
+        else:
+            try:
+                os.fchmod(fd, FILE_MODE)
+            except OSError:
+                os.close(fd)
+                raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
-            raise
+            raise FileSinkError(f"refusing to write events to {path}: not a regular file")
         return fd
+
+
+def _refuse_special(path: Path) -> None:
+    """Raise FileSinkError if `path` is a symbolic link or exists as anything but a file."""
+    try:
+        status = path.lstat()
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(status.st_mode):
+        raise FileSinkError(f"refusing to write events to {path}: it is a symbolic link")
+    if not stat.S_ISREG(status.st_mode):
+        raise FileSinkError(f"refusing to write events to {path}: not a regular file")
+
+
+def check_folder(directory: Path) -> None:
+    """FileSinkError naming the first events file in `directory` that would be refused (a
+    symbolic link or not a regular file), so a planted one stops the follower at start."""
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError as exc:
+        raise FileSinkError(f"cannot list the output folder {directory}: {exc.strerror}") from exc
+    for name in names:
+        if name.endswith(".jsonl"):
+            _refuse_special(directory / name)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -184,10 +225,12 @@ class FileSink:
         fsync_interval_s: float = 1.0,
         max_open_files: int = DEFAULT_MAX_OPEN,
         fsync_hook: Callable[[int], None] = os.fsync,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     ) -> None:
         """`max_files` counts the live file and its rotated copies (like Docker's `max-file`).
 
-        Raises FileSinkError if `directory` cannot be created; ValueError for bad settings.
+        Raises FileSinkError if `directory` cannot be created or holds an events file that is a
+        symbolic link or not a regular file; ValueError for bad settings.
         """
         if max_bytes < 1 or max_files < 2 or max_open_files < 1 or fsync_interval_s < 0:
             raise ValueError(
@@ -199,7 +242,9 @@ class FileSink:
             directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         except OSError as exc:
             raise FileSinkError(f"cannot create the output folder {directory}: {exc}") from exc
+        check_folder(directory)
         self.directory = directory
+        self._line_limit = line_limit(max_line_bytes)
         self._clock = clock
         self._layout = layout
         self._max_bytes = max_bytes
@@ -217,21 +262,29 @@ class FileSink:
         """Append the events, one line each, in order; rotate and sync as configured."""
         if not events:
             return
-        batches: dict[str, list[bytes]] = {}
-        for event in events:
-            line = orjson.dumps(event.to_wire(), option=orjson.OPT_APPEND_NEWLINE)
-            batches.setdefault(file_name(event, self._layout), []).append(line)
         async with self._lock:
             now = self._clock.monotonic()
             sync = self._fsync_mode == "always" or (
                 self._fsync_mode == "interval" and now - self._last_sync >= self._fsync_interval_s
             )
-            if self._fsync_mode == "never":
-                self._write_sync(batches, sync=False)
-            else:
-                await anyio.to_thread.run_sync(lambda: self._write_sync(batches, sync=sync))
+            piece: dict[str, list[bytes]] = {}
+            count = size = 0
+            for event in events:
+                line = encode_line(event, self._line_limit)
+                piece.setdefault(file_name(event, self._layout), []).append(line)
+                count, size = count + 1, size + len(line)
+                if count >= PIECE_EVENTS or size >= PIECE_BYTES:
+                    await self._write_piece(piece, sync=False)
+                    piece, count, size = {}, 0, 0
+            await self._write_piece(piece, sync=sync)
             if sync:
                 self._last_sync = now
+
+    async def _write_piece(self, piece: dict[str, list[bytes]], *, sync: bool) -> None:
+        if self._fsync_mode == "never":
+            self._write_sync(piece, sync=False)
+        else:
+            await anyio.to_thread.run_sync(lambda: self._write_sync(piece, sync=sync))
 
     def reopen(self) -> None:
         """Close every file at the next write and open each name afresh (after logrotate)."""

@@ -1,33 +1,46 @@
 """JSON Lines: one compact JSON object per event, UTF-8, newline-terminated.
 
-The form every log shipper reads without configuration. A batch is encoded whole and written with
-one `write` and one `flush`, so a shipper never sees half an event from us.
+The form every log shipper reads without configuration. A poll's events are encoded and written
+in pieces of whole lines (follower/sinks/encoding.py), each written and flushed before the next
+is encoded, so a shipper never sees half an event from us and a poll of 400,000 lines never holds
+all its encodings at once. When a piece cannot be written the poll is undone (follower/poller.py):
+its earlier pieces may then be repeated after a restart, never lost.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import stat
+import threading
 from collections.abc import Sequence
 from typing import BinaryIO
 
 import anyio
 import anyio.to_thread
-import orjson
 
-from follower.model import Event
+from follower.model import DEFAULT_MAX_LINE_BYTES, Event
+from follower.sinks.encoding import encode, pieces
+
+__all__ = ["JsonLinesSink", "SinkClosedError", "encode", "never_blocks"]
 
 
 class SinkClosedError(Exception):
-    """The reader went away (EPIPE): nothing more can be delivered."""
+    """Nothing more can be delivered: the reader went away (EPIPE), or the output refuses writes
+    (a full device, a closed descriptor)."""
 
-
-def encode(events: Sequence[Event]) -> bytes:
-    """The JSON Lines bytes of `events`."""
-    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE  # no copy to add each "\n"
-    return b"".join([dumps(event.to_wire(), option=newline) for event in events])
+    @classmethod
+    def of(cls, exc: OSError | ValueError) -> SinkClosedError:
+        """The error for a failed write, in one line."""
+        if isinstance(exc, BrokenPipeError):
+            return cls("the output was closed by its reader (broken pipe)")
+        if isinstance(exc, OSError) and exc.errno is not None:
+            reason = exc.strerror or os.strerror(exc.errno)
+            name = errno.errorcode.get(exc.errno, str(exc.errno))
+            return cls(f"cannot write the output: {reason} ({name})")
+        return cls(f"cannot write the output: {exc}")
 
 
 def never_blocks(stream: BinaryIO) -> bool:
@@ -51,34 +64,60 @@ def never_blocks(stream: BinaryIO) -> bool:
 class JsonLinesSink:
     """Writes events to a binary stream, such as stdout's buffer or an open file.
 
-    When the stream can block (a pipe, a terminal), the write runs in a worker thread: a reader
-    that stops reading (a full pipe) then stalls only the pollers waiting to write, which is the
-    backpressure we want, while the event loop keeps answering signals and the ops server. A
-    regular file or /dev/null never waits for a reader, so it is written from the event loop:
-    the hop to a thread and back would cost more CPU than the write (~125 us a batch in
-    bench/throughput.py). A lock keeps batches whole and in order.
+    When the stream can block (a pipe, a terminal), each piece is written in a worker thread: a
+    reader that stops reading (a full pipe) then stalls only the pollers waiting to write, which
+    is the backpressure we want, while the event loop keeps answering signals and the ops server.
+    Such a write cannot be interrupted, so cancelling it (shutdown) abandons the thread: the poll
+    is undone, later writes wait for the thread, and `stalled` tells the CLI that the process
+    must end without waiting for it. A regular file or /dev/null never waits for a reader, so it
+    is written from the event loop: the hop to a thread and back would cost more CPU than the
+    write (~125 us a batch in bench/throughput.py). A lock keeps polls whole and in order.
     """
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: BinaryIO, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
         self._stream = stream
+        self._max_line_bytes = max_line_bytes
         self._lock = anyio.Lock(fast_acquire=True)  # no yield to the loop when uncontended
         self._direct = never_blocks(stream)
+        self._abandoned: threading.Event | None = None  # set when the abandoned write returns
 
-    def _write_blocking(self, data: bytes) -> None:
-        self._stream.write(data)
-        self._stream.flush()
+    @property
+    def stalled(self) -> bool:
+        """A write abandoned by cancellation still waits on the reader (its thread cannot end)."""
+        return self._abandoned is not None and not self._abandoned.is_set()
+
+    def _write_blocking(self, data: bytes, done: threading.Event | None = None) -> None:
+        try:
+            self._stream.write(data)
+            self._stream.flush()
+        finally:
+            if done is not None:
+                done.set()
+
+    async def _write_in_thread(self, data: bytes) -> None:
+        if self.stalled:
+            assert self._abandoned is not None
+            await anyio.to_thread.run_sync(self._abandoned.wait, abandon_on_cancel=True)
+        done = threading.Event()
+        try:
+            await anyio.to_thread.run_sync(self._write_blocking, data, done, abandon_on_cancel=True)
+        finally:
+            if not done.is_set():  # cancelled while the thread still writes
+                self._abandoned = done
 
     async def write(self, events: Sequence[Event]) -> None:
-        data = encode(events)
         async with self._lock:
-            try:
-                if self._direct:
-                    self._write_blocking(data)
-                else:
-                    await anyio.to_thread.run_sync(self._write_blocking, data)
-            except BrokenPipeError as exc:
-                raise SinkClosedError("the output was closed by its reader (broken pipe)") from exc
+            for data in pieces(events, self._max_line_bytes):
+                try:
+                    if self._direct:
+                        self._write_blocking(data)
+                    else:
+                        await self._write_in_thread(data)
+                except (OSError, ValueError) as exc:  # ValueError: the stream was closed
+                    raise SinkClosedError.of(exc) from exc
 
     async def aclose(self) -> None:
-        with contextlib.suppress(BrokenPipeError):  # the reader is gone; nothing left to save
+        if self.stalled:  # the abandoned thread holds the stream: nothing can be flushed
+            return
+        with contextlib.suppress(OSError, ValueError):  # the reader is gone; nothing to save
             self._stream.flush()
