@@ -34,8 +34,10 @@ from follower.metrics import Metrics
 from follower.model import (
     ApiErrorEvent,
     Event,
+    LogsSnapshot,
     PipelineStatus,
     PipelineStatusEvent,
+    PodProblem,
     TailErrorEvent,
 )
 from follower.schedule import PipelinePlan, ScheduleSettings
@@ -55,6 +57,8 @@ class Followed:
     """The key and API this pipeline is polled through (and whose budget it spends)."""
     next_request: Request = "logs"
     in_flight: bool = False
+    problems: frozenset[PodProblem] = frozenset()
+    """The unusable parts of the last logs answer, reported when they first appear."""
     due_at: float = -math.inf
     """`plan.due()` as of the last change of the plan or its scale (the runner keeps it), so the
     dispatcher's scan over every pipeline compares floats instead of re-planning each."""
@@ -148,6 +152,7 @@ class Poller:
                 followed.plan.observe(sent_at, applied.observations, self._schedule)
             self._apply(followed, decision)
             events = applied.events + self._tail_errors(followed, applied, decision)
+            events += self._problems(followed, snapshot)
             try:
                 await self.write(events)
             except BaseException:
@@ -222,6 +227,34 @@ class Poller:
             for failed in applied.tail_errors
             if failed.changed or applied.all_failing
         ]
+
+    def _problems(self, followed: Followed, snapshot: LogsSnapshot) -> list[Event]:
+        """An `api_error` naming the pod for each unusable part of the answer that is new (a
+        duplicate pod name, logs not UTF-8): reported once, not at every poll; the rest of the
+        answer was read."""
+        if not snapshot.problems and not followed.problems:
+            return []
+        now, wall = self._clock.monotonic(), self._clock.wall()
+        current = frozenset(snapshot.problems)
+        new = [p for p in dict.fromkeys(snapshot.problems) if p not in followed.problems]
+        followed.problems = current
+        if not new:
+            return []
+        retry_in = self._retry_in(followed, now)
+        events: list[Event] = []
+        nameless = False
+        for problem in new:
+            self._log.warning("answer_part_unusable", pipeline_id=followed.pipeline_id,
+                              pod=problem.pod, problem=problem.problem)
+            if problem.pod is None:
+                if nameless:  # one event per poll for nameless entries: their ids would clash
+                    continue
+                nameless = True
+            events.append(ApiErrorEvent(
+                wall, followed.pipeline_id, "malformed_response", 200, problem.problem,
+                retry_in, pod=problem.pod,
+            ))
+        return events
 
     def _status_event(self, status: PipelineStatus, phase: str) -> PipelineStatusEvent:
         return PipelineStatusEvent(

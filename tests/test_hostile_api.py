@@ -1,0 +1,203 @@
+"""A hostile API, met the way users meet it: real processes, or the runner against loopback.
+
+Each test scripts the answers of `tests/hostile.py` per endpoint and checks what the follower
+makes of them: the key never shows in any case, one bad part of an answer does not stop the rest,
+a 404 is confirmed before a pipeline is dropped, listings are capped and never starve log polls,
+`retry_in_s` is the real delay, and an interval that cannot be kept is said.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+from aiohttp import web
+from hostile import (
+    Answer,
+    envelope,
+    failure,
+    hostile_api,
+    listing,
+    logs,
+    logs_path,
+    ok,
+    status,
+    status_path,
+)
+from structlog.testing import capture_logs
+from test_cli import env_with, follower
+from test_security import eventually
+
+from follower.config import Config
+from follower.runner import Runner
+from follower.secret import ServiceKey
+from follower.service import follow
+from follower.testing import FakeClock, MemorySink, advance_to, first_of, settle
+
+KEY = "sk-HostileKey-7f3A9c0d"
+PIPE = "pipe_abc"
+
+
+def leaks(text: str) -> bool:
+    """The key in any case."""
+    return KEY.casefold() in text.casefold()
+
+
+def files_leaking(root: Path) -> list[str]:
+    return [str(p) for p in root.rglob("*") if p.is_file()
+            and leaks(p.read_bytes().decode("utf-8", "replace"))]
+
+
+async def test_the_key_in_any_field_of_any_endpoint_never_shows_in_any_case(
+    tmp_path: Path,
+) -> None:
+    """The key, in four spellings, in every field of every endpoint (names, projects, intent,
+    phases, uids, start times, pod names, lines, error messages): `run` (stdout, stderr, state,
+    /metrics), `tail` and `pipelines` never show it, whatever its case."""
+    lower, upper, swapped = KEY.lower(), KEY.upper(), KEY.swapcase()
+    item = {"id": PIPE, "name": f"name-{lower}", "project": f"proj-{upper}",
+            "status": f"running-{swapped}", "description": KEY}
+    async with hostile_api() as api:
+        api.script("/platform/pipeline-api/", failure(503, f"list down {swapped}"),
+                   listing([item]))
+        api.script(logs_path(PIPE),
+                   failure(500, f"boom {swapped}"),
+                   logs({f"pod-{lower}": f"hello {upper}\nsecond {KEY}\n"}, uid=swapped),
+                   ok({"uid": upper, "pods": []}))
+        api.script(status_path(PIPE),
+                   failure(502, f"gateway {lower}"),
+                   status(f"FAILED-{KEY}", ready=0, uid=lower, start_time=upper))
+        toml = tmp_path / "follower.toml"
+        toml.write_text("[backoff]\ninitial_s = 0.05\nmax_s = 0.2\n[discovery]\ninterval_s = 5\n")
+        state = tmp_path / "state.json"
+        texts: list[str] = []
+        async with follower(
+            "run", "--base-url", api.base_url, "--discover", "--interval", "0.2",
+            "--config", str(toml), "--state-file", str(state), "--listen", "127.0.0.1:0",
+            "--log-level", "debug", env=env_with(GOLDRUSH_SERVICE_KEY=KEY),
+        ) as run:
+            await run.wait_for("ops_server_listening", where="stderr")
+            await run.wait_for('"event":"pipeline_status"')
+            match = re.search(r'"url": "(http://[^"]+)"', "\n".join(run.stderr))
+            assert match is not None
+            async with aiohttp.ClientSession() as session, session.get(
+                match.group(1) + "/metrics"
+            ) as response:
+                texts.append(await response.text())
+            await eventually(state.exists)
+            run.process.send_signal(signal.SIGTERM)
+            assert await run.exit_code() == 0
+        texts += [run.everything()]
+        kinds = {e["event"] for e in run.events()}
+        assert {"pipeline_added", "log", "api_error", "pipeline_status"} <= kinds
+        api.script(logs_path(PIPE), logs({f"pod-{lower}": f"hello {upper}\nsecond {KEY}\n"}))
+        async with follower("tail", PIPE, "--base-url", api.base_url, "--interval", "0.2",
+                            "--since", "start", env=env_with(GOLDRUSH_SERVICE_KEY=KEY)) as tail:
+            await tail.wait_for(" | ", count=2)
+            tail.process.send_signal(signal.SIGINT)
+            assert await tail.exit_code() == 0
+        async with follower("pipelines", "--base-url", api.base_url,
+                            env=env_with(GOLDRUSH_SERVICE_KEY=KEY)) as table:
+            assert await table.exit_code() == 0
+        texts += [tail.everything(), table.everything()]
+    assert [i for i, text in enumerate(texts) if leaks(text)] == []
+    assert files_leaking(tmp_path) == []
+    assert "Traceback" not in "\n".join(texts)
+
+
+# --- the runner in-process, on fake time, against the scripted API --------------------------------
+
+
+@dataclass
+class Followed:
+    """What a run in fake time produced."""
+
+    sink: MemorySink
+    logs: list[dict[str, Any]]
+    runner: Runner
+
+    def kind(self, kind: str) -> list[Any]:
+        return self.sink.of_kind(kind)
+
+    def diagnostics(self, event: str) -> list[dict[str, Any]]:
+        return [entry for entry in self.logs if entry["event"] == event]
+
+
+async def follow_in_fake_time(
+    config: Config, clock: FakeClock, done: Callable[[Followed], bool], *, limit_s: float = 600.0,
+    step_s: float = 1.0,
+) -> Followed:
+    """Run the real assembly (`follow`) on `clock`, a step at a time, until `done` or `limit_s`
+    of fake time; stop it; what it wrote and logged."""
+    stop, started, finished = anyio.Event(), anyio.Event(), anyio.Event()
+    sink = MemorySink()
+    runners: list[Runner] = []
+
+    def got(runner: Runner) -> None:
+        runners.append(runner)
+        started.set()
+
+    async def run() -> None:
+        await follow(config, sink=sink, clock=clock, stop=stop, rng=random.Random(1),
+                     on_runner=got)
+        finished.set()
+
+    with capture_logs() as logs, anyio.fail_after(60):
+        async with anyio.create_task_group() as group:
+            group.start_soon(run)
+            await started.wait()
+            result = Followed(sink, logs, runners[0])
+            ends = clock.monotonic() + limit_s
+            while not done(result) and clock.monotonic() < ends:
+                await advance_to(runners[0], clock, clock.monotonic() + step_s)
+            await settle(runners[0], clock)
+            stop.set()
+            while not finished.is_set():  # in-flight answers may be asleep on the fake clock
+                deadline = clock.next_deadline()
+                if deadline is not None:
+                    clock.advance_to(deadline)
+                await first_of(clock.change.wait, finished.wait)
+    return result
+
+
+def config_for(base_url: str, *pipelines: str, **fields: Any) -> Config:
+    values: dict[str, Any] = {"interval_s": 1.0, "backoff_max_s": 2.0, **fields}
+    return Config(key=ServiceKey(KEY), pipelines=pipelines, base_url=base_url, **values)
+
+
+async def test_one_bad_pod_does_not_stop_the_other_pods() -> None:
+    """A duplicate pod name and invalid UTF-8 in one pod's logs, in every answer: the good pod's
+    lines keep flowing, the bad pod's lines come with U+FFFD, and each problem is reported once
+    by an api_error naming the pod (and a diagnostic), not at every poll."""
+    clock = FakeClock()
+    polls = 0
+
+    def answer(_: web.Request) -> Answer:
+        nonlocal polls
+        polls += 1
+        good = "".join(f"good {i}\n" for i in range(1, polls + 1))
+        body = envelope({"uid": None, "pods": [
+            {"pod": "good", "logs": good}, {"pod": "bad", "logs": "bytes BAD here\n"},
+            {"pod": "good", "logs": "again\n"}]})
+        return Answer(200, body.replace(b"BAD", b"\xc3\x28\xff"))
+
+    async with hostile_api(clock) as api:
+        api.script(logs_path(PIPE), answer)
+        run = await follow_in_fake_time(config_for(api.base_url, PIPE), clock,
+                                        lambda r: polls >= 10)
+    good = [e.message for e in run.kind("log") if e.pod == "good"]
+    assert good == [f"good {i}" for i in range(1, polls + 1)]
+    assert [e.message for e in run.kind("log") if e.pod == "bad"] == ["bytes \ufffd(\ufffd here"]
+    errors = run.kind("api_error")
+    assert sorted((e.pod, e.status) for e in errors) == [("bad", 200), ("good", 200)]
+    assert all(e.error == "malformed_response" and e.retry_in_s is not None for e in errors)
+    assert "appears twice" in next(e.message for e in errors if e.pod == "good")
+    assert "UTF-8" in next(e.message for e in errors if e.pod == "bad")
+    assert {d["pod"] for d in run.diagnostics("answer_part_unusable")} == {"good", "bad"}
