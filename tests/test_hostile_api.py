@@ -155,9 +155,10 @@ async def follow_in_fake_time(
             await started.wait()
             result = Followed(sink, logs, runners[0])
             ends = clock.monotonic() + limit_s
-            while not done(result) and clock.monotonic() < ends:
-                await advance_to(runners[0], clock, clock.monotonic() + step_s)
-            await settle(runners[0], clock)
+            while not (done(result) or finished.is_set()) and clock.monotonic() < ends:
+                until = clock.monotonic() + step_s
+                await first_of(lambda: advance_to(runners[0], clock, until), finished.wait)
+            await first_of(lambda: settle(runners[0], clock), finished.wait)
             stop.set()
             while not finished.is_set():  # in-flight answers may be asleep on the fake clock
                 deadline = clock.next_deadline()
@@ -201,3 +202,53 @@ async def test_one_bad_pod_does_not_stop_the_other_pods() -> None:
     assert "appears twice" in next(e.message for e in errors if e.pod == "good")
     assert "UTF-8" in next(e.message for e in errors if e.pod == "bad")
     assert {d["pod"] for d in run.diagnostics("answer_part_unusable")} == {"good", "bad"}
+
+
+async def test_a_single_404_after_good_polls_is_a_blip_not_the_end() -> None:
+    """`follower run` with one pipeline: one 404 between good answers no longer drops the
+    pipeline (and exits 1): a second look confirms it first, and the lines go on."""
+    async with hostile_api() as api:
+        api.script(logs_path(PIPE), logs({"p": "one\n"}), failure(404, "not found"),
+                   logs({"p": "one\ntwo\n"}))
+        async with follower("run", "--base-url", api.base_url, "--pipeline", PIPE,
+                            "--interval", "0.2", env=env_with(GOLDRUSH_SERVICE_KEY=KEY)) as run:
+            await run.wait_for('"message":"two"')
+            run.process.send_signal(signal.SIGTERM)
+            assert await run.exit_code() == 0
+    kinds = [e["event"] for e in run.events()]
+    assert "pipeline_removed" not in kinds
+    assert [e["retry_in_s"] for e in run.events() if e["event"] == "api_error"] == [2.0]
+
+
+async def test_a_404_of_the_status_endpoint_while_waiting_is_looked_at_again() -> None:
+    """Waiting for RUNNING (tail errors), one 404 of the status endpoint keeps the pipeline;
+    the next look finds it RUNNING and its lines are read."""
+    clock = FakeClock()
+    waiting = "unable to upgrade connection: container not found (\"worker\")"
+    async with hostile_api(clock) as api:
+        api.script(logs_path(PIPE), logs({"p": waiting}), logs({"p": waiting}),
+                   logs({"p": waiting}), logs({"p": "up\n"}))
+        api.script(status_path(PIPE), failure(404), status("RUNNING"))
+        run = await follow_in_fake_time(config_for(api.base_url, PIPE), clock,
+                                        lambda r: bool(r.kind("log")), limit_s=120)
+    assert [e.message for e in run.kind("log")] == ["up"]
+    assert not run.kind("pipeline_removed")
+
+
+async def test_a_confirmed_404_drops_the_pipeline_and_discovery_keeps_running() -> None:
+    """Two 404s in a row, the second after the confirmation delay: `pipeline_removed`; in
+    discovery mode the follower keeps running (and listing) with nothing to follow."""
+    clock = FakeClock()
+    async with hostile_api(clock) as api:
+        api.script("/platform/pipeline-api/", listing([{"id": PIPE, "name": "n"}]),
+                   listing([]))
+        api.script(logs_path(PIPE), failure(404))
+        config = config_for(api.base_url, discover=True, discover_interval_s=30.0)
+        run = await follow_in_fake_time(
+            config, clock, lambda r: len(api.asked("/platform/pipeline-api/")) >= 3,
+            limit_s=200)
+        asked = [t for r, t in zip(api.requests, api.times, strict=True)
+                 if r.path == logs_path(PIPE)]
+    assert [e.reason for e in run.kind("pipeline_removed")] == ["not_found"]
+    assert len(asked) == 2 and asked[1] - asked[0] == 2.0
+    assert [e.retry_in_s for e in run.kind("api_error")] == [2.0, None]
