@@ -13,6 +13,7 @@ import re
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -156,8 +157,8 @@ async def follow_in_fake_time(
             result = Followed(sink, logs, runners[0])
             ends = clock.monotonic() + limit_s
             while not (done(result) or finished.is_set()) and clock.monotonic() < ends:
-                until = clock.monotonic() + step_s
-                await first_of(lambda: advance_to(runners[0], clock, until), finished.wait)
+                step = partial(advance_to, runners[0], clock, clock.monotonic() + step_s)
+                await first_of(step, finished.wait)
             await first_of(lambda: settle(runners[0], clock), finished.wait)
             stop.set()
             while not finished.is_set():  # in-flight answers may be asleep on the fake clock
