@@ -12,7 +12,7 @@ import math
 import operator
 import random
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,7 +109,11 @@ class Poller:
         commit: anyio.Lock,
         stats: PollStats,
         metrics: Metrics,
+        reject_key: Callable[[Source], None] = lambda _: None,
     ) -> None:
+        """`reject_key` pauses a source whose key got a 401 (the runner's; it sets the probe
+        time, which the api_error event then reports as `retry_in_s`)."""
+        self._reject_key = reject_key
         self._sink = sink
         self._clock = clock
         self._schedule = schedule
@@ -196,6 +200,8 @@ class Poller:
             followed.source.budget.succeeded(now)
         self.stats.polls_failed += 1
         self._apply(followed, decision)
+        if decision.key_rejected:
+            self._reject_key(followed.source)
         gone = decision.phase is Phase.GONE
         retry_in = self._retry_in(followed, now)
         event = ApiErrorEvent(
@@ -217,7 +223,14 @@ class Poller:
             followed.plan.defer_until(self._clock.monotonic() + decision.delay_s)
 
     def _retry_in(self, followed: Followed, now: float) -> float:
-        return max(0.0, followed.plan.due(self._schedule) - now)
+        """Seconds until the pipeline can really be asked again: when it is due, when its
+        source's budget has a token (after a Retry-After pause), and while its key is refused,
+        when the probe goes."""
+        source = followed.source
+        at = max(followed.plan.due(self._schedule, source.scale), source.budget.available_at(now))
+        if source.key_rejected:
+            at = max(at, source.probe_at)
+        return max(0.0, at - now)
 
     def _tail_errors(self, followed: Followed, applied: Applied, decision: Decision) -> list[Event]:
         retry_in = self._retry_in(followed, self._clock.monotonic())

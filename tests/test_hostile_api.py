@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import anyio
 from aiohttp import web
 from hostile import (
@@ -253,3 +254,25 @@ async def test_a_confirmed_404_drops_the_pipeline_and_discovery_keeps_running() 
     assert [e.reason for e in run.kind("pipeline_removed")] == ["not_found"]
     assert len(asked) == 2 and asked[1] - asked[0] == 2.0
     assert [e.retry_in_s for e in run.kind("api_error")] == [2.0, None]
+
+
+@pytest.mark.parametrize("answer", [
+    failure(429, "slow down", **{"Retry-After": "7"}),
+    failure(429, "slow down"),
+    failure(401, "who are you"),
+    failure(503, "down", **{"Retry-After": "3"}),
+], ids=["429-retry-after", "429", "401", "503-retry-after"])
+async def test_retry_in_s_is_when_the_next_request_really_goes(answer: Answer) -> None:
+    """The api_error of a 429 or a 401 says when the pipeline is really asked again (the budget's
+    pause, the key's probe), not 0.0."""
+    clock = FakeClock()
+    async with hostile_api(clock) as api:
+        api.script(logs_path(PIPE), logs({"p": "a\n"}), answer, logs({"p": "a\nb\n"}))
+        run = await follow_in_fake_time(config_for(api.base_url, PIPE, budget_rps=1.0), clock,
+                                        lambda r: len(r.kind("log")) >= 2, limit_s=120,
+                                        step_s=0.25)
+        times = api.times
+    [error] = run.kind("api_error")
+    assert len(times) == 3
+    assert error.retry_in_s == pytest.approx(times[2] - times[1], abs=0.26)
+    assert error.retry_in_s > 0.5
