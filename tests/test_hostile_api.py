@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 import anyio
+import pytest
 from aiohttp import web
 from hostile import (
     Answer,
