@@ -137,8 +137,8 @@ class TailSource(Protocol):
         """The runtime phase of the pipeline."""
         ...
 
-    async def list_page(self, page_number: int, page_size: int) -> PipelinePage:
-        """One page (1-based) of the pipelines the key can see."""
+    async def list_page(self, page_number: int, page_size: int | None) -> PipelinePage:
+        """One page (1-based) of the pipelines the key can see (None: the API's page size)."""
         ...
 
 
@@ -217,12 +217,16 @@ class PipelineApi:
             url, lambda raw, key: parse_status_body(pipeline_id, raw, mask=key)
         )
 
-    async def list_page(self, page_number: int, page_size: int) -> PipelinePage:
-        """GET `.../?page_number=&page_size=`; list items with an unsafe id are skipped."""
-        for name, value in (("page_number", page_number), ("page_size", page_size)):
+    async def list_page(self, page_number: int, page_size: int | None) -> PipelinePage:
+        """GET `.../?page_number=&page_size=` (no page_size when None: the API's default); list
+        items with an unsafe id are skipped."""
+        query = {"page_number": page_number}
+        if page_size is not None:
+            query["page_size"] = page_size
+        for name, value in query.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        url = self._root.with_query(page_number=page_number, page_size=page_size)
+        url = self._root.with_query(query)
         page, skipped = await self._call(url, lambda raw, key: parse_list_counted(raw, mask=key))
         if skipped:
             _log.warning("pipeline_list_items_skipped", page_number=page_number, skipped=skipped)

@@ -78,6 +78,9 @@ class Config:
     discover_names: tuple[str, ...] = ()
     discover_projects: tuple[str, ...] = ()
     discover_statuses: tuple[str, ...] = ()
+    discover_page_size: int = 100
+    discover_max_pages: int = 100
+    discover_max_pipelines: int = 10_000
     budget_rps: float | None = None
     """Requests per second for everything the key sends; None: see `effective_budget_rps`."""
     budget_burst: int = 20
@@ -150,6 +153,9 @@ FIELDS: Final[dict[str, tuple[str, Converter]]] = {
     "discovery.names": ("discover_names", string_list),
     "discovery.projects": ("discover_projects", string_list),
     "discovery.statuses": ("discover_statuses", string_list),
+    "discovery.page_size": ("discover_page_size", integer(1, 10_000)),
+    "discovery.max_pages": ("discover_max_pages", integer(1, 100_000)),
+    "discovery.max_pipelines": ("discover_max_pipelines", integer(1, 1_000_000)),
     "budget.requests_per_s": ("budget_rps", number(0.01, 10_000)),
     "budget.burst": ("budget_burst", integer(1, 100_000)),
     "schedule.floor_s": ("floor_s", number(0.05, 3_600)),

@@ -27,6 +27,8 @@ class DiscoverySettings:
     interval_s: float = 300.0
     selection: discovery.Selection = field(default_factory=discovery.Selection)
     page_size: int = 100
+    max_pages: int = discovery.MAX_PAGES
+    max_pipelines: int = discovery.MAX_PIPELINES
 
 
 @dataclass(frozen=True, slots=True)

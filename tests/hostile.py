@@ -3,8 +3,9 @@
 Each path (`/platform/pipeline-api/`, `.../{id}/logs/`, `.../{id}/status/`) has a list of answers;
 the n-th request to that path gets the n-th answer, and the last one is repeated for ever. An
 answer is a fixed `(status, headers, body)` or a function of the request (to echo a page number).
-A path with no script answers 404 in the documented envelope. Every request is recorded, so a
-test asserts on what the follower asked (how many list pages, when the first logs request came).
+A path with no script gets `default`, or 404 in the documented envelope. Every request is
+recorded, so a test asserts on what the follower asked (how many list pages, when the first logs
+request came).
 
 An answer may take `delay_s` on a clock: pass the test's `FakeClock` so a slow answer waits in
 fake time (the runner's test helpers know to advance it), or leave the real clock for a process.
@@ -94,6 +95,8 @@ class HostileApi:
     """When each request arrived (on `clock`, when one is given)."""
     served: dict[str, int] = field(default_factory=dict)
     base_url: str = ""
+    default: Scripted | None = None
+    """The answer of every path without a script (None: 404 in the envelope)."""
 
     def script(self, path: str, *answers: Scripted) -> None:
         """Answer `path` with `answers` in order, the last one for ever (replaces any script)."""
@@ -110,7 +113,7 @@ class HostileApi:
             self.times.append(self.clock.monotonic())
         answers = self.scripts.get(request.path)
         if not answers:
-            chosen: Scripted = failure(404, "pipeline not found")
+            chosen: Scripted = self.default or failure(404, "pipeline not found")
         else:
             count = self.served[request.path] = self.served[request.path] + 1
             chosen = answers[min(count, len(answers)) - 1]

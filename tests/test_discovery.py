@@ -111,7 +111,7 @@ async def test_errors_propagate() -> None:
 async def test_invalid_arguments() -> None:
     """Zero or negative page sizes and caps are refused before any request."""
     source = FakeList([])
-    with pytest.raises(ValueError, match="page_size and max_pages"):
+    with pytest.raises(ValueError, match="page_size, max_pages and max_items"):
         await list_all(source, page_size=0)
     assert source.requests == []
 

@@ -276,3 +276,70 @@ async def test_retry_in_s_is_when_the_next_request_really_goes(answer: Answer) -
     assert len(times) == 3
     assert error.retry_in_s == pytest.approx(times[2] - times[1], abs=0.26)
     assert error.retry_in_s > 0.5
+
+
+def endless_pages(request: web.Request) -> Answer:
+    """Every page full of new pipelines, and `has_more` always true."""
+    number = int(request.query["page_number"])
+    size = int(request.query.get("page_size", "100"))
+    items = [{"id": f"pipe_{number:05d}x{i:04d}", "name": f"p{number}-{i}"} for i in range(size)]
+    return listing(items, has_more=True)
+
+
+async def test_an_endless_listing_is_capped_said_and_never_starves_log_polls() -> None:
+    """`has_more` always true: the listing stops at discovery.max_pages (was 1,000 pages, then
+    100,000 pipelines), says so, follows what it read from the first page on (log polls start at
+    once, were none in 45 s), and takes at most half the tokens while it lasts."""
+    clock = FakeClock()
+    async with hostile_api(clock) as api:
+        api.script("/platform/pipeline-api/", endless_pages)
+        api.default = logs({"p": "line\n"})
+        start = clock.monotonic()
+        config = config_for(api.base_url, discover=True, interval_s=None, budget_rps=10.0,
+                            discover_page_size=50, discover_max_pages=20)
+        run = await follow_in_fake_time(config, clock, lambda r: False, limit_s=10.0)
+        sent = [(r.path.endswith("/logs/"), t - start)
+                for r, t in zip(api.requests, api.times, strict=True)]
+    pages = [t for is_logs, t in sent if not is_logs]
+    polls = [t for is_logs, t in sent if is_logs]
+    assert len(pages) == 20 and len(run.kind("pipeline_added")) == 1000
+    [said] = run.diagnostics("discovery_truncated")
+    assert (said["pages"], said["pipelines"]) == (20, 1000)
+    assert polls and polls[0] <= 0.5
+    assert len([t for t in polls if t <= pages[-1]]) >= len(pages) - 2
+
+
+async def test_the_pipeline_cap_stops_a_listing_mid_page() -> None:
+    """discovery.max_pipelines: no more are read (nor followed) than the cap."""
+    clock = FakeClock()
+    async with hostile_api(clock) as api:
+        api.script("/platform/pipeline-api/", endless_pages)
+        api.default = logs({"p": "line\n"})
+        config = config_for(api.base_url, discover=True, discover_page_size=50,
+                            discover_max_pipelines=120)
+        run = await follow_in_fake_time(config, clock, lambda r: False, limit_s=5.0)
+    assert len(api.asked("/platform/pipeline-api/")) == 3
+    assert len(run.kind("pipeline_added")) == 120
+    assert run.diagnostics("discovery_truncated")[0]["pipelines"] == 120
+
+
+async def test_a_refused_page_size_is_made_smaller_then_left_out() -> None:
+    """The maximum page_size is undocumented: a 422 or 400 retries with a quarter of it, then
+    without page_size, from page 1."""
+    clock = FakeClock()
+
+    def picky(request: web.Request) -> Answer:
+        size = request.query.get("page_size")
+        if size is not None:
+            return failure(422 if int(size) > 25 else 400, "page_size too large")
+        return listing([{"id": PIPE, "name": "n"}])
+
+    async with hostile_api(clock) as api:
+        api.script("/platform/pipeline-api/", picky)
+        api.script(logs_path(PIPE), logs({"p": "line\n"}))
+        config = config_for(api.base_url, discover=True)
+        run = await follow_in_fake_time(config, clock, lambda r: bool(r.kind("log")), limit_s=5.0)
+    asked = api.asked("/platform/pipeline-api/")
+    assert [r.query.get("page_size") for r in asked] == ["100", "25", None]
+    assert [r.query["page_number"] for r in asked] == ["1", "1", "1"]
+    assert [e.pipeline_id for e in run.kind("pipeline_added")] == [PIPE]
