@@ -117,7 +117,7 @@ JsonValue: TypeAlias = str | int | float | bool | list["JsonValue"] | dict[str, 
 WireValue: TypeAlias = JsonValue
 Wire: TypeAlias = dict[str, JsonValue]
 
-GapReason = Literal["no_overlap", "window_full", "state_reset"]
+GapReason = Literal["no_overlap", "window_full", "state_reset", "restarted"]
 Level = Literal["trace", "debug", "info", "warn", "error", "fatal"]
 """A log line's level, normalised: WARNING is `warn`, CRITICAL is `fatal` (as OpenTelemetry maps
 them)."""
@@ -256,6 +256,8 @@ class GapEvent:
     lines arrived than the tail holds). `window_full`: a pod seen for the first time already
     filled its tail, so older lines may have scrolled out before we looked. `state_reset`: the
     follower was started with `--reset-state`, so what happened while it was away is unknown.
+    `restarted`: the new tail shares no line with the previous one and the status endpoint's
+    `start_time` changed in between: the worker restarted.
     """
 
     kind: ClassVar[str] = "gap"

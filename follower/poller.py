@@ -57,6 +57,8 @@ class Followed:
     """The key and API this pipeline is polled through (and whose budget it spends)."""
     next_request: Request = "logs"
     in_flight: bool = False
+    start_time: str | None = None
+    """The worker's start time as the status endpoint last gave it (a new one: a restart)."""
     problems: frozenset[PodProblem] = frozenset()
     """The unusable parts of the last logs answer, reported when they first appear."""
     due_at: float = -math.inf
@@ -178,6 +180,7 @@ class Poller:
         followed.source.budget.succeeded(self._clock.monotonic())
         self._metrics.polled("status", "ok", self._clock.monotonic() - sent_at)
         self.stats.status_polls += 1
+        self._restarted(followed, status)
         decision = followed.life.on_status(
             StatusOk(status.status, status.ready, status.replicas),
             self._clock.monotonic(),
@@ -240,6 +243,16 @@ class Poller:
             for failed in applied.tail_errors
             if failed.changed or applied.all_failing
         ]
+
+    def _restarted(self, followed: Followed, status: PipelineStatus) -> None:
+        """A new `start_time` means the worker restarted: the pods' next gap is named so."""
+        if status.start_time is None:
+            return
+        if followed.start_time is not None and status.start_time != followed.start_time:
+            followed.tracker.mark_restarted()
+            self._log.info("pipeline_restarted", pipeline_id=followed.pipeline_id,
+                           start_time=status.start_time, previous=followed.start_time)
+        followed.start_time = status.start_time
 
     def _problems(self, followed: Followed, snapshot: LogsSnapshot) -> list[Event]:
         """An `api_error` naming the pod for each unusable part of the answer that is new (a

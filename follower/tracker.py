@@ -129,6 +129,8 @@ class PipelineTracker:
     window: int = 0
     reset_state: bool = False
     lines: LineSettings = field(default_factory=LineSettings)
+    restarted: set[str] = field(default_factory=set)
+    """Pods whose next tail follows a restart of the worker (see `mark_restarted`)."""
 
     @classmethod
     def restored(
@@ -153,6 +155,11 @@ class PipelineTracker:
     def snapshot(self) -> dict[str, PodState]:
         """A copy of the pods' state for a checkpoint (tails are immutable, so shared)."""
         return {pod: PodState(s.tail, s.seq, s.error) for pod, s in self.pods.items()}
+
+    def mark_restarted(self) -> None:
+        """The worker restarted (the status endpoint's `start_time` changed): the next gap of
+        each pod seen so far is a `restarted` one, not a guessed `no_overlap`."""
+        self.restarted = set(self.pods)
 
     def apply(self, snapshot: LogsSnapshot, now: float) -> Applied:
         """Fold one successful logs answer into the state; return the events it implies."""
@@ -200,20 +207,22 @@ class PipelineTracker:
         if first_sight and self.polls == 0 and self.since == "now":
             return [], _Observed(0, tail_lines, gap=False)
         events: list[Event] = []
-        reason = self._gap_reason(diff.gap, first_sight, window_before, tail_lines)
+        reason = self._gap_reason(diff.gap, first_sight, window_before, tail_lines, pod)
         if reason is not None:
             events.append(GapEvent(now, self.pipeline_id, pod, state.seq, reason))
         seq = state.seq
         events.extend(self.lines.events(now, self.pipeline_id, pod, seq + 1, diff.new_lines))
         state.seq = seq + len(diff.new_lines)
-        gap = reason is not None and reason != "state_reset"
+        gap = reason not in (None, "state_reset", "restarted")  # a restart is not an overflow
         return events, _Observed(len(diff.new_lines), tail_lines, gap)
 
     def _gap_reason(
-        self, no_overlap: bool, first_sight: bool, window: int, length: int
+        self, no_overlap: bool, first_sight: bool, window: int, length: int, pod: str = ""
     ) -> GapReason | None:
+        restarted = pod in self.restarted
+        self.restarted.discard(pod)
         if no_overlap:
-            return "no_overlap"
+            return "restarted" if restarted else "no_overlap"
         if first_sight and self.polls == 0 and self.reset_state and length:
             return "state_reset"
         if first_sight and self.polls > 0 and 0 < window <= length:

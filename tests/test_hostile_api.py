@@ -343,3 +343,20 @@ async def test_a_refused_page_size_is_made_smaller_then_left_out() -> None:
     assert [r.query.get("page_size") for r in asked] == ["100", "25", None]
     assert [r.query["page_number"] for r in asked] == ["1", "1", "1"]
     assert [e.pipeline_id for e in run.kind("pipeline_added")] == [PIPE]
+
+
+@pytest.mark.parametrize(("second_start", "reason"), [
+    ("2026-05-02T10:00:00Z", "restarted"), ("2026-05-02T09:14:07Z", "no_overlap")])
+async def test_a_new_start_time_names_the_gap_a_restart(second_start: str, reason: str) -> None:
+    """The status endpoint's start_time changed while the pods were down: the gap that follows
+    is `restarted`, not a guess; the same start_time leaves it `no_overlap`."""
+    clock = FakeClock()
+    waiting = "unable to upgrade connection: container not found (\"worker\")"
+    async with hostile_api(clock) as api:
+        api.script(logs_path(PIPE), logs({"p": "a\nb\n"}), logs({"p": waiting}),
+                   logs({"p": waiting}), logs({"p": waiting}), logs({"p": "x\ny\n"}))
+        api.script(status_path(PIPE), status("DEPLOYING", start_time="2026-05-02T09:14:07Z"),
+                   status("RUNNING", start_time=second_start))
+        run = await follow_in_fake_time(config_for(api.base_url, PIPE), clock,
+                                        lambda r: len(r.kind("log")) >= 4, limit_s=120)
+    assert [(e.after_seq, e.reason) for e in run.kind("gap")] == [(2, reason)]
