@@ -31,6 +31,7 @@ from follower.lifecycle import (
     StatusOk,
 )
 from follower.metrics import Metrics
+from follower.pace import PaceMonitor
 from follower.model import (
     ApiErrorEvent,
     Event,
@@ -57,6 +58,8 @@ class Followed:
     """The key and API this pipeline is polled through (and whose budget it spends)."""
     next_request: Request = "logs"
     in_flight: bool = False
+    last_sent: float | None = None
+    """When the previous request of this pipeline went out (monotonic)."""
     start_time: str | None = None
     """The worker's start time as the status endpoint last gave it (a new one: a restart)."""
     problems: frozenset[PodProblem] = frozenset()
@@ -112,10 +115,17 @@ class Poller:
         stats: PollStats,
         metrics: Metrics,
         reject_key: Callable[[Source], None] = lambda _: None,
+        in_flight_limit: Callable[[], int] = lambda: 8,
+        followed_count: Callable[[], int] = lambda: 1,
     ) -> None:
         """`reject_key` pauses a source whose key got a 401 (the runner's; it sets the probe
-        time, which the api_error event then reports as `retry_in_s`)."""
+        time, which the api_error event then reports as `retry_in_s`). `in_flight_limit`: the
+        dispatcher's bound and `followed_count` the pipelines followed, for the diagnostic that says
+        the planned interval is not kept."""
         self._reject_key = reject_key
+        self._in_flight_limit = in_flight_limit
+        self._followed_count = followed_count
+        self.pace = PaceMonitor()
         self._sink = sink
         self._clock = clock
         self._schedule = schedule
@@ -131,9 +141,40 @@ class Poller:
 
     async def poll(self, followed: Followed, sent_at: float) -> Outcome:
         """Send `followed.next_request` and apply its outcome."""
-        if followed.next_request == "status":
-            return await self._poll_status(followed, sent_at)
-        return await self._poll_logs(followed, sent_at)
+        self.pace.sent(sent_at, followed.due_at, followed.last_sent)
+        followed.last_sent = sent_at
+        try:
+            if followed.next_request == "status":
+                return await self._poll_status(followed, sent_at)
+            return await self._poll_logs(followed, sent_at)
+        finally:
+            self.pace.answered(self._clock.monotonic() - sent_at)
+            self._check_pace()
+
+    def _check_pace(self) -> None:
+        """Say once when the planned interval stops being kept (and when it is kept again)."""
+        report = self.pace.check(self._in_flight_limit(), self._followed_count())
+        if report is None:
+            return
+        self._metrics.pace(report.planned_interval_s, report.achieved_interval_s)
+        figures = {
+            "planned_interval_s": round(report.planned_interval_s, 3),
+            "achieved_interval_s": round(report.achieved_interval_s, 3),
+            "latency_s": round(report.latency_s, 3),
+            "in_flight_limit": report.in_flight_limit,
+            "max_rate_rps": round(report.max_rate_rps, 3),
+            "needed_rate_rps": round(report.needed_rate_rps, 3),
+        }
+        if report.kept:
+            self._log.info("interval_kept", **figures)
+            return
+        hint = (
+            "answers are slow for the requests allowed in flight: raise http.max_in_flight "
+            f"to about {math.ceil(report.needed_rate_rps * report.latency_s)}, poll less often "
+            "or shard" if report.cause == "latency"
+            else "see budget_exhausted, backoff and pipeline states"
+        )
+        self._log.warning("interval_not_kept", cause=report.cause, **figures, hint=hint)
 
     async def _poll_logs(self, followed: Followed, sent_at: float) -> Outcome:
         try:

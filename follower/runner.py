@@ -97,6 +97,8 @@ class Runner:
             sink=sink, clock=clock, schedule=self._schedule, rng=self._rng, log=self._log,
             commit=self._commit, stats=self.stats, metrics=self.metrics,
             reject_key=self._reject_key,
+            in_flight_limit=lambda: self._settings.max_in_flight,
+            followed_count=lambda: len(self._followed),
         )
         self._followed: dict[str, Followed] = {}
         for source in self._sources:

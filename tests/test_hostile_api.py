@@ -360,3 +360,27 @@ async def test_a_new_start_time_names_the_gap_a_restart(second_start: str, reaso
         run = await follow_in_fake_time(config_for(api.base_url, PIPE), clock,
                                         lambda r: len(r.kind("log")) >= 4, limit_s=120)
     assert [(e.after_seq, e.reason) for e in run.kind("gap")] == [(2, reason)]
+
+
+async def test_an_interval_that_slow_answers_cannot_keep_is_said_once() -> None:
+    """Thirty pipelines answering in 8 s, `--interval 1`, 8 requests in flight: about one poll
+    per pipeline every 30 s. An `interval_not_kept` diagnostic says so once, with the planned
+    and achieved interval, the in-flight limit and the latency (was: silence), and /metrics
+    carries both intervals."""
+    clock = FakeClock()
+    pipelines = [f"pipe_slow{i:02d}" for i in range(30)]
+    async with hostile_api(clock) as api:
+        api.default = Answer(200, envelope({"uid": None, "pods": [{"pod": "p", "logs": "x\n"}]}),
+                             delay_s=8.0)
+        config = config_for(api.base_url, *pipelines, interval_s=1.0)
+        run = await follow_in_fake_time(config, clock, lambda r: False, limit_s=120.0)
+        sent_in_25_s = sum(t - api.times[0] < 25.0 for t in api.times)
+    assert sent_in_25_s <= 40  # the bound itself is not the bug: not saying so is
+    [said] = run.diagnostics("interval_not_kept")
+    assert said["planned_interval_s"] == pytest.approx(1.0, abs=0.1)
+    assert said["achieved_interval_s"] >= 20.0
+    assert (said["in_flight_limit"], said["cause"]) == (8, "latency")
+    assert said["latency_s"] == pytest.approx(8.0, abs=0.5)
+    assert "max_in_flight" in said["hint"]
+    scraped = run.runner.metrics.render().decode()
+    assert 'follower_poll_interval_seconds{kind="achieved"}' in scraped
