@@ -31,7 +31,6 @@ from follower.lifecycle import (
     StatusOk,
 )
 from follower.metrics import Metrics
-from follower.pace import PaceMonitor
 from follower.model import (
     ApiErrorEvent,
     Event,
@@ -41,6 +40,7 @@ from follower.model import (
     PodProblem,
     TailErrorEvent,
 )
+from follower.pace import PaceMonitor
 from follower.schedule import PipelinePlan, ScheduleSettings
 from follower.sinks import Sink
 from follower.sources import Source
