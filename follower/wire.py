@@ -126,7 +126,8 @@ _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 def _open(raw: bytes, key: ServiceKey | None) -> tuple[object, _Reader]:
     """The envelope's `data` and the reader of its strings."""
     document, repaired = _load_json(raw)
-    return _data(document), _Reader(masker_of(key), repaired)
+    reader = _Reader(masker_of(key), repaired)
+    return _data(document, reader.mask), reader
 
 
 def parse_envelope(raw: bytes) -> object:
@@ -134,7 +135,7 @@ def parse_envelope(raw: bytes) -> object:
     return _data(_load_json(raw)[0])
 
 
-def _data(document: object) -> object:
+def _data(document: object, mask: Masker | None = None) -> object:
     envelope = _object(document, "body")
     error = envelope.get("error")
     if error is not None and not isinstance(error, bool):
@@ -145,7 +146,7 @@ def _data(document: object) -> object:
         code = envelope.get("error_code")
         if isinstance(code, str | int) and not isinstance(code, bool):
             text += f" (error_code {code})"
-        raise EnvelopeError(text)  # masked with every error message, by the client
+        raise EnvelopeError(text if mask is None else mask(text))  # the client masks it again
     if "data" not in envelope:
         raise _missing("data")
     return envelope["data"]

@@ -14,6 +14,7 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -384,3 +385,18 @@ async def test_an_interval_that_slow_answers_cannot_keep_is_said_once() -> None:
     assert "max_in_flight" in said["hint"]
     scraped = run.runner.metrics.render().decode()
     assert 'follower_poll_interval_seconds{kind="achieved"}' in scraped
+
+
+async def test_a_403_stays_permanent_for_the_pipeline_and_is_never_taken_for_a_404() -> None:
+    """403 ("not a ServiceKey or no access"): the pipeline is kept, asked again only after
+    forbidden_retry_s (300 s), never dropped like a confirmed 404."""
+    clock = FakeClock()
+    async with hostile_api(clock) as api:
+        api.script(logs_path(PIPE), logs({"p": "a\n"}), failure(403, "no access"),
+                   failure(403, "no access"), logs({"p": "a\nb\n"}))
+        run = await follow_in_fake_time(config_for(api.base_url, PIPE), clock,
+                                        lambda r: len(r.kind("log")) >= 2, limit_s=900)
+        times = api.times
+    assert not run.kind("pipeline_removed")
+    assert [e.retry_in_s for e in run.kind("api_error")] == [300.0, 300.0]
+    assert [round(b - a) for a, b in pairwise(times[1:])] == [300, 300]
