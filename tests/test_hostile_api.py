@@ -8,6 +8,7 @@ a 404 is confirmed before a pipeline is dropped, listings are capped and never s
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import signal
@@ -36,7 +37,7 @@ from hostile import (
 )
 from structlog.testing import capture_logs
 from test_cli import env_with, follower
-from test_security import eventually
+from test_security import count, eventually
 
 from follower.config import Config
 from follower.runner import Runner
@@ -58,12 +59,13 @@ def files_leaking(root: Path) -> list[str]:
             and leaks(p.read_bytes().decode("utf-8", "replace"))]
 
 
+@pytest.mark.parametrize("output", ["stdout", "file"])
 async def test_the_key_in_any_field_of_any_endpoint_never_shows_in_any_case(
-    tmp_path: Path,
+    tmp_path: Path, output: str
 ) -> None:
     """The key, in four spellings, in every field of every endpoint (names, projects, intent,
-    phases, uids, start times, pod names, lines, error messages): `run` (stdout, stderr, state,
-    /metrics), `tail` and `pipelines` never show it, whatever its case."""
+    phases, uids, start times, pod names, lines, error messages): `run` (stdout or event files,
+    stderr, state, /metrics), `tail` and `pipelines` never show it, whatever its case."""
     lower, upper, swapped = KEY.lower(), KEY.upper(), KEY.swapcase()
     item = {"id": PIPE, "name": f"name-{lower}", "project": f"proj-{upper}",
             "status": f"running-{swapped}", "description": KEY}
@@ -79,15 +81,19 @@ async def test_the_key_in_any_field_of_any_endpoint_never_shows_in_any_case(
                    status(f"FAILED-{KEY}", ready=0, uid=lower, start_time=upper))
         toml = tmp_path / "follower.toml"
         toml.write_text("[backoff]\ninitial_s = 0.05\nmax_s = 0.2\n[discovery]\ninterval_s = 5\n")
-        state = tmp_path / "state.json"
+        state, out = tmp_path / "state.json", tmp_path / "out"
+        to_files = ["--output", "file", "--output-dir", str(out)] if output == "file" else []
         texts: list[str] = []
         async with follower(
             "run", "--base-url", api.base_url, "--discover", "--interval", "0.2",
             "--config", str(toml), "--state-file", str(state), "--listen", "127.0.0.1:0",
-            "--log-level", "debug", env=env_with(GOLDRUSH_SERVICE_KEY=KEY),
+            "--log-level", "debug", *to_files, env=env_with(GOLDRUSH_SERVICE_KEY=KEY),
         ) as run:
             await run.wait_for("ops_server_listening", where="stderr")
-            await run.wait_for('"event":"pipeline_status"')
+            if to_files:
+                await eventually(lambda: count(out / "events.jsonl", '"pipeline_status"') > 0)
+            else:
+                await run.wait_for('"event":"pipeline_status"')
             match = re.search(r'"url": "(http://[^"]+)"', "\n".join(run.stderr))
             assert match is not None
             async with aiohttp.ClientSession() as session, session.get(
@@ -98,7 +104,8 @@ async def test_the_key_in_any_field_of_any_endpoint_never_shows_in_any_case(
             run.process.send_signal(signal.SIGTERM)
             assert await run.exit_code() == 0
         texts += [run.everything()]
-        kinds = {e["event"] for e in run.events()}
+        written = (out / "events.jsonl").read_text().splitlines() if to_files else run.stdout
+        kinds = {json.loads(line)["event"] for line in written if line}
         assert {"pipeline_added", "log", "api_error", "pipeline_status"} <= kinds
         api.script(logs_path(PIPE), logs({f"pod-{lower}": f"hello {upper}\nsecond {KEY}\n"}))
         async with follower("tail", PIPE, "--base-url", api.base_url, "--interval", "0.2",
