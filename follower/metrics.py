@@ -75,8 +75,10 @@ class Metrics:
         self._interval = Gauge(
             "follower_poll_interval_seconds",
             "Mean gap between two polls of a pipeline over the recent polls, as planned and as "
-            "achieved (set when the plan stops or starts being kept again)", ["kind"], registry=r,
+            "achieved", ["kind"], registry=r,
         )
+        self._planned = self._interval.labels("planned")
+        self._achieved = self._interval.labels("achieved")
         self._answered: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         self._written: dict[str, Counter] = {}
         self.sink_queue = Gauge(
@@ -97,8 +99,8 @@ class Metrics:
 
     def pace(self, planned_s: float, achieved_s: float) -> None:
         """The planned and achieved interval between polls of a pipeline."""
-        self._interval.labels("planned").set(planned_s)
-        self._interval.labels("achieved").set(achieved_s)
+        self._planned.set(planned_s)
+        self._achieved.set(achieved_s)
 
     def sent(self) -> None:
         """A request took a token from the budget."""

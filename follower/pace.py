@@ -70,15 +70,21 @@ class PaceMonitor:
         """An answer (or failure) came `latency_s` after its request was sent."""
         self.latencies.append(latency_s)
 
+    def intervals(self) -> tuple[float, float] | None:
+        """The mean planned and achieved gap over the recent polls (None before any)."""
+        if not self.planned:
+            return None
+        return sum(self.planned) / len(self.planned), sum(self.achieved) / len(self.achieved)
+
     def check(self, in_flight_limit: int, pipelines: int) -> PaceReport | None:
         """A report when the plan stops being kept, or is kept again; None otherwise.
 
         `pipelines`: how many are followed (the plan's rate is about that many per interval).
         """
-        if len(self.planned) < MIN_SAMPLES or not self.latencies:
+        figures = self.intervals()
+        if figures is None or len(self.planned) < MIN_SAMPLES or not self.latencies:
             return None
-        planned = sum(self.planned) / len(self.planned)
-        achieved = sum(self.achieved) / len(self.achieved)
+        planned, achieved = figures
         latency = sum(self.latencies) / len(self.latencies)
         is_late = achieved > max(planned * LATE_RATIO, planned + LATE_SLACK_S)
         is_kept = achieved <= planned * KEPT_RATIO + LATE_SLACK_S

@@ -74,6 +74,8 @@ class Followed:
 
 
 _KIND = operator.attrgetter("kind")
+PACE_EVERY = 8
+"""Answers between two looks at the planned-versus-achieved interval (and its gauges)."""
 
 
 @dataclass(slots=True)
@@ -126,6 +128,7 @@ class Poller:
         self._in_flight_limit = in_flight_limit
         self._followed_count = followed_count
         self.pace = PaceMonitor()
+        self._answers = 0
         self._sink = sink
         self._clock = clock
         self._schedule = schedule
@@ -152,11 +155,17 @@ class Poller:
             self._check_pace()
 
     def _check_pace(self) -> None:
-        """Say once when the planned interval stops being kept (and when it is kept again)."""
+        """Every few answers: the interval gauges, and once when the planned interval stops
+        being kept (and when it is kept again), a diagnostic."""
+        self._answers += 1
+        if self._answers % PACE_EVERY:
+            return
+        intervals = self.pace.intervals()
+        if intervals is not None:
+            self._metrics.pace(*intervals)
         report = self.pace.check(self._in_flight_limit(), self._followed_count())
         if report is None:
             return
-        self._metrics.pace(report.planned_interval_s, report.achieved_interval_s)
         figures = {
             "planned_interval_s": round(report.planned_interval_s, 3),
             "achieved_interval_s": round(report.achieved_interval_s, 3),
