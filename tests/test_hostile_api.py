@@ -21,6 +21,7 @@ from typing import Any
 
 import aiohttp
 import anyio
+import orjson
 import pytest
 from aiohttp import web
 from hostile import (
@@ -74,6 +75,9 @@ async def test_the_key_in_any_field_of_any_endpoint_never_shows_in_any_case(
                    listing([item]))
         api.script(logs_path(PIPE),
                    failure(500, f"boom {swapped}"),
+                   Answer(200, orjson.dumps({"data": None, "error": True,
+                                             "error_message": f"envelope {upper}",
+                                             "error_code": lower})),
                    logs({f"pod-{lower}": f"hello {upper}\nsecond {KEY}\n"}, uid=swapped),
                    ok({"uid": upper, "pods": []}))
         api.script(status_path(PIPE),
