@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from follower import config_sources
+from follower import config_sources, discovery
 from follower.config_sources import DEFAULT_SOURCE, Inherited, SourceConfig
 from follower.config_values import (
     DEFAULT_BASE_URL,
@@ -78,9 +78,9 @@ class Config:
     discover_names: tuple[str, ...] = ()
     discover_projects: tuple[str, ...] = ()
     discover_statuses: tuple[str, ...] = ()
-    discover_page_size: int = 100
-    discover_max_pages: int = 100
-    discover_max_pipelines: int = 10_000
+    discover_page_size: int = discovery.PAGE_SIZE
+    discover_max_pages: int = discovery.MAX_PAGES
+    discover_max_pipelines: int = discovery.MAX_PIPELINES
     budget_rps: float | None = None
     """Requests per second for everything the key sends; None: see `effective_budget_rps`."""
     budget_burst: int = 20

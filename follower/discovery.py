@@ -31,6 +31,8 @@ ListPage = Callable[[int, int | None], Awaitable[PipelinePage]]
 page size asks for the API's default."""
 
 
+PAGE_SIZE: Final = 100
+"""Pipelines asked for per list page (`discovery.page_size`)."""
 MAX_PAGES: Final = 100
 """Pages one listing reads at most (`discovery.max_pages`)."""
 MAX_PIPELINES: Final = 10_000
@@ -96,7 +98,7 @@ class Selection:
 
 async def list_all(
     list_page: ListPage,
-    page_size: int = 100,
+    page_size: int = PAGE_SIZE,
     max_pages: int = MAX_PAGES,
     *,
     max_items: int = MAX_PIPELINES,
