@@ -4,7 +4,8 @@ This is the only module that touches aiohttp on the client side. Every aiohttp e
 status and malformed body is translated into `follower.errors` at this boundary, through explicit
 exception tuples (arq's `create_pool`), so the poll loop never sees an aiohttp type. Cancellation is
 never caught. Every error message leaves through `PipelineApi._call`, which runs it through `redact`
-and clips it, so neither the ServiceKey nor an unbounded server text can reach a log.
+and clips it, and every string of a body is masked by its parser with the same `Masker`, so neither
+the ServiceKey (in any letter case) nor an unbounded server text can reach a log or an event.
 
 The body parsers live in `follower.wire` (pure functions over bytes); they are re-exported here
 for the callers that think of them as the client's.
@@ -136,8 +137,8 @@ class TailSource(Protocol):
         """The runtime phase of the pipeline."""
         ...
 
-    async def list_page(self, page_number: int, page_size: int) -> PipelinePage:
-        """One page (1-based) of the pipelines the key can see."""
+    async def list_page(self, page_number: int, page_size: int | None) -> PipelinePage:
+        """One page (1-based) of the pipelines the key can see (None: the API's page size)."""
         ...
 
 
@@ -207,21 +208,26 @@ class PipelineApi:
     async def logs(self, pipeline_id: str) -> LogsSnapshot:
         """GET `.../{id}/logs/`; ValueError for an unsafe id (sent nowhere), else ApiError."""
         url = self._pipeline_url(pipeline_id, "logs")
-        key = self._key()  # an API echoing the key into a pod name or a line must not leak it
-        return await self._call(url, lambda raw: parse_logs_body(pipeline_id, raw, mask=key))
+        return await self._call(url, lambda raw, key: parse_logs_body(pipeline_id, raw, mask=key))
 
     async def status(self, pipeline_id: str) -> PipelineStatus:
         """GET `.../{id}/status/`; ValueError for an unsafe id (sent nowhere), else ApiError."""
         url = self._pipeline_url(pipeline_id, "status")
-        return await self._call(url, lambda raw: parse_status_body(pipeline_id, raw))
+        return await self._call(
+            url, lambda raw, key: parse_status_body(pipeline_id, raw, mask=key)
+        )
 
-    async def list_page(self, page_number: int, page_size: int) -> PipelinePage:
-        """GET `.../?page_number=&page_size=`; list items with an unsafe id are skipped."""
-        for name, value in (("page_number", page_number), ("page_size", page_size)):
+    async def list_page(self, page_number: int, page_size: int | None) -> PipelinePage:
+        """GET `.../?page_number=&page_size=` (no page_size when None: the API's default); list
+        items with an unsafe id are skipped."""
+        query = {"page_number": page_number}
+        if page_size is not None:
+            query["page_size"] = page_size
+        for name, value in query.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        url = self._root.with_query(page_number=page_number, page_size=page_size)
-        page, skipped = await self._call(url, parse_list_counted)
+        url = self._root.with_query(query)
+        page, skipped = await self._call(url, lambda raw, key: parse_list_counted(raw, mask=key))
         if skipped:
             _log.warning("pipeline_list_items_skipped", page_number=page_number, skipped=skipped)
         return page
@@ -230,13 +236,17 @@ class PipelineApi:
         # The id is checked before anything else, so it is exactly one safe path segment.
         return self._root.joinpath(validate_pipeline_id(pipeline_id), leaf, "")
 
-    async def _call(self, url: URL, parse: Callable[[bytes], _T]) -> _T:
-        """Fetch and parse; the one exit of every ApiError, redacted and clipped on the way out."""
+    async def _call(self, url: URL, parse: Callable[[bytes, ServiceKey], _T]) -> _T:
+        """Fetch and parse; the one exit of every ApiError, redacted and clipped on the way out.
+
+        The parser gets the key the request was sent with, to mask it in every string of the
+        body (an API echoing it into a pod name, a line or a phase must not leak it).
+        """
         key = self._key()
         try:
             if not _HEADER_SAFE_KEY.fullmatch(key.reveal()):
                 raise AuthError("the service key is empty or has spaces or control characters")
-            return parse(await self._fetch(url, key))
+            return parse(await self._fetch(url, key), key)
         except ApiError as exc:
             if isinstance(exc, AuthError) and self._on_unauthorized is not None:
                 self._on_unauthorized()

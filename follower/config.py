@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from follower import config_sources
+from follower import config_sources, discovery
 from follower.config_sources import DEFAULT_SOURCE, Inherited, SourceConfig
 from follower.config_values import (
     DEFAULT_BASE_URL,
@@ -88,6 +88,9 @@ class Config:
     discover_names: tuple[str, ...] = ()
     discover_projects: tuple[str, ...] = ()
     discover_statuses: tuple[str, ...] = ()
+    discover_page_size: int = discovery.PAGE_SIZE
+    discover_max_pages: int = discovery.MAX_PAGES
+    discover_max_pipelines: int = discovery.MAX_PIPELINES
     budget_rps: float | None = None
     """Requests per second for everything the key sends; None: see `effective_budget_rps`."""
     budget_burst: int = 20
@@ -162,6 +165,9 @@ FIELDS: Final[dict[str, tuple[str, Converter]]] = {
     "discovery.names": ("discover_names", string_list),
     "discovery.projects": ("discover_projects", string_list),
     "discovery.statuses": ("discover_statuses", string_list),
+    "discovery.page_size": ("discover_page_size", integer(1, 10_000)),
+    "discovery.max_pages": ("discover_max_pages", integer(1, 100_000)),
+    "discovery.max_pipelines": ("discover_max_pipelines", integer(1, 1_000_000)),
     "budget.requests_per_s": ("budget_rps", number(0.01, 10_000)),
     "budget.burst": ("budget_burst", integer(1, 100_000)),
     "schedule.floor_s": ("floor_s", number(0.05, 3_600)),

@@ -2,14 +2,17 @@
 
 What to follow is decided by the pure functions of follower/discovery.py (pagination, filters,
 changes) and follower/sharding.py; this module runs the listing requests (each waits for its
-source's token like every other request) and applies the result to the followed set through the
-runner's `Roster`.
+source's token like every other request, and pages after the first take at most half the rate)
+and applies the result to the followed set through the runner's `Roster`: the pipelines of each
+page are followed as soon as it is read, the ones no longer listed are dropped once a listing
+has read to its end.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import anyio
 import anyio.abc
@@ -18,10 +21,13 @@ from follower import discovery, sharding
 from follower.clock import Clock
 from follower.errors import ApiError
 from follower.metrics import Metrics
-from follower.model import PipelinePage
+from follower.model import PipelineInfo, PipelinePage
 from follower.parking import Parking
 from follower.settings import DiscoverySettings
 from follower.sources import Source
+
+LIST_SHARE: Final = 0.5
+"""The share of a source's request rate that the pages of a listing may take, after the first."""
 
 
 class Roster(Protocol):
@@ -57,6 +63,8 @@ class Discoverer:
         self._log = log
         self._shard = shard
         self._labels = labels
+        self._paced: dict[Source, float] = {}
+        """When each source's next list page may go (see `_list_page`)."""
 
     def restart(self, sources: Sequence[Source], group: anyio.abc.TaskGroup | None) -> None:
         """(Re)start each source's loop with its settings, or stop it when disabled."""
@@ -89,36 +97,65 @@ class Discoverer:
             self._parking.end()
 
     async def _list_and_apply(self, source: Source, settings: DiscoverySettings) -> None:
-        async def page(number: int, size: int) -> PipelinePage:
+        added: list[str] = []
+
+        async def page(number: int, size: int | None) -> PipelinePage:
             return await self._list_page(source, number, size)
 
+        async def follow_new(items: list[PipelineInfo]) -> None:
+            """Follow a page's new pipelines at once: a long listing must not hold back the
+            first log polls."""
+            names = {item.id: item.name for item in items}
+            listed = discovery.followed_ids((), items, settings.selection)
+            for pipeline_id in sharding.select(listed, *self._shard()):
+                if not self._roster.is_followed(pipeline_id):  # nor through another source
+                    await self._roster.add(pipeline_id, names.get(pipeline_id), source)
+                    added.append(pipeline_id)
+            self._parking.wake()
+
         try:
-            items = await discovery.list_all(page, settings.page_size)
+            items = await discovery.list_all(
+                page, settings.page_size, settings.max_pages,
+                max_items=settings.max_pipelines, on_page=follow_new,
+            )
             truncated = False
         except discovery.ListingTruncated as partial:
             items, truncated = partial.items, True
+            self._log.warning(
+                "discovery_truncated", **self._labels(source), pages=partial.pages,
+                pipelines=len(items), max_pages=settings.max_pages,
+                max_pipelines=settings.max_pipelines,
+                hint=f"the list did not end within {partial.cap}; the pipelines read are "
+                "followed, none is dropped; raise discovery.max_pages or max_pipelines if "
+                "the key really sees more",
+            )
         except ApiError as error:
             self._log.warning("discovery_failed", **self._labels(source),
                               error=error.kind, message=str(error))
-            return
+            if not added:
+                return
+            items, truncated = [], True
         listed = discovery.followed_ids(source.explicit, items, settings.selection)
         mine = sharding.select(listed, *self._shard())
-        added, removed = discovery.changes(self._roster.owned_by(source), mine)
-        added = [p for p in added if not self._roster.is_followed(p)]  # another source has it
-        names = {item.id: item.name for item in items}
-        for pipeline_id in added:
-            await self._roster.add(pipeline_id, names.get(pipeline_id), source)
+        _, removed = discovery.changes(self._roster.owned_by(source), mine)
         for pipeline_id in [] if truncated else removed:
             await self._roster.drop(pipeline_id, "not_listed")
-        if added or removed:
+        if added or (removed and not truncated):
             self._log.info("pipelines_changed", **self._labels(source), added=len(added),
-                           removed=len(removed))
+                           removed=0 if truncated else len(removed))
             self._parking.wake()
 
-    async def _list_page(self, source: Source, page_number: int, page_size: int) -> PipelinePage:
-        """A list request that waits for its source's token like every other request."""
+    async def _list_page(
+        self, source: Source, page_number: int, page_size: int | None
+    ) -> PipelinePage:
+        """A list request that waits for its source's token like every other request.
+
+        Pages after the first go at most at `LIST_SHARE` of the source's budget rate, so a long
+        (or endless) listing always leaves log polls the rest of the tokens.
+        """
         budget, clock = source.budget, self._clock
-        while (at := budget.available_at(clock.monotonic())) > clock.monotonic():
+        paced = -math.inf if page_number == 1 else self._paced.get(source, -math.inf)
+        while (at := max(paced, budget.available_at(clock.monotonic()))) > clock.monotonic():
             self._parking.in_flight -= 1  # waiting for a token is not work in flight
             try:
                 await self._parking.sleep(at - clock.monotonic())
@@ -126,6 +163,7 @@ class Discoverer:
                 self._parking.in_flight += 1
                 self._parking.signal()
         budget.take(clock.monotonic())
+        self._paced[source] = clock.monotonic() + 1.0 / (LIST_SHARE * budget.current_rate_per_s)
         self._metrics.sent()
         sent_at = clock.monotonic()
         try:

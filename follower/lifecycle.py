@@ -13,7 +13,8 @@ Transitions, the same from every state except GONE (final) unless noted:
     status: RUNNING and ready == replicas         HEALTHY          logs     0 (2)
     status: PAUSED, STOPPED, STOPPING             PAUSED           status   paused_interval_s
     status: DEPLOYING, FAILED, not all ready, ... WAITING_RUNNING  status   status_interval_s
-    404                                           GONE             none     none
+    404, the first in a row                       unchanged (5)    same     not_found_confirm_s
+    404, confirmed by the next look               GONE             none     none
     403                                           FORBIDDEN        logs     forbidden_retry_s
     401                                           unchanged (3)    same     none
     429                                           unchanged        same     Retry-After or schedule
@@ -24,6 +25,7 @@ Transitions, the same from every state except GONE (final) unless noted:
     (2) schedule when already HEALTHY (a status check after an empty pod list).
     (3) `key_rejected` is set: the runner pauses every pipeline until the key works.
     (4) the backoff cap for a non-retryable kind (an unexpected status): nothing changes by itself.
+    (5) BACKING_OFF after a logs request; a status request keeps WAITING_RUNNING or PAUSED.
 
 Why these choices:
 - A 429 is the key's fault, not the pipeline's: the shared `RequestBudget` slows every request
@@ -34,6 +36,10 @@ Why these choices:
   minimum. A non-retryable error of no special kind (an unexpected status) waits the backoff cap.
 - Tail errors on every pod for N answers in a row mean the pods are not running: the docs advise
   polling the cheap status endpoint until RUNNING with every replica ready.
+- 404 means "does not exist or is not visible to this key": a blip of the API (or a status
+  endpoint that answers 404 while a pipeline is being deployed) must not drop a pipeline for good,
+  so the same request is repeated after `not_found_confirm_s`, and only a second 404 in a row
+  drops it.
 - Every change of runtime phase seen on the status endpoint (the first one included) is handed
   back once as `phase_changed`, for a `pipeline_status` event a shipper can alert on (FAILED).
 """
@@ -74,6 +80,8 @@ class LifecycleSettings:
     status_interval_s: float = 5.0
     paused_interval_s: float = 60.0
     forbidden_retry_s: float = 300.0
+    not_found_confirm_s: float = 2.0
+    """A 404 is looked at again after this long before the pipeline is dropped."""
     backoff_floor_s: float = 0.0
     """No backoff delay is drawn below this (e.g. the schedule's floor_s)."""
 
@@ -85,6 +93,7 @@ class LifecycleSettings:
                 ("status_interval_s", self.status_interval_s),
                 ("paused_interval_s", self.paused_interval_s),
                 ("forbidden_retry_s", self.forbidden_retry_s),
+                ("not_found_confirm_s", self.not_found_confirm_s),
             )
             if not value > 0
         ]
@@ -193,12 +202,15 @@ class Lifecycle:
     """The last runtime phase the status endpoint reported."""
     failing_since: float | None = None
     """When the current run of failures started (for `poll_recovered`'s down time)."""
+    not_found: int = 0
+    """Consecutive 404 answers (a second one confirms the first)."""
 
     def on_logs(self, outcome: LogsOutcome, now: float, rng: random.Random) -> Decision:
         """Apply the outcome of a logs request sent for this pipeline."""
         previous = self.phase
         if previous is Phase.GONE:
             return self._decide(previous, Phase.GONE, None, None)
+        self._count_not_found(outcome)
         if isinstance(outcome, LogsFailed):
             return self._failure(previous, "logs", outcome, now, rng)
         if not outcome.all_pods_failing:
@@ -217,6 +229,7 @@ class Lifecycle:
         previous = self.phase
         if previous is Phase.GONE:
             return self._decide(previous, Phase.GONE, None, None)
+        self._count_not_found(outcome)
         if isinstance(outcome, StatusFailed):
             return self._failure(previous, "status", outcome, now, rng)
         seen = _normal(outcome.phase)
@@ -263,8 +276,12 @@ class Lifecycle:
     ) -> tuple[Phase, Request | None, float | None]:
         settings = self.settings
         match failure.kind:
-            case "not_found":
+            case "not_found" if self.not_found > 1:
                 return Phase.GONE, None, None
+            case "not_found":
+                waiting = request == "status" and previous in (Phase.WAITING_RUNNING, Phase.PAUSED)
+                phase = previous if waiting else Phase.BACKING_OFF
+                return phase, request, settings.not_found_confirm_s
             case "forbidden":
                 return Phase.FORBIDDEN, "logs", settings.forbidden_retry_s
         if failure.retryable:
@@ -278,6 +295,11 @@ class Lifecycle:
         if request == "status" and interval is not None:
             return previous, "status", max(interval, delay)  # keep polling the status, slower
         return Phase.BACKING_OFF, "logs", delay
+
+    def _count_not_found(self, outcome: LogsOutcome | StatusOutcome) -> None:
+        """Count 404s in a row; any other outcome ends the run."""
+        failed = isinstance(outcome, LogsFailed | StatusFailed) and outcome.kind == "not_found"
+        self.not_found = self.not_found + 1 if failed else 0
 
     def _backoff(self, rng: random.Random, retry_after_s: float | None) -> float:
         return self.settings.backoff.delay(

@@ -72,6 +72,13 @@ class Metrics:
             "1 while the API rejects the source's ServiceKey (with several sources)",
             ["source"], registry=r,
         )
+        self._interval = Gauge(
+            "follower_poll_interval_seconds",
+            "Mean gap between two polls of a pipeline over the recent polls, as planned and as "
+            "achieved", ["kind"], registry=r,
+        )
+        self._planned = self._interval.labels("planned")
+        self._achieved = self._interval.labels("achieved")
         self._answered: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         self._written: dict[str, Counter] = {}
         self.sink_queue = Gauge(
@@ -89,6 +96,11 @@ class Metrics:
         latency.observe(seconds)
         if outcome != "ok":
             self._api_errors.labels(outcome).inc()
+
+    def pace(self, planned_s: float, achieved_s: float) -> None:
+        """The planned and achieved interval between polls of a pipeline."""
+        self._planned.set(planned_s)
+        self._achieved.set(achieved_s)
 
     def sent(self) -> None:
         """A request took a token from the budget."""

@@ -42,12 +42,25 @@ class PodTail:
 
 
 @dataclass(frozen=True, slots=True)
+class PodProblem:
+    """A part of a logs answer that could not be read as documented (the rest still is).
+
+    `pod`: the pod it concerns, None for an entry without a readable name.
+    """
+
+    pod: str | None
+    problem: str
+
+
+@dataclass(frozen=True, slots=True)
 class LogsSnapshot:
     """A parsed `GET /platform/pipeline-api/{id}/logs/` answer."""
 
     pipeline_id: str
     uid: str | None
     pods: tuple[PodTail, ...]
+    problems: tuple[PodProblem, ...] = ()
+    """Parts of the answer left out or repaired (a duplicate pod name, bytes not UTF-8)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +72,8 @@ class PipelineStatus:
     status: str
     replicas: int | None
     ready: int | None
+    start_time: str | None = None
+    """When the pipeline's worker started; a new value means it restarted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +117,7 @@ JsonValue: TypeAlias = str | int | float | bool | list["JsonValue"] | dict[str, 
 WireValue: TypeAlias = JsonValue
 Wire: TypeAlias = dict[str, JsonValue]
 
-GapReason = Literal["no_overlap", "window_full", "state_reset"]
+GapReason = Literal["no_overlap", "window_full", "state_reset", "restarted"]
 Level = Literal["trace", "debug", "info", "warn", "error", "fatal"]
 """A log line's level, normalised: WARNING is `warn`, CRITICAL is `fatal` (as OpenTelemetry maps
 them)."""
@@ -283,6 +298,8 @@ class GapEvent:
     lines arrived than the tail holds). `window_full`: a pod seen for the first time already
     filled its tail, so older lines may have scrolled out before we looked. `state_reset`: the
     follower was started with `--reset-state`, so what happened while it was away is unknown.
+    `restarted`: the new tail shares no line with the previous one and the status endpoint's
+    `start_time` changed in between: the worker restarted.
     """
 
     kind: ClassVar[str] = "gap"
@@ -373,7 +390,9 @@ class PodRemovedEvent:
 class ApiErrorEvent:
     """A poll of the pipeline failed; `error` is the taxonomy kind, `retry_in_s` when we try again.
 
-    `retry_in_s` is None when the follower stopped polling the pipeline (404).
+    `retry_in_s` is None when the follower stopped polling the pipeline (404). `pod` is set when
+    only that pod's part of an answer was unusable (a duplicate name, bytes not UTF-8): the other
+    pods' lines were read.
     """
 
     kind: ClassVar[str] = "api_error"
@@ -383,15 +402,20 @@ class ApiErrorEvent:
     status: int | None
     message: str
     retry_in_s: float | None
+    pod: str | None = None
 
     @property
     def id(self) -> str:
-        """`{pipeline_id}/api_error/{ts}`."""
+        """`{pipeline_id}[/{pod}]/api_error/{ts}`."""
+        if self.pod is not None:
+            return event_id(self.pipeline_id, self.pod, self.kind, format_ts(self.ts))
         return event_id(self.pipeline_id, self.kind, format_ts(self.ts))
 
     def to_wire(self) -> Wire:
+        pod: Wire = {} if self.pod is None else {"pod": self.pod}
         return _wire(
             self.kind, format_ts(self.ts), self.pipeline_id, self.id,
+            **pod,
             error=self.error,
             status=self.status,
             message=self.message,

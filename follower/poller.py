@@ -12,7 +12,7 @@ import math
 import operator
 import random
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,10 +34,13 @@ from follower.metrics import Metrics
 from follower.model import (
     ApiErrorEvent,
     Event,
+    LogsSnapshot,
     PipelineStatus,
     PipelineStatusEvent,
+    PodProblem,
     TailErrorEvent,
 )
+from follower.pace import PaceMonitor
 from follower.schedule import PipelinePlan, ScheduleSettings
 from follower.sinks import Sink
 from follower.sources import Source
@@ -55,6 +58,12 @@ class Followed:
     """The key and API this pipeline is polled through (and whose budget it spends)."""
     next_request: Request = "logs"
     in_flight: bool = False
+    last_sent: float | None = None
+    """When the previous request of this pipeline went out (monotonic)."""
+    start_time: str | None = None
+    """The worker's start time as the status endpoint last gave it (a new one: a restart)."""
+    problems: frozenset[PodProblem] = frozenset()
+    """The unusable parts of the last logs answer, reported when they first appear."""
     due_at: float = -math.inf
     """`plan.due()` as of the last change of the plan or its scale (the runner keeps it), so the
     dispatcher's scan over every pipeline compares floats instead of re-planning each."""
@@ -65,6 +74,8 @@ class Followed:
 
 
 _KIND = operator.attrgetter("kind")
+PACE_EVERY = 8
+"""Answers between two looks at the planned-versus-achieved interval (and its gauges)."""
 
 
 @dataclass(slots=True)
@@ -105,7 +116,19 @@ class Poller:
         commit: anyio.Lock,
         stats: PollStats,
         metrics: Metrics,
+        reject_key: Callable[[Source], None] = lambda _: None,
+        in_flight_limit: Callable[[], int] = lambda: 8,
+        followed_count: Callable[[], int] = lambda: 1,
     ) -> None:
+        """`reject_key` pauses a source whose key got a 401 (the runner's; it sets the probe
+        time, which the api_error event then reports as `retry_in_s`). `in_flight_limit`: the
+        dispatcher's bound and `followed_count` the pipelines followed, for the diagnostic that says
+        the planned interval is not kept."""
+        self._reject_key = reject_key
+        self._in_flight_limit = in_flight_limit
+        self._followed_count = followed_count
+        self.pace = PaceMonitor()
+        self._answers = 0
         self._sink = sink
         self._clock = clock
         self._schedule = schedule
@@ -121,9 +144,46 @@ class Poller:
 
     async def poll(self, followed: Followed, sent_at: float) -> Outcome:
         """Send `followed.next_request` and apply its outcome."""
-        if followed.next_request == "status":
-            return await self._poll_status(followed, sent_at)
-        return await self._poll_logs(followed, sent_at)
+        self.pace.sent(sent_at, followed.due_at, followed.last_sent)
+        followed.last_sent = sent_at
+        try:
+            if followed.next_request == "status":
+                return await self._poll_status(followed, sent_at)
+            return await self._poll_logs(followed, sent_at)
+        finally:
+            self.pace.answered(self._clock.monotonic() - sent_at)
+            self._check_pace()
+
+    def _check_pace(self) -> None:
+        """Every few answers: the interval gauges, and once when the planned interval stops
+        being kept (and when it is kept again), a diagnostic."""
+        self._answers += 1
+        if self._answers % PACE_EVERY:
+            return
+        intervals = self.pace.intervals()
+        if intervals is not None:
+            self._metrics.pace(*intervals)
+        report = self.pace.check(self._in_flight_limit(), self._followed_count())
+        if report is None:
+            return
+        figures = {
+            "planned_interval_s": round(report.planned_interval_s, 3),
+            "achieved_interval_s": round(report.achieved_interval_s, 3),
+            "latency_s": round(report.latency_s, 3),
+            "in_flight_limit": report.in_flight_limit,
+            "max_rate_rps": round(report.max_rate_rps, 3),
+            "needed_rate_rps": round(report.needed_rate_rps, 3),
+        }
+        if report.kept:
+            self._log.info("interval_kept", **figures)
+            return
+        hint = (
+            "answers are slow for the requests allowed in flight: raise http.max_in_flight "
+            f"to about {math.ceil(report.needed_rate_rps * report.latency_s)}, poll less often "
+            "or shard" if report.cause == "latency"
+            else "see budget_exhausted, backoff and pipeline states"
+        )
+        self._log.warning("interval_not_kept", cause=report.cause, **figures, hint=hint)
 
     async def _poll_logs(self, followed: Followed, sent_at: float) -> Outcome:
         try:
@@ -148,6 +208,7 @@ class Poller:
                 followed.plan.observe(sent_at, applied.observations, self._schedule)
             self._apply(followed, decision)
             events = applied.events + self._tail_errors(followed, applied, decision)
+            events += self._problems(followed, snapshot)
             try:
                 await self.write(events)
             except BaseException:
@@ -169,6 +230,7 @@ class Poller:
         followed.source.budget.succeeded(self._clock.monotonic())
         self._metrics.polled("status", "ok", self._clock.monotonic() - sent_at)
         self.stats.status_polls += 1
+        self._restarted(followed, status)
         decision = followed.life.on_status(
             StatusOk(status.status, status.ready, status.replicas),
             self._clock.monotonic(),
@@ -191,6 +253,8 @@ class Poller:
             followed.source.budget.succeeded(now)
         self.stats.polls_failed += 1
         self._apply(followed, decision)
+        if decision.key_rejected:
+            self._reject_key(followed.source)
         gone = decision.phase is Phase.GONE
         retry_in = self._retry_in(followed, now)
         event = ApiErrorEvent(
@@ -212,7 +276,14 @@ class Poller:
             followed.plan.defer_until(self._clock.monotonic() + decision.delay_s)
 
     def _retry_in(self, followed: Followed, now: float) -> float:
-        return max(0.0, followed.plan.due(self._schedule) - now)
+        """Seconds until the pipeline can really be asked again: when it is due, when its
+        source's budget has a token (after a Retry-After pause), and while its key is refused,
+        when the probe goes."""
+        source = followed.source
+        at = max(followed.plan.due(self._schedule, source.scale), source.budget.available_at(now))
+        if source.key_rejected:
+            at = max(at, source.probe_at)
+        return max(0.0, at - now)
 
     def _tail_errors(self, followed: Followed, applied: Applied, decision: Decision) -> list[Event]:
         retry_in = self._retry_in(followed, self._clock.monotonic())
@@ -222,6 +293,44 @@ class Poller:
             for failed in applied.tail_errors
             if failed.changed or applied.all_failing
         ]
+
+    def _restarted(self, followed: Followed, status: PipelineStatus) -> None:
+        """A new `start_time` means the worker restarted: the pods' next gap is named so."""
+        if status.start_time is None:
+            return
+        if followed.start_time is not None and status.start_time != followed.start_time:
+            followed.tracker.mark_restarted()
+            self._log.info("pipeline_restarted", pipeline_id=followed.pipeline_id,
+                           start_time=status.start_time, previous=followed.start_time)
+        followed.start_time = status.start_time
+
+    def _problems(self, followed: Followed, snapshot: LogsSnapshot) -> list[Event]:
+        """An `api_error` naming the pod for each unusable part of the answer that is new (a
+        duplicate pod name, logs not UTF-8): reported once, not at every poll; the rest of the
+        answer was read."""
+        if not snapshot.problems and not followed.problems:
+            return []
+        now, wall = self._clock.monotonic(), self._clock.wall()
+        current = frozenset(snapshot.problems)
+        new = [p for p in dict.fromkeys(snapshot.problems) if p not in followed.problems]
+        followed.problems = current
+        if not new:
+            return []
+        retry_in = self._retry_in(followed, now)
+        events: list[Event] = []
+        nameless = False
+        for problem in new:
+            self._log.warning("answer_part_unusable", pipeline_id=followed.pipeline_id,
+                              pod=problem.pod, problem=problem.problem)
+            if problem.pod is None:
+                if nameless:  # one event per poll for nameless entries: their ids would clash
+                    continue
+                nameless = True
+            events.append(ApiErrorEvent(
+                wall, followed.pipeline_id, "malformed_response", 200, problem.problem,
+                retry_in, pod=problem.pod,
+            ))
+        return events
 
     def _status_event(self, status: PipelineStatus, phase: str) -> PipelineStatusEvent:
         return PipelineStatusEvent(

@@ -100,6 +100,9 @@ class Runner:
         self._poller = Poller(
             sink=sink, clock=clock, schedule=self._schedule, rng=self._rng, log=self._log,
             commit=self._commit, stats=self.stats, metrics=self.metrics,
+            reject_key=self._reject_key,
+            in_flight_limit=lambda: self._settings.max_in_flight,
+            followed_count=lambda: len(self._followed),
         )
         self._followed: dict[str, Followed] = {}
         for source in self._sources:
@@ -412,9 +415,7 @@ class Runner:
             outcome = await self._poller.poll(followed, sent_at)
             if outcome.gone:
                 await self.drop(followed.pipeline_id, "not_found")
-            if outcome.key_rejected:
-                self._reject_key(followed.source)
-            elif outcome.key_accepted and followed.source.accept_key():
+            if outcome.key_accepted and followed.source.accept_key():  # (a 401: the poller)
                 self._log.info("service_key_accepted", **self._source_field(followed.source))
         finally:
             followed.in_flight = False

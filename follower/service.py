@@ -74,6 +74,9 @@ def source_settings(config: Config) -> tuple[SourceSettings, ...]:
                 selection=Selection(
                     source.discover_names, source.discover_projects, source.discover_statuses
                 ),
+                page_size=config.discover_page_size,
+                max_pages=config.discover_max_pages,
+                max_pipelines=config.discover_max_pipelines,
             ),
         )
         for source in config.sources

@@ -27,7 +27,9 @@ class DiscoverySettings:
     enabled: bool = False
     interval_s: float = 300.0
     selection: discovery.Selection = field(default_factory=discovery.Selection)
-    page_size: int = 100
+    page_size: int = discovery.PAGE_SIZE
+    max_pages: int = discovery.MAX_PAGES
+    max_pipelines: int = discovery.MAX_PIPELINES
 
 
 @dataclass(frozen=True, slots=True)

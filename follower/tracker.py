@@ -173,7 +173,7 @@ class Applied:
         return bool(self.tail_errors) and self.pods_with_logs == 0
 
 
-Memento = tuple[dict[str, "PodState"], int, int, float]
+Memento = tuple[dict[str, "PodState"], int, int, float, set[str]]
 
 
 @dataclass(slots=True)
@@ -191,6 +191,8 @@ class PipelineTracker:
     new_epoch: Callable[[], str] = random_epoch
     partial_due: float = float("inf")
     """The earliest moment a partial snapshot of some pod is due (`flush_partials`)."""
+    restarted: set[str] = field(default_factory=set)
+    """Pods whose next tail follows a restart of the worker (see `mark_restarted`)."""
 
     @classmethod
     def restored(
@@ -214,15 +216,20 @@ class PipelineTracker:
 
     def memento(self) -> Memento:
         """Everything `apply` changes, to undo a poll whose events could not be written."""
-        return self.snapshot(), self.polls, self.window, self.partial_due
+        return self.snapshot(), self.polls, self.window, self.partial_due, set(self.restarted)
 
     def restore(self, memento: Memento) -> None:
         """Go back to the state `memento()` saw."""
-        self.pods, self.polls, self.window, self.partial_due = memento
+        self.pods, self.polls, self.window, self.partial_due, self.restarted = memento
 
     def snapshot(self) -> dict[str, PodState]:
         """A copy of the pods' state for a checkpoint."""
         return {pod: state.copy() for pod, state in self.pods.items()}
+
+    def mark_restarted(self) -> None:
+        """The worker restarted (the status endpoint's `start_time` changed): the next gap of
+        each pod seen so far is a `restarted` one, not a guessed `no_overlap`."""
+        self.restarted = set(self.pods)
 
     def apply(self, snapshot: LogsSnapshot, now: float) -> Applied:
         """Fold one successful logs answer into the state; return the events it implies."""
@@ -324,7 +331,7 @@ class PipelineTracker:
                 state.pending = Pending(fingerprint(open_text), now, True, open_text)
             return [], _Observed(0, tail_lines, gap=False)
         events: list[Event] = []
-        reason = self._gap_reason(diff.gap, first_sight, window_before, tail_lines)
+        reason = self._gap_reason(diff.gap, first_sight, window_before, tail_lines, pod)
         if reason is not None:
             if diff.gap and not state.fresh:
                 # Restored, and the saved tail does not line up: the process that saved it may
@@ -339,7 +346,7 @@ class PipelineTracker:
         )
         state.seq = seq + len(diff.new_lines)
         self._hold_open(state, open_text, bool(diff.new_lines) or diff.gap, now)
-        gap = reason is not None and reason != "state_reset"
+        gap = reason not in (None, "state_reset", "restarted")  # a restart is not an overflow
         return events, _Observed(len(diff.new_lines), tail_lines, gap)
 
     def _hold_open(self, state: PodState, text: str | None, moved: bool, now: float) -> None:
@@ -350,10 +357,12 @@ class PipelineTracker:
         self.partial_due = min(self.partial_due, state.pending.due_at(self.lines.partial_flush_s))
 
     def _gap_reason(
-        self, no_overlap: bool, first_sight: bool, window: int, length: int
+        self, no_overlap: bool, first_sight: bool, window: int, length: int, pod: str = ""
     ) -> GapReason | None:
+        restarted = pod in self.restarted
+        self.restarted.discard(pod)
         if no_overlap:
-            return "no_overlap"
+            return "restarted" if restarted else "no_overlap"
         if first_sight and self.polls == 0 and self.reset_state and length:
             return "state_reset"
         if first_sight and self.polls > 0 and 0 < window <= length:

@@ -2,11 +2,14 @@
 
 Kept apart from the HTTP client so the format is read (and table-tested) without a server: each
 parser returns model values or raises `MalformedResponseError` naming the path of what is wrong
-(`data.pods[2].logs: expected a string, got int`), or `EnvelopeError` for `error: true`.
+(`data.pods[2].logs: expected a string, got int`), or `EnvelopeError` for `error: true`. Every
+string a parser returns has the key masked, in any letter case (`_Reader`).
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from typing import Final, TypedDict
 
@@ -19,10 +22,11 @@ from follower.model import (
     PipelineInfo,
     PipelinePage,
     PipelineStatus,
+    PodProblem,
     PodTail,
     validate_pipeline_id,
 )
-from follower.secret import ServiceKey, redact
+from follower.secret import Masker, ServiceKey, masker_of
 
 _log = structlog.get_logger(__name__)
 
@@ -91,9 +95,48 @@ class EnvelopeWire(TypedDict):
 # --- bodies --------------------------------------------------------------------------------------
 
 
+class _Reader:
+    """Reads the strings of one body: each is checked, repaired if the body had to be, masked.
+
+    The one way a string leaves a parser, so no field of any endpoint escapes the mask (the key in
+    any case, `follower.secret.Masker`). `repaired`: the body was not valid UTF-8 (or held a lone
+    surrogate escape) and was decoded with U+FFFD in place of what could not be read.
+    """
+
+    __slots__ = ("mask", "repaired")
+
+    def __init__(self, mask: Masker, repaired: bool) -> None:
+        self.mask = mask
+        self.repaired = repaired
+
+    def text(self, value: object, path: str) -> str:
+        text = _string(value, path)
+        if self.repaired:
+            text = _SURROGATE.sub(REPLACEMENT, text)
+        return self.mask(text)
+
+    def optional_text(self, value: object, path: str) -> str | None:
+        return None if value is None else self.text(value, path)
+
+
+REPLACEMENT: Final = "\ufffd"
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def _open(raw: bytes, key: ServiceKey | None) -> tuple[object, _Reader]:
+    """The envelope's `data` and the reader of its strings."""
+    document, repaired = _load_json(raw)
+    reader = _Reader(masker_of(key), repaired)
+    return _data(document, reader.mask), reader
+
+
 def parse_envelope(raw: bytes) -> object:
     """The envelope's `data`; EnvelopeError for `error: true`, MalformedResponseError if not one."""
-    envelope = _object(_load_json(raw), "body")
+    return _data(_load_json(raw)[0])
+
+
+def _data(document: object, mask: Masker | None = None) -> object:
+    envelope = _object(document, "body")
     error = envelope.get("error")
     if error is not None and not isinstance(error, bool):
         raise _wrong_type("error", "a bool", error)
@@ -103,79 +146,136 @@ def parse_envelope(raw: bytes) -> object:
         code = envelope.get("error_code")
         if isinstance(code, str | int) and not isinstance(code, bool):
             text += f" (error_code {code})"
-        raise EnvelopeError(text)
+        raise EnvelopeError(text if mask is None else mask(text))  # the client masks it again
     if "data" not in envelope:
         raise _missing("data")
     return envelope["data"]
 
 
-def _load_json(raw: bytes) -> object:
+def _load_json(raw: bytes) -> tuple[object, bool]:
+    """The parsed body, and whether it had to be repaired (invalid UTF-8, lone surrogates).
+
+    One pod's bad bytes must not cost every pod its lines: such a body is decoded with U+FFFD in
+    place of what is not UTF-8 (and, failing orjson, read by the standard library, which keeps
+    lone surrogate escapes for `_Reader` to replace).
+    """
     try:
-        return orjson.loads(raw)
+        return orjson.loads(raw), False
     except orjson.JSONDecodeError as exc:  # it holds the whole body as `.doc`: do not chain it
         reason = str(exc)
+    if "UTF-8" in reason or "surrogate" in reason:
+        text = raw.decode("utf-8", "replace")
+        try:
+            return orjson.loads(text), True
+        except orjson.JSONDecodeError as exc:
+            reason = str(exc)
+        if "surrogate" in reason:
+            try:
+                return json.loads(text), True
+            except (ValueError, RecursionError) as exc:
+                reason = type(exc).__name__ if isinstance(exc, RecursionError) else str(exc)
     raise MalformedResponseError(f"body is not JSON: {reason}")
 
 
 def parse_logs_body(
     pipeline_id: str, raw: bytes, *, mask: ServiceKey | None = None
 ) -> LogsSnapshot:
-    """A logs body as a snapshot; `logs: null` reads as "", a pod name seen twice is malformed.
+    """A logs body as a snapshot; `logs: null` reads as "".
 
-    `mask`: the key, replaced wherever the body holds it (pod names, lines), so no event carries it.
+    One bad part does not cost the others their lines: a pod name seen twice keeps its first
+    entry, a pod whose `logs` is not a string reads as an empty tail (its state is kept), an
+    entry without a name is left out, and bytes that are not UTF-8 read as U+FFFD; each is named
+    in `problems`. Only when no entry is usable is the answer malformed.
+
+    `mask`: the key, replaced (in any case) in every string of the body, so no event carries it.
     """
-    data = _object(parse_envelope(raw), "data")
+    data, reader = _open(raw, mask)
+    data = _object(data, "data")
     pods: list[PodTail] = []
+    problems: list[PodProblem] = []
     seen: set[str] = set()
-    for index, item in enumerate(_array(_field(data, "pods", "data"), "data.pods")):
+    readable = 0
+    entries = _array(_field(data, "pods", "data"), "data.pods")
+    for index, item in enumerate(entries):
         path = f"data.pods[{index}]"
-        entry = _object(item, path)
-        name = redact(_string(_field(entry, "pod", path), f"{path}.pod"), mask)
+        try:
+            entry = _object(item, path)
+            name = reader.text(_field(entry, "pod", path), f"{path}.pod")
+        except MalformedResponseError as exc:
+            problems.append(PodProblem(None, exc.message))
+            continue
         if name in seen:
-            raise MalformedResponseError(f"{path}.pod: the pod name appears twice")
+            problems.append(PodProblem(name, f"{path}.pod: the pod name appears twice; "
+                                             "the first entry is kept"))
+            continue
         seen.add(name)
-        logs = _optional_string(entry.get("logs"), f"{path}.logs")
-        pods.append(PodTail(pod=name, logs=redact(logs or "", mask)))
-    uid = _optional_string(data.get("uid"), "data.uid")
-    return LogsSnapshot(pipeline_id=pipeline_id, uid=uid, pods=tuple(pods))
+        try:
+            logs = reader.optional_text(entry.get("logs"), f"{path}.logs") or ""
+            readable += 1
+        except MalformedResponseError as exc:
+            problems.append(PodProblem(name, exc.message))
+            logs = ""  # an empty tail: the pod's state is kept, nothing is emitted
+        if reader.repaired and REPLACEMENT in logs:
+            problems.append(PodProblem(name, f"{path}.logs: not valid UTF-8; what could not "
+                                             "be read is U+FFFD in the lines"))
+        pods.append(PodTail(pod=name, logs=logs))
+    if problems and not readable:  # nothing to keep: the answer as a whole is unusable
+        raise MalformedResponseError(problems[0].problem)
+    uid = reader.optional_text(data.get("uid"), "data.uid")
+    return LogsSnapshot(pipeline_id=pipeline_id, uid=uid, pods=tuple(pods),
+                        problems=tuple(problems))
 
 
-def parse_status_body(pipeline_id: str, raw: bytes) -> PipelineStatus:
+def parse_status_body(
+    pipeline_id: str, raw: bytes, *, mask: ServiceKey | None = None
+) -> PipelineStatus:
     """A status body; only `status` is required, `replicas` and `ready` are counts when present."""
-    data = _object(parse_envelope(raw), "data")
+    data, reader = _open(raw, mask)
+    data = _object(data, "data")
     return PipelineStatus(
         pipeline_id=pipeline_id,
-        uid=_optional_string(data.get("uid"), "data.uid"),
-        status=_string(_field(data, "status", "data"), "data.status"),
+        uid=reader.optional_text(data.get("uid"), "data.uid"),
+        status=reader.text(_field(data, "status", "data"), "data.status"),
         replicas=_optional_count(data.get("replicas"), "data.replicas"),
         ready=_optional_count(data.get("ready"), "data.ready"),
+        start_time=_optional_or_none(reader, data.get("start_time")),
     )
 
 
-def parse_list_body(raw: bytes) -> PipelinePage:
+def _optional_or_none(reader: _Reader, value: object) -> str | None:
+    """An undocumented-enough field: read when it is a string, else ignored."""
+    return reader.text(value, "") if isinstance(value, str) else None
+
+
+def parse_list_body(raw: bytes, *, mask: ServiceKey | None = None) -> PipelinePage:
     """A list body; items whose `id` is not a safe pipeline id are left out."""
-    return parse_list_counted(raw)[0]
+    return parse_list_counted(raw, mask=mask)[0]
 
 
-def parse_list_counted(raw: bytes) -> tuple[PipelinePage, int]:
-    """The page and how many items were skipped for an unsafe id.
+def parse_list_counted(raw: bytes, *, mask: ServiceKey | None = None) -> tuple[PipelinePage, int]:
+    """The page and how many items were skipped for an unsafe id (or one that holds the key).
 
     The pagination fields are not documented, so they are read when they have the expected type
     and ignored otherwise; the caller also stops on an empty page.
     """
-    data = _object(parse_envelope(raw), "data")
+    data, reader = _open(raw, mask)
+    data = _object(data, "data")
     items: list[PipelineInfo] = []
     skipped = 0
     for index, item in enumerate(_array(_field(data, "items", "data"), "data.items")):
         path = f"data.items[{index}]"
         entry = _object(item, path)
-        pipeline_id = _string(_field(entry, "id", path), f"{path}.id")
-        name = _string(_field(entry, "name", path), f"{path}.name")
-        project = _optional_string(entry.get("project"), f"{path}.project")
-        status = _optional_string(entry.get("status"), f"{path}.status")
+        raw_id = _string(_field(entry, "id", path), f"{path}.id")
+        pipeline_id = reader.text(raw_id, f"{path}.id")
+        name = reader.text(_field(entry, "name", path), f"{path}.name")
+        project = reader.optional_text(entry.get("project"), f"{path}.project")
+        status = reader.optional_text(entry.get("status"), f"{path}.status")
         try:
             validate_pipeline_id(pipeline_id)
         except ValueError:
+            skipped += 1
+            continue
+        if pipeline_id != raw_id:  # masked or repaired: not an id the API would know again
             skipped += 1
             continue
         items.append(PipelineInfo(id=pipeline_id, name=name, project=project, status=status))

@@ -225,12 +225,14 @@ async def test_rejected_key_is_reported_loudly_without_leaking() -> None:
 
 
 async def test_wrong_base_url_every_pipeline_404_exits_1() -> None:
-    """A base URL that answers 404 for every pipeline ends the run with exit 1 and the reason."""
+    """A base URL that answers 404 for every pipeline (confirmed by a second look) ends the run
+    with exit 1 and the reason."""
     async with served() as sim, follower(*run_args(sim.base_url, ["pipe_doesnotexist"])) as run:
         assert await run.exit_code() == 1
     assert "every pipeline answered 404" in "\n".join(run.stderr)
     assert [(e["event"], e.get("error"), e.get("reason")) for e in run.events()] == [
-        ("api_error", "not_found", None), ("pipeline_removed", None, "not_found")
+        ("api_error", "not_found", None), ("api_error", "not_found", None),
+        ("pipeline_removed", None, "not_found")
     ]
 
 

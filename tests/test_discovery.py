@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from follower.discovery import ListingTruncated, Selection, changes, followed_ids, list_all
-from follower.errors import ServerError
+from follower.discovery import (
+    ListingTruncated,
+    Selection,
+    changes,
+    followed_ids,
+    list_all,
+    page_sizes,
+)
+from follower.errors import ServerError, UnexpectedStatusError
 from follower.model import PipelineInfo, PipelinePage
 
 
@@ -20,9 +27,9 @@ class FakeList:
 
     def __init__(self, pages: list[PipelinePage]) -> None:
         self.pages = pages
-        self.requests: list[tuple[int, int]] = []
+        self.requests: list[tuple[int, int | None]] = []
 
-    async def __call__(self, page_number: int, page_size: int) -> PipelinePage:
+    async def __call__(self, page_number: int, page_size: int | None) -> PipelinePage:
         self.requests.append((page_number, page_size))
         if page_number > len(self.pages):
             return PipelinePage((), None, None)
@@ -111,7 +118,7 @@ async def test_errors_propagate() -> None:
 async def test_invalid_arguments() -> None:
     """Zero or negative page sizes and caps are refused before any request."""
     source = FakeList([])
-    with pytest.raises(ValueError, match="page_size and max_pages"):
+    with pytest.raises(ValueError, match="page_size, max_pages and max_items"):
         await list_all(source, page_size=0)
     assert source.requests == []
 
@@ -162,3 +169,69 @@ def test_changes(
 ) -> None:
     """changes() says which ids to start and stop following, sorted for stable logs."""
     assert changes(followed, listed) == (added, removed)
+
+
+async def test_item_cap_raises_with_exactly_the_cap_read() -> None:
+    """A listing that passes max_items stops mid-page with exactly max_items pipelines."""
+    source = FakeList([page(range(n * 4, n * 4 + 4), True) for n in range(10)])
+    with pytest.raises(ListingTruncated, match="within 6 pipelines") as caught:
+        await list_all(source, page_size=4, max_items=6)
+    assert [i.id for i in caught.value.items] == [info(n).id for n in range(6)]
+    assert len(source.requests) == 2
+
+
+async def test_a_listing_that_ends_exactly_at_the_cap_is_complete() -> None:
+    """has_more false on the page that reaches max_items: complete, not truncated."""
+    source = FakeList([page(range(4), True), page(range(4, 8), False)])
+    assert len(await list_all(source, page_size=4, max_items=8)) == 8
+
+
+async def test_pages_are_handed_over_as_they_come() -> None:
+    """on_page gets each page's new pipelines, before the next page is asked for."""
+    source = FakeList([page([1, 2], True), page([2, 3], True), page([3], True)])
+    seen: list[tuple[list[str], int]] = []
+
+    async def on_page(items: list[PipelineInfo]) -> None:
+        seen.append(([i.id for i in items], len(source.requests)))
+
+    await list_all(source, page_size=2, on_page=on_page)
+    assert seen == [(["pipe_001", "pipe_002"], 1), (["pipe_003"], 2)]
+
+
+class Refusing(FakeList):
+    """Refuses any page_size above `largest` with `status` (None: accepts none at all)."""
+
+    def __init__(self, pages: list[PipelinePage], status: int, largest: int | None) -> None:
+        super().__init__(pages)
+        self.status, self.largest = status, largest
+
+    async def __call__(self, page_number: int, page_size: int | None) -> PipelinePage:
+        if page_size is not None and (self.largest is None or page_size > self.largest):
+            self.requests.append((page_number, page_size))
+            raise UnexpectedStatusError("page_size", status=self.status)
+        return await super().__call__(page_number, page_size)
+
+
+@pytest.mark.parametrize(("status", "largest", "sizes"), [
+    (422, 30, [100, 25]), (400, 10, [100, 25, None]), (400, None, [100, 25, None])])
+async def test_a_refused_page_size_is_tried_smaller_then_left_out(
+    status: int, largest: int | None, sizes: list[int | None]
+) -> None:
+    """400/422: a quarter of the page size, then none; the listing starts again at page 1."""
+    source = Refusing([page(range(3), False)], status, largest)
+    assert len(await list_all(source, page_size=100)) == 3
+    assert [size for _, size in source.requests] == sizes
+    assert {number for number, _ in source.requests} == {1}
+
+
+async def test_other_statuses_and_a_refusal_without_page_size_propagate() -> None:
+    """Any other status is an error of the listing; so is a 400 with no page size left to drop."""
+    with pytest.raises(UnexpectedStatusError):
+        await list_all(Refusing([], 418, None), page_size=100)
+
+    async def always_400(page_number: int, page_size: int | None) -> PipelinePage:
+        raise UnexpectedStatusError("bad request", status=400)
+
+    with pytest.raises(UnexpectedStatusError):
+        await list_all(always_400)
+    assert page_sizes(1) == [1, None]

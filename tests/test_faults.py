@@ -115,7 +115,7 @@ async def test_bodies_over_the_cap_are_errors_not_lines() -> None:
 
 
 async def test_pipeline_deleted_mid_run_stops_only_that_pipeline() -> None:
-    """A pipeline that starts answering 404 is reported once and dropped; the others go on."""
+    """A pipeline that starts answering 404 is looked at again, then dropped; the others go on."""
     sink = MemorySink()
     async with simulated(WORLD, world_age_s=10.0) as sim:
         gone = sim.world.pipeline_ids[0]
@@ -128,7 +128,7 @@ async def test_pipeline_deleted_mid_run_stops_only_that_pipeline() -> None:
         assert_observed_exactly_once(sim, sink)
     not_found = [e for e in sink.events if isinstance(e, ApiErrorEvent)]
     assert [(e.pipeline_id, e.error, e.retry_in_s) for e in not_found] == [
-        (gone, "not_found", None)
+        (gone, "not_found", 2.0), (gone, "not_found", None)
     ]
     assert stats.pipelines_gone == [gone]
     late = [e for e in sink.events if isinstance(e, LogEvent) and e.pipeline_id != gone]

@@ -77,7 +77,7 @@ def in_phase(phase: Phase) -> Lifecycle:
         Phase.WAITING_RUNNING: [TAIL_ERRORS] * 3,
         Phase.PAUSED: [PAUSED],
         Phase.FORBIDDEN: [logs_failed("forbidden", retryable=False)],
-        Phase.GONE: [logs_failed("not_found", retryable=False)],
+        Phase.GONE: [logs_failed("not_found", retryable=False)] * 2,
     }
     for outcome in steps[phase]:
         feed(machine, outcome)
@@ -118,9 +118,14 @@ TABLE = [
         for s in LIVE
         for p in ("PAUSED", "STOPPED", "STOPPING", "paused")
     ],
-    # 404: stop; 403: slow retry with the logs request
-    *[Row(s, logs_failed("not_found"), Phase.GONE, None, None) for s in LIVE],
-    *[Row(s, status_failed("not_found"), Phase.GONE, None, None) for s in LIVE],
+    # a first 404: the same request again after not_found_confirm_s (a status poll keeps its
+    # waiting state); 403: slow retry with the logs request
+    *[Row(s, logs_failed("not_found"), Phase.BACKING_OFF, "logs", 2.0) for s in LIVE],
+    *[
+        Row(s, status_failed("not_found"),
+            s if s in (Phase.WAITING_RUNNING, Phase.PAUSED) else Phase.BACKING_OFF, "status", 2.0)
+        for s in LIVE
+    ],
     *[Row(s, logs_failed("forbidden"), Phase.FORBIDDEN, "logs", 300.0) for s in LIVE],
     *[Row(s, status_failed("forbidden"), Phase.FORBIDDEN, "logs", 300.0) for s in LIVE],
     # 429: not this pipeline's fault; same state, same request, Retry-After or the schedule
@@ -264,11 +269,22 @@ def test_forbidden_retries_slowly_and_recovers() -> None:
 
 
 def test_not_found_stops_for_good() -> None:
-    """After a 404 the pipeline is never polled again, whatever comes in."""
+    """After a 404 confirmed by the next look the pipeline is never polled again."""
     machine = Lifecycle(SETTINGS)
-    gone = feed(machine, logs_failed("not_found", retryable=False))
+    first = feed(machine, logs_failed("not_found", retryable=False))
+    assert (first.next_request, first.delay_s) == ("logs", 2.0)
+    gone = feed(machine, status_failed("not_found"))
     assert (gone.phase, gone.next_request, gone.delay_s) == (Phase.GONE, None, None)
     assert feed(machine, RUNNING).next_request is None
+
+
+def test_a_404_between_other_outcomes_is_only_a_blip() -> None:
+    """A 404 followed by anything else (an answer, another error) starts the count again."""
+    machine = Lifecycle(SETTINGS)
+    for between in (OK, logs_failed("server_error"), RUNNING):
+        assert feed(machine, logs_failed("not_found")).phase is not Phase.GONE
+        feed(machine, between)
+    assert feed(machine, logs_failed("not_found")).phase is not Phase.GONE
 
 
 @pytest.mark.parametrize("start", LIVE)

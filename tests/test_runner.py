@@ -25,7 +25,7 @@ from follower.model import (
 from follower.runner import Runner, RunSettings, RunStats
 from follower.sources import Source, SourceSettings
 from follower.tailerrors import TailErrorMatcher
-from follower.testing import FakeClock, MemorySink, advance_to, settle
+from follower.testing import FakeClock, MemorySink, advance_to, first_of, settle
 
 A = "pipe_a"
 B = "pipe_b"
@@ -163,26 +163,38 @@ async def test_retry_after_is_honoured() -> None:
 
 
 async def test_not_found_stops_following_the_pipeline() -> None:
-    """404: one api_error without a retry, the pipeline is no longer polled, others go on."""
+    """404 confirmed by a second look 2 s later: then an api_error without a retry, the pipeline
+    is no longer polled, others go on."""
     clock = FakeClock(start=0.0)
     source = ScriptedSource(
         clock, {A: [NotFoundError("no such pipeline", status=404)], B: [logs(B, "b\n")]}
     )
     sink = MemorySink()
     stats = await drive(make_runner(source, sink, (A, B)), clock, [5.0, 5.0])
-    assert source.calls[A] == [0.0]
+    assert source.calls[A] == [0.0, 2.0]
     assert len(source.calls[B]) == 3
     gone = [e for e in sink.events if isinstance(e, ApiErrorEvent)]
-    assert [(e.pipeline_id, e.error, e.retry_in_s) for e in gone] == [(A, "not_found", None)]
+    assert [(e.pipeline_id, e.error, e.retry_in_s) for e in gone] == [
+        (A, "not_found", 2.0), (A, "not_found", None)]
     assert stats.pipelines_gone == [A]
 
 
 async def test_run_ends_when_every_pipeline_is_gone() -> None:
-    """With every pipeline 404, run() returns by itself."""
+    """With every pipeline 404 (confirmed), run() returns by itself."""
     clock = FakeClock(start=0.0)
     source = ScriptedSource(clock, {A: [NotFoundError("gone", status=404)]})
-    stats = await make_runner(source, MemorySink()).run(anyio.Event())
-    assert stats.pipelines_gone == [A]
+    runner = make_runner(source, MemorySink())
+    result: list[RunStats] = []
+    finished = anyio.Event()
+
+    async def run() -> None:
+        result.append(await runner.run(anyio.Event()))
+        finished.set()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(run)
+        await first_of(lambda: advance_to(runner, clock, 10.0), finished.wait)
+    assert finished.is_set() and result[0].pipelines_gone == [A]
 
 
 async def test_tail_errors_back_off_and_are_reported() -> None:
