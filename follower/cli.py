@@ -23,6 +23,7 @@ import anyio.abc
 import structlog
 
 from follower import __version__, diagnostics
+from follower.check import DEFAULT_LOOK_S, DEFAULT_SAMPLE, config_failure, render, run_checks
 from follower.checkpoint import StateFileError
 from follower.clock import SystemClock
 from follower.config import DEFAULT_SOURCE, Config, load_config, only_source
@@ -114,6 +115,23 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--base-url", help=BASE_URL_HELP)
     listing.add_argument("--config", type=Path, help="TOML configuration file")
     listing.add_argument("--source", metavar="NAME", help=SOURCE_HELP)
+
+    check = commands.add_parser(
+        "check", help="check a configuration: key, API, pipelines, one poll, budget",
+        description="Check what `follower run` would do with the same flags, config file and "
+        "environment: the configuration loads, the key is accepted, the API answers, which "
+        "pipelines would be followed, one pipeline can be polled, and the request budget "
+        "covers the need measured from two looks at the tails. One line per check, ok or "
+        "FAIL with its fix. Exit 0 when every check holds, 1 when one fails, 2 when the "
+        "configuration is invalid.",
+    )
+    _add_follow_arguments(check)
+    check.add_argument("--look-seconds", type=_non_negative, default=DEFAULT_LOOK_S,
+                       metavar="SECONDS", help="seconds between the two looks that measure the "
+                       f"line rates (default {DEFAULT_LOOK_S:g})")
+    check.add_argument("--sample", type=int, default=DEFAULT_SAMPLE, metavar="N",
+                       help=f"pipelines looked at twice (default {DEFAULT_SAMPLE}); the others "
+                       "are assumed alike")
 
     demo = commands.add_parser(
         "demo", help="start the embedded simulator and follow it, printing readable lines",
@@ -505,10 +523,29 @@ def _cmd_pipelines(ns: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_check(ns: argparse.Namespace) -> int:
+    try:
+        config = _load(ns)
+    except ConfigError as exc:
+        print(render(config_failure(exc.problems)))
+        return EXIT_CONFIG
+    _print_notices(config)
+    _configure_diagnostics("error", config)
+    findings = anyio.run(
+        lambda: run_checks(
+            config, SystemClock(), config_path=None if ns.config is None else str(ns.config),
+            look_s=ns.look_seconds, sample=ns.sample,
+        )
+    )
+    print(render(findings))
+    return EXIT_OK if all(finding.ok for finding in findings) else EXIT_FAILURE
+
+
 COMMANDS: Final = {
     "run": _cmd_run,
     "tail": _cmd_tail,
     "pipelines": _cmd_pipelines,
+    "check": _cmd_check,
     "demo": _cmd_demo,
     "simulate": run_simulate,
 }
