@@ -293,7 +293,11 @@ def load_config(
     given = {k: v for k, v in flags.items() if v is not None}
     _apply(given, "--", values, problems, flag_names)
     _check_shard(values, hostname, problems)
-    return _finish(values, env, problems, sources)
+    base_url_from = (
+        (flag_names or {}).get("base_url", "--base_url") if "base_url" in given
+        else ENV_BASE_URL if env.get(ENV_BASE_URL) else "base_url"
+    )
+    return _finish(values, env, problems, sources, base_url_from)
 
 
 def _check_shard(values: dict[str, Any], hostname: str, problems: list[str]) -> None:
@@ -310,7 +314,11 @@ def _check_shard(values: dict[str, Any], hostname: str, problems: list[str]) -> 
 
 
 def _finish(
-    values: dict[str, Any], env: Mapping[str, str], problems: list[str], sources: Any
+    values: dict[str, Any],
+    env: Mapping[str, str],
+    problems: list[str],
+    sources: Any,
+    base_url_from: str = "base_url",
 ) -> Config:
     # With [[sources]], the top-level key follows something only when asked to (pipelines
     # listed or discovery enabled at the top level); without, it is the one source.
@@ -331,6 +339,7 @@ def _finish(
         values.get("base_url", DEFAULT_BASE_URL),
         values.get("allow_insecure_http", False),
         problems,
+        where=base_url_from,
         notes=notes,
     )
     if values.get("backoff_initial_s", 1.0) > values.get("backoff_max_s", 60.0):

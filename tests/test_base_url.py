@@ -38,9 +38,10 @@ def test_flag_and_environment_are_normalised_with_a_notice() -> None:
     from_env = load_config(
         config_path=None, env={**ENV, "GOLDRUSH_BASE_URL": DOCUMENTED}, flags=flags()
     )
-    for config in (from_flag, from_env):
+    for config, origin in ((from_flag, "--base_url: "), (from_env, "GOLDRUSH_BASE_URL: ")):
         assert config.base_url == "https://api.covalenthq.com"
         assert len(config.notices) == 1
+        assert config.notices[0].startswith(origin)  # names where the URL came from
         assert "/platform/pipeline-api/" in config.notices[0]
     plain = load_config(config_path=None, env=ENV, flags=flags())
     assert plain.notices == ()
@@ -62,7 +63,8 @@ base_url = "https://eu.example.test/platform/pipeline-api/"
         "https://api.covalenthq.com", "https://eu.example.test",
     ]
     assert len(config.notices) == 2
-    assert any(notice.startswith("sources[0] (eu).base_url") for notice in config.notices)
+    assert config.notices[0].startswith("base_url: ")
+    assert config.notices[1].startswith("sources[0] (eu).base_url: ")
 
 
 async def test_run_with_the_documented_base_url_follows_instead_of_404() -> None:
@@ -77,7 +79,7 @@ async def test_run_with_the_documented_base_url_follows_instead_of_404() -> None
             run.process.send_signal(signal.SIGTERM)
             assert await run.exit_code() == 0
     assert not [e for e in run.events() if e["event"] == "api_error"]
-    assert any("note: base_url:" in line and "/platform/pipeline-api/" in line
+    assert any("note: --base-url:" in line and "/platform/pipeline-api/" in line
                for line in run.stderr)
 
 
