@@ -81,7 +81,7 @@ async def test_invalid_configuration_exits_2_naming_each_problem() -> None:
         assert await run.exit_code() == 2
     failed = lines_of(run.stdout, "FAIL")
     assert any("--interval" in line for line in failed)
-    assert any("base_url" in line for line in failed)
+    assert any("--base-url" in line and "ftp://x" in line for line in failed)
 
 
 def test_estimate_extrapolates_the_sample_with_the_schedule_math() -> None:
