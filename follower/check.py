@@ -259,7 +259,7 @@ async def check_source(
 ) -> list[Finding]:
     """Every check of one source, in order; stops at the first that leaves nothing to check."""
     label = "" if len(config.sources) == 1 else f"[{source.name}] "
-    findings = [Finding(f"{label}key", True, f"{_key_origin(source)} (never printed)")]
+    findings = [Finding(f"{label}key source", True, f"{_key_origin(source)} (never printed)")]
     matcher = TailErrorMatcher(config.tail_error_patterns)
     async with create_session() as session:
         api = make_api(config, session, clock, source)
@@ -281,7 +281,8 @@ async def check_source(
         )
         wanted = followed_ids(source.pipelines, listed if source.discover else [], selection)
         mine = sharding.select(wanted, config.shard_index, config.shard_count)
-        shard = f"shard {config.shard_index} of {config.shard_count}"
+        shard = ("not sharded" if config.shard_count == 1
+                 else f"shard index {config.shard_index} of {config.shard_count} shards")
         if not mine:
             findings.append(Finding(
                 f"{label}pipelines", False,
