@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DURATION ?= 30
 
-.PHONY: demo test lint typecheck check bench clean
+.PHONY: demo simulate test lint typecheck check bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,12 @@ $(STAMP): pyproject.toml constraints.txt
 ## Run the follower against the embedded simulator (DURATION=0 runs until Ctrl-C).
 demo: $(STAMP)
 	$(BIN)/follower demo --duration $(DURATION)
+
+## Serve the simulator on 127.0.0.1:$(PORT) (key sim-key) for `follower run/tail/pipelines/check`
+## in another terminal; it prints the commands to paste.
+PORT ?= 8080
+simulate: $(STAMP)
+	$(BIN)/follower simulate --port $(PORT)
 
 ## The whole test suite, then lint and types: what CI runs.
 test: $(STAMP)

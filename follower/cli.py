@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import signal
@@ -23,12 +24,13 @@ import anyio.abc
 import structlog
 
 from follower import __version__, diagnostics
+from follower.check import DEFAULT_LOOK_S, DEFAULT_SAMPLE, config_failure, render, run_checks
 from follower.checkpoint import StateFileError
 from follower.clock import SystemClock
 from follower.config import DEFAULT_SOURCE, Config, load_config, only_source
 from follower.demo import demo
 from follower.errors import ApiError, ConfigError
-from follower.interactive import UnknownPipelineError, pipelines_table, tail
+from follower.interactive import PodFilter, UnknownPipelineError, pipeline_rows, tail
 from follower.runner import Runner, RunStats
 from follower.secret import remember
 from follower.service import build_sink, follow, reload
@@ -36,6 +38,7 @@ from follower.simulator.cli import add_simulate_arguments, run_simulate
 from follower.sinks import Sink
 from follower.sinks.files import FileSink, FileSinkError
 from follower.sinks.jsonlines import JsonLinesSink, SinkClosedError
+from follower.sinks.terminal import render_pipelines
 
 EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
@@ -63,22 +66,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     tail = commands.add_parser(
         "tail",
-        help="follow a few pipelines for people: `pipeline/pod | line`, one colour per pod",
+        help="follow a few pipelines for people, like stern: `pod | line`, one colour per pod",
         description="Follow pipelines (by id or exact name) and print their lines like stern. "
-        "The key comes from GOLDRUSH_SERVICE_KEY or GOLDRUSH_SERVICE_KEY_FILE.",
+        "The key comes from GOLDRUSH_SERVICE_KEY or GOLDRUSH_SERVICE_KEY_FILE. Unlike "
+        "`follower run` (which starts with every pod's whole tail), tail shows the last "
+        f"{DEFAULT_TAIL_LINES} lines of each pod first (--tail), then new lines.",
     )
-    tail.add_argument("pipeline_names", nargs="+", metavar="PIPELINE",
+    tail.add_argument("pipeline_names", nargs="*", metavar="PIPELINE",
                       help="pipeline id or exact name")
-    tail.add_argument("--since", choices=("start", "now"), default="now",
-                      help="now: only new lines (default); start: the current tails first")
+    tail.add_argument("-p", "--pipeline", dest="more_pipelines", action="append", default=[],
+                      metavar="PIPELINE", help="a pipeline id or name, like PIPELINE (repeatable)")
+    history = tail.add_mutually_exclusive_group()
+    history.add_argument("--tail", type=int, dest="tail_lines", metavar="N",
+                         help="lines of each pod's history to show on the first look: N, or -1 "
+                         f"for the whole current tail (default {DEFAULT_TAIL_LINES})")
+    history.add_argument("--since", choices=("start", "now"),
+                         help="start: the whole current tail first (= --tail -1); now: only "
+                         f"lines written after start (= --tail 0); default: --tail "
+                         f"{DEFAULT_TAIL_LINES}")
+    tail.add_argument("--pod", action="append", default=[], metavar="REGEX",
+                      help="show only pods whose name matches (repeatable: any)")
+    tail.add_argument("--exclude-pod", action="append", default=[], metavar="REGEX",
+                      help="hide pods whose name matches (repeatable)")
     tail.add_argument("--include", action="append", default=[], metavar="REGEX",
                       help="show only lines matching (repeatable: any)")
     tail.add_argument("--exclude", action="append", default=[], metavar="REGEX",
                       help="hide lines matching (repeatable)")
-    tail.add_argument("--output", choices=("text", "json"), default="text",
+    tail.add_argument("-o", "--output", choices=("text", "json"), default="text",
                       help="text for people (default) or the JSON events of `follower run`")
-    tail.add_argument("--timestamps", action="store_true", help="prefix each line with its time")
-    tail.add_argument("--base-url", help="API base URL (default https://api.covalenthq.com)")
+    tail.add_argument("-t", "--timestamps", action="store_true",
+                      help="prefix each line with its time")
+    tail.add_argument("--base-url", help=BASE_URL_HELP)
     tail.add_argument("--interval", type=float, dest="interval_s", metavar="SECONDS",
                       default=2.0, help="seconds between polls (default 2)")
     tail.add_argument("--config", type=Path, help="TOML configuration file")
@@ -87,40 +105,90 @@ def build_parser() -> argparse.ArgumentParser:
                       default="warning")
 
     listing = commands.add_parser(
-        "pipelines", help="a table of the pipelines the key can see, with their runtime phase"
+        "pipelines", help="a table of the pipelines the key can see, with their runtime phase",
+        description="List every pipeline the key can see, with its intent (running/paused) "
+        "from the list endpoint and its runtime phase and ready/replicas from the status "
+        "endpoint. The key comes from GOLDRUSH_SERVICE_KEY or GOLDRUSH_SERVICE_KEY_FILE.",
     )
-    listing.add_argument("--base-url", help="API base URL (default https://api.covalenthq.com)")
+    listing.add_argument("-o", "--output", choices=("table", "wide", "json"), default="table",
+                         help="table (default), wide (adds the runtime uid) or json (an array "
+                         "of objects, for scripts)")
+    listing.add_argument("--base-url", help=BASE_URL_HELP)
     listing.add_argument("--config", type=Path, help="TOML configuration file")
     listing.add_argument("--source", metavar="NAME", help=SOURCE_HELP)
 
+    check = commands.add_parser(
+        "check", help="check a configuration: key, API, pipelines, one poll, budget",
+        description="Check what `follower run` would do with the same flags, config file and "
+        "environment: the configuration loads, the key is accepted, the API answers, which "
+        "pipelines would be followed, one pipeline can be polled, and the request budget "
+        "covers the need measured from two looks at the tails. One line per check, ok or "
+        "FAIL with its fix. Exit 0 when every check holds, 1 when one fails, 2 when the "
+        "configuration is invalid.",
+    )
+    _add_follow_arguments(check)
+    check.add_argument("--look-seconds", type=_non_negative, default=DEFAULT_LOOK_S,
+                       metavar="SECONDS", help="seconds between the two looks that measure the "
+                       f"line rates (default {DEFAULT_LOOK_S:g})")
+    check.add_argument("--sample", type=int, default=DEFAULT_SAMPLE, metavar="N",
+                       help=f"pipelines looked at twice (default {DEFAULT_SAMPLE}); the others "
+                       "are assumed alike")
+
     demo = commands.add_parser(
-        "demo", help="start the embedded simulator and follow it, printing readable lines"
+        "demo", help="start the embedded simulator and follow it, printing readable lines",
+        description="Start the embedded simulator on a free loopback port and follow all of "
+        "its pipelines in the same process, as `follower run` would (no key or network "
+        "needed). `follower simulate` serves the simulator alone, for `run`, `tail` and "
+        "`pipelines` in another terminal.",
     )
     demo.add_argument("--pipelines", type=int, default=3, help="simulated pipelines (default 3)")
-    demo.add_argument("--duration", type=float, default=0.0,
-                      help="stop after this many seconds (default: run until Ctrl-C)")
+    demo.add_argument("--duration", type=_non_negative, default=0.0, metavar="SECONDS",
+                      help="stop after this many seconds (default 0: run until Ctrl-C)")
     demo.add_argument("--output", choices=("text", "json"), default="text",
                       help="text for people (default) or the JSON events of `follower run`")
     demo.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
                       default="warning")
 
     simulate = commands.add_parser(
-        "simulate", help="serve the embedded fake Pipeline API on loopback"
+        "simulate", help="serve the embedded fake Pipeline API on loopback",
+        description="Serve a fake Pipeline API (simulated pipelines, pods, restarts, tail "
+        "errors, faults) on loopback until Ctrl-C; it prints the key, the base URL and the "
+        "`follower` commands that follow it (`make simulate` starts it on port 8080).",
     )
     add_simulate_arguments(simulate)
     return parser
+
+
+BASE_URL_HELP: Final = (
+    "API base URL (default https://api.covalenthq.com; the form with /platform/pipeline-api/ "
+    "is accepted too); env GOLDRUSH_BASE_URL"
+)
+DEFAULT_TAIL_LINES: Final = 10
+
+
+def _non_negative(text: str) -> float:
+    """argparse type: a number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected 0 or more seconds, got {text!r}")
+    return value
 
 
 def _add_follow_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML configuration file")
     parser.add_argument("--pipeline", dest="pipelines", action="append", metavar="ID",
                         help="pipeline id to follow (repeatable)")
-    parser.add_argument("--base-url", help="API base URL (default https://api.covalenthq.com)")
+    parser.add_argument("--base-url", help=BASE_URL_HELP)
     parser.add_argument("--interval", type=float, dest="interval_s", metavar="SECONDS",
                         help="poll each pipeline every SECONDS (default: plan each poll from "
                         "the pipeline's line rate and tail window, within the budget)")
     parser.add_argument("--since", choices=("start", "now"),
-                        help="start: emit the current tails in full (default); now: only new lines")
+                        help="start (the default here, unlike `follower tail`): emit every "
+                        "pod's current tail in full on the first poll; now: only lines written "
+                        "after start")
     parser.add_argument("--state-file", type=Path,
                         help="checkpoint file: restarts neither repeat nor lose lines (default: "
                         "$GOLDRUSH_STATE_FILE, else $XDG_STATE_HOME/goldrush-follower/state.json, "
@@ -272,12 +340,19 @@ def _configure_diagnostics(level: str, config: Config) -> None:
     diagnostics.configure(level)
 
 
+def _print_notices(config: Config) -> None:
+    """What loading the configuration corrected, on stderr (before diagnostics are set up)."""
+    for notice in config.notices:
+        print(f"follower: note: {notice}", file=sys.stderr)
+
+
 def _cmd_run(ns: argparse.Namespace) -> int:
     try:
         config = _load(ns)
     except ConfigError as exc:
         print(f"follower: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    _print_notices(config)
     _configure_diagnostics(config.log_level, config)
     clock = SystemClock()
     try:
@@ -379,6 +454,7 @@ def _people_config(ns: argparse.Namespace, **flags: object) -> Config:
         given["discovery.enabled"] = True  # the top-level key, whatever the file lists
     config = load_config(config_path=ns.config, env=os.environ, flags=given,
                          flag_names={"base_url": "--base-url", "interval_s": "--interval"})
+    _print_notices(config)
     return only_source(config, ns.source or DEFAULT_SOURCE)
 
 
@@ -393,28 +469,59 @@ def _patterns(values: list[str], flag: str) -> list[re.Pattern[str]]:
         raise ConfigError([f"{flag}: invalid regular expression: {exc}"]) from None
 
 
+def _history_lines(ns: argparse.Namespace) -> int:
+    """`--tail N`, or what `--since` means in lines, or the default."""
+    if ns.tail_lines is not None:
+        if ns.tail_lines < -1:
+            raise ConfigError([f"--tail: {ns.tail_lines} is not a line count; N >= 0, or -1 "
+                               "for the whole current tail"])
+        return int(ns.tail_lines)
+    return {"start": -1, "now": 0, None: DEFAULT_TAIL_LINES}[ns.since]
+
+
+def _silence_stdout() -> None:
+    """The reader of stdout left: point stdout at /dev/null, so that the interpreter's flush
+    at exit does not print a BrokenPipeError."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def _cmd_tail(ns: argparse.Namespace) -> int:
+    wanted = [*ns.pipeline_names, *ns.more_pipelines]
     try:
-        config = _people_config(ns, interval_s=ns.interval_s, since=ns.since)
+        if not wanted:
+            raise ConfigError(["PIPELINE: name at least one pipeline (an id or exact name), "
+                               "as an argument or with -p; `follower pipelines` lists them"])
+        history = _history_lines(ns)
+        config = _people_config(ns, interval_s=ns.interval_s)
         include = _patterns(ns.include, "--include")
         exclude = _patterns(ns.exclude, "--exclude")
+        pods = PodFilter(tuple(_patterns(ns.pod, "--pod")),
+                         tuple(_patterns(ns.exclude_pod, "--exclude-pod")))
     except ConfigError as exc:
         print(f"follower: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     _configure_diagnostics(ns.log_level, config)
     clock = SystemClock()
     failed: list[BaseException] = []
+    closed: list[BaseException] = []
+    stats: RunStats | None = None
     try:
         stats = anyio.run(
             _until_signalled,
             lambda stop: tail(
-                config, ns.pipeline_names, stop=stop, clock=clock, output=ns.output,
-                include=include, exclude=exclude, timestamps=ns.timestamps,
+                config, wanted, stop=stop, clock=clock, output=ns.output,
+                include=include, exclude=exclude, timestamps=ns.timestamps, pods=pods,
+                history=history,
             ),
             0.0,
         )
-    except* (UnknownPipelineError, ApiError, SinkClosedError) as group:
+    except* SinkClosedError as group:
+        closed.extend(_leaves(group))
+    except* (UnknownPipelineError, ApiError) as group:
         failed.extend(_leaves(group))
+    if closed:  # `follower tail ... | head`: the reader has what it wanted; say nothing
+        _silence_stdout()
+        return EXIT_OK
     if failed:
         print(f"follower: {failed[0]}", file=sys.stderr)
         return EXIT_FAILURE
@@ -429,18 +536,44 @@ def _cmd_pipelines(ns: argparse.Namespace) -> int:
         return EXIT_CONFIG
     _configure_diagnostics("warning", config)
     try:
-        table = anyio.run(pipelines_table, config, SystemClock())
+        rows = anyio.run(pipeline_rows, config, SystemClock())
     except ApiError as exc:
         print(f"follower: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    print(table)
+    if ns.output == "json":
+        text = json.dumps([row.to_json() for row in rows], indent=2, ensure_ascii=False)
+    else:
+        text = render_pipelines(rows, wide=ns.output == "wide")
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        _silence_stdout()
     return EXIT_OK
+
+
+def _cmd_check(ns: argparse.Namespace) -> int:
+    try:
+        config = _load(ns)
+    except ConfigError as exc:
+        print(render(config_failure(exc.problems)))
+        return EXIT_CONFIG
+    _print_notices(config)
+    _configure_diagnostics("error", config)
+    findings = anyio.run(
+        lambda: run_checks(
+            config, SystemClock(), config_path=None if ns.config is None else str(ns.config),
+            look_s=ns.look_seconds, sample=ns.sample,
+        )
+    )
+    print(render(findings))
+    return EXIT_OK if all(finding.ok for finding in findings) else EXIT_FAILURE
 
 
 COMMANDS: Final = {
     "run": _cmd_run,
     "tail": _cmd_tail,
     "pipelines": _cmd_pipelines,
+    "check": _cmd_check,
     "demo": _cmd_demo,
     "simulate": run_simulate,
 }

@@ -117,6 +117,8 @@ class Config:
     extra_sources: tuple[SourceConfig, ...] = ()
     """The `[[sources]]` tables: more keys, each with its own API, selection and budget."""
     source: str = field(default="defaults", compare=False)
+    notices: tuple[str, ...] = field(default=(), compare=False)
+    """What loading corrected and the user should hear of (a base URL given with the API path)."""
 
     @property
     def sources(self) -> tuple[SourceConfig, ...]:
@@ -322,7 +324,11 @@ def load_config(
     given = {k: v for k, v in flags.items() if v is not None}
     _apply(given, "--", values, problems, flag_names)
     _check_shard(values, hostname, problems)
-    return _finish(values, env, problems, sources)
+    base_url_from = (
+        (flag_names or {}).get("base_url", "--base_url") if "base_url" in given
+        else ENV_BASE_URL if env.get(ENV_BASE_URL) else "base_url"
+    )
+    return _finish(values, env, problems, sources, base_url_from)
 
 
 def _check_shard(values: dict[str, Any], hostname: str, problems: list[str]) -> None:
@@ -339,7 +345,11 @@ def _check_shard(values: dict[str, Any], hostname: str, problems: list[str]) -> 
 
 
 def _finish(
-    values: dict[str, Any], env: Mapping[str, str], problems: list[str], sources: Any
+    values: dict[str, Any],
+    env: Mapping[str, str],
+    problems: list[str],
+    sources: Any,
+    base_url_from: str = "base_url",
 ) -> Config:
     # With [[sources]], the top-level key follows something only when asked to (pipelines
     # listed or discovery enabled at the top level); without, it is the one source.
@@ -356,10 +366,13 @@ def _finish(
         problems.append("output.dir: --output file needs --output-dir DIR (where to write)")
     if values.get("floor_s", 1.0) > values.get("ceiling_s", 60.0):
         problems.append("schedule.floor_s: must not exceed schedule.ceiling_s")
+    notes: list[str] = []
     values["base_url"] = check_base_url(
         values.get("base_url", DEFAULT_BASE_URL),
         values.get("allow_insecure_http", False),
         problems,
+        where=base_url_from,
+        notes=notes,
     )
     if values.get("backoff_initial_s", 1.0) > values.get("backoff_max_s", 60.0):
         problems.append("backoff.initial_s: must not exceed backoff.max_s")
@@ -367,7 +380,7 @@ def _finish(
         compile_patterns(values.get("tail_error_patterns", ()))
     except ValueError as exc:
         problems.append(str(exc))
-    extra = _extra_sources(values, env, problems, sources)
+    extra = _extra_sources(values, env, problems, sources, notes)
     key, key_file = None, values.pop("key_file", None)
     if top_level:
         key, key_file = _read_key(env, key_file, problems)
@@ -376,7 +389,7 @@ def _finish(
     if problems or (top_level and key is None):
         raise ConfigError(problems)
     return Config(key=key, key_file=None if key is None else key_file, extra_sources=extra,
-                  **values)
+                  notices=tuple(notes), **values)
 
 
 def _state_location(values: dict[str, Any], env: Mapping[str, str]) -> None:
@@ -389,7 +402,11 @@ def _state_location(values: dict[str, Any], env: Mapping[str, str]) -> None:
 
 
 def _extra_sources(
-    values: dict[str, Any], env: Mapping[str, str], problems: list[str], sources: Any
+    values: dict[str, Any],
+    env: Mapping[str, str],
+    problems: list[str],
+    sources: Any,
+    notes: list[str],
 ) -> tuple[SourceConfig, ...]:
     if sources is None:
         return ()
@@ -400,4 +417,4 @@ def _extra_sources(
         budget_burst=values.get("budget_burst", 20),
         interval_s=values.get("interval_s"),
     )
-    return config_sources.parse_sources(sources, inherited, env, problems)
+    return config_sources.parse_sources(sources, inherited, env, problems, notes)

@@ -101,15 +101,20 @@ class Inherited:
 
 
 def parse_sources(
-    raw: Any, inherited: Inherited, env: Mapping[str, str], problems: list[str]
+    raw: Any,
+    inherited: Inherited,
+    env: Mapping[str, str],
+    problems: list[str],
+    notes: list[str] | None = None,
 ) -> tuple[SourceConfig, ...]:
-    """The `[[sources]]` array of tables, checked; every problem goes to `problems`."""
+    """The `[[sources]]` array of tables, checked; every problem goes to `problems`, and what
+    was corrected (a base URL with the API path) to `notes`."""
     if not isinstance(raw, list) or not all(isinstance(table, dict) for table in raw):
         problems.append("sources: expected an array of tables ([[sources]]), one per key")
         return ()
     sources: list[SourceConfig] = []
     for index, table in enumerate(raw):
-        source = _parse_one(f"sources[{index}]", table, inherited, env, problems)
+        source = _parse_one(f"sources[{index}]", table, inherited, env, problems, notes=notes)
         if source is not None:
             sources.append(source)
     _check_distinct(sources, problems)
@@ -122,6 +127,8 @@ def _parse_one(
     inherited: Inherited,
     env: Mapping[str, str],
     problems: list[str],
+    *,
+    notes: list[str] | None = None,
 ) -> SourceConfig | None:
     values: dict[str, Any] = {}
     before = len(problems)
@@ -154,7 +161,7 @@ def _parse_one(
     )
     values["base_url"] = cv.check_base_url(
         values.get("base_url", inherited.base_url), inherited.allow_insecure_http, problems,
-        where=f"{where}.base_url",
+        where=f"{where}.base_url", notes=notes,
     )
     values.setdefault("budget_burst", inherited.budget_burst)
     values.setdefault("budget_rps", _default_budget(inherited, values["pipelines"]))

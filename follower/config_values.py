@@ -114,9 +114,36 @@ def listen_address(value: Any) -> tuple[str, int]:
     return host, int(port)
 
 
+API_PATH: Final = "/platform/pipeline-api"
+"""The path the client adds to the base URL; GoldRush's docs call the URL with it the "Base URL"."""
+
+
+def normalise_base_url(url: str) -> str:
+    """`url` without a trailing `/platform/pipeline-api/` (the form GoldRush's docs show as the
+    "Base URL"), which the client adds itself: pasted as is, every request would be a 404."""
+    stripped = url.rstrip("/")
+    if stripped.lower().endswith(API_PATH):
+        return stripped[: -len(API_PATH)]
+    return url
+
+
 def check_base_url(
-    url: str, allow_insecure: bool, problems: list[str], *, where: str = "base_url"
+    url: str,
+    allow_insecure: bool,
+    problems: list[str],
+    *,
+    where: str = "base_url",
+    notes: list[str] | None = None,
 ) -> str:
+    """The base URL to use, checked; problems go to `problems`, and a note to `notes` when the
+    documented form with `/platform/pipeline-api/` was given and shortened."""
+    normal = normalise_base_url(url)
+    if normal != url and notes is not None:
+        notes.append(
+            f"{where}: {url!r} ends with the API path {API_PATH}/, which the follower adds "
+            f"itself; using {normal!r}"
+        )
+    url = normal
     try:
         parsed = URL(url)
     except ValueError:  # yarl's text may quote the netloc, credentials included: not echoed

@@ -10,6 +10,8 @@ import sys
 import anyio
 from test_cli import KEY, env_with, follower, served
 
+from follower.sinks.terminal import short_pod
+
 
 async def test_tail_by_name_piped_has_no_colour_and_ends_on_ctrl_c() -> None:
     """Piped output: `name/pod | line`, no escape codes; filters apply; SIGINT exits 0."""
@@ -23,7 +25,11 @@ async def test_tail_by_name_piped_has_no_colour_and_ends_on_ctrl_c() -> None:
             run.process.send_signal(signal.SIGINT)
             assert await run.exit_code() == 0
     shown = [line for line in run.stdout if " | " in line]
-    assert all(line.startswith(f"{name}/") for line in shown)
+    pods = set(sim.world.pod_names(sim.world.pipeline_ids[0], sim.world.start + 5))
+    assert {line.split(" | ", 1)[0] for line in shown} <= {
+        short_pod(sim.world.pipeline_ids[0], pod) for pod in pods
+    }
+    assert any(line.startswith(f"+ {name} ") for line in run.stdout)
     assert not any("\x1b[" in line for line in run.stdout)
     assert not any("DEBUG" in line.split(" | ", 1)[1] for line in shown)
     assert KEY not in run.everything()
@@ -43,8 +49,11 @@ async def test_tail_json_output_is_the_run_event_stream() -> None:
     assert {e["pipeline_id"] for e in run.events()} == {pipeline_id}
 
 
-async def run_on_a_terminal(args: list[str], extra_env: dict[str, str]) -> str:
-    """Run `follower` with stdout on a pseudo-terminal until it printed 5 log lines; its text."""
+async def run_on_a_terminal(
+    args: list[str], extra_env: dict[str, str], *, marker: bytes | None = b" | ", count: int = 5
+) -> str:
+    """Run `follower` with stdout on a pseudo-terminal until it printed `count` lines holding
+    `marker` (then SIGINT), or with no marker until it exits by itself; its text."""
     controller, terminal = pty.openpty()
     process = await anyio.open_process(
         [sys.executable, "-m", "follower", *args],
@@ -52,11 +61,20 @@ async def run_on_a_terminal(args: list[str], extra_env: dict[str, str]) -> str:
     )
     os.close(terminal)
     output = b""
+    signalled = False
     with anyio.fail_after(30):
-        while output.count(b" | ") < 5:
+        while True:  # read until the terminal closes: a full one would block the process
+            if marker is not None and not signalled and output.count(marker) >= count:
+                process.send_signal(signal.SIGINT)
+                signalled = True
             await anyio.wait_readable(controller)
-            output += os.read(controller, 65536)
-        process.send_signal(signal.SIGINT)
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: the process closed the terminal (exited)
+                chunk = b""
+            if not chunk:
+                break
+            output += chunk
         assert await process.wait() == 0
     os.close(controller)
     return output.decode(errors="replace")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shlex
 import signal
 import sys
 from collections.abc import Callable
@@ -203,6 +204,23 @@ async def serve(
         await runner.cleanup()
 
 
+def follower_commands(base_url: str, key: str, pipeline_ids: list[str]) -> str:
+    """The commands that point the follower at this simulator, ready to paste into a shell."""
+    quoted_key, url = shlex.quote(key), shlex.quote(base_url)
+    first = pipeline_ids[0] if pipeline_ids else "pipe_..."
+    return "\n".join([
+        "point the follower at it (in another terminal):",
+        f"  export GOLDRUSH_SERVICE_KEY={quoted_key} GOLDRUSH_BASE_URL={url}",
+        "  follower pipelines",
+        f"  follower tail {first}",
+        "  follower run                      # every pipeline, JSON events on stdout",
+        "  follower check                    # key, API, pipelines, budget",
+        "or, without exporting:",
+        f"  GOLDRUSH_SERVICE_KEY={quoted_key} follower run --base-url {url}",
+        f"  curl -H 'Authorization: Bearer {key}' {base_url}{PREFIX}",
+    ])
+
+
 def run_simulate(ns: argparse.Namespace) -> int:
     """Run `follower simulate` in the foreground until Ctrl-C or SIGTERM; returns the exit code."""
     try:
@@ -220,12 +238,10 @@ def run_simulate(ns: argparse.Namespace) -> int:
 
     def ready(base_url: str) -> None:
         print(f"simulator listening on {base_url} (Service Key {ns.key!r})", file=sys.stderr)
-        print(
-            f"  try: curl -H 'Authorization: Bearer {ns.key}' {base_url}{PREFIX}", file=sys.stderr
-        )
         print(f"pipelines ({len(pipeline_ids)}):", file=sys.stderr)
         for pipeline_id in pipeline_ids:
             print(f"  {pipeline_id}", file=sys.stderr)
+        print(follower_commands(base_url, ns.key, pipeline_ids), file=sys.stderr)
 
     async def main() -> int:
         code = EXIT_OK

@@ -9,6 +9,7 @@ dropped and other control characters shown as `\\xNN`, so a pod cannot drive the
 
 from __future__ import annotations
 
+import contextlib
 import re
 import unicodedata
 import zlib
@@ -31,6 +32,7 @@ from follower.model import (
     TailErrorEvent,
     format_ts,
 )
+from follower.sinks.jsonlines import SinkClosedError
 
 PALETTE: Final = (31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96)
 """ANSI foreground colours for pod prefixes: red to cyan, normal and bright."""
@@ -74,6 +76,29 @@ class LineFilter:
         return not any(pattern.search(message) for pattern in self.exclude)
 
 
+SUFFIX_MIN: Final = 3
+"""A pod suffix shorter than this is not shown alone (too easily confused)."""
+
+
+def short_pod(pipeline_id: str, pod: str) -> str:
+    """What tells the pod apart, like stern's pod names without the workload's: the part after
+    the pipeline id (`pipeline-covalent-postgres-pipe-fa28...162dmlm2` -> `mlm2`).
+
+    Pod names are `pipeline-` + the runtime uid (which holds the id with `_` as `-`), cut to
+    Kubernetes' 63 characters, plus a random suffix; the id may itself be cut. The whole name
+    when no useful suffix can be found.
+    """
+    dashed = pipeline_id.replace("_", "-")
+    start = pod.find(dashed[:SUFFIX_MIN + 5])  # "pipe-" and a few hex digits
+    if start < 0:
+        return pod
+    end = start
+    while end < len(pod) and end - start < len(dashed) and pod[end] == dashed[end - start]:
+        end += 1
+    suffix = pod[end:].lstrip("-")
+    return suffix if len(suffix) >= SUFFIX_MIN else pod
+
+
 class TerminalView:
     """Turns events into lines of text; pure, so the format is tested without a terminal."""
 
@@ -84,12 +109,35 @@ class TerminalView:
         line_filter: LineFilter | None = None,
         timestamps: bool = False,
         labels: Mapping[str, str] | None = None,
+        short_pods: bool = False,
     ) -> None:
-        """`labels` shows a pipeline by name instead of id; `timestamps` prefixes each line."""
+        """`labels` shows a pipeline by name instead of id; `timestamps` prefixes each line;
+        `short_pods` shows a pod by its suffix (`short_pod`) after one line naming it in full
+        with its pipeline, like stern's `+ pod` lines."""
         self._colour = colour
         self._filter = line_filter or LineFilter()
         self._timestamps = timestamps
         self._labels = dict(labels or {})
+        self._short = short_pods
+        self._introduced: set[tuple[str, str]] = set()
+
+    def render_all(self, event: Event) -> list[str]:
+        """The lines for `event`: with short pod names, a pod's first event is preceded by (or,
+        for `pod_added`, replaced with) the line that names the pod and its pipeline in full."""
+        pod: str | None = getattr(event, "pod", None)
+        if not self._short or pod is None or (event.pipeline_id, pod) in self._introduced:
+            line = self.render(event)
+            return [] if line is None else [line]
+        if isinstance(event, LogEvent) and not self._filter.accepts(event.message):
+            return []
+        self._introduced.add((event.pipeline_id, pod))
+        pipeline = printable(self._labels.get(event.pipeline_id, event.pipeline_id))
+        intro = f"+ {pipeline} {self._coloured(pod, short_pod(event.pipeline_id, pod))}"
+        intro += f" ({printable(pod)})"
+        if isinstance(event, PodAddedEvent):
+            return [self._stamp(event.ts) + intro]
+        line = self.render(event)
+        return [intro] if line is None else [intro, line]
 
     def render(self, event: Event) -> str | None:
         """One line for `event` (without newline), or None when the filters hide it."""
@@ -108,8 +156,13 @@ class TerminalView:
         pipeline = printable(self._labels.get(pipeline_id, pipeline_id))
         if pod is None:
             return pipeline
-        where = f"{pipeline}/{printable(pod)}"
-        return f"\x1b[{pod_colour(pod)}m{where}{RESET}" if self._colour else where
+        if self._short:
+            return self._coloured(pod, short_pod(pipeline_id, pod))
+        return self._coloured(pod, f"{pipeline}/{printable(pod)}")
+
+    def _coloured(self, pod: str, text: str) -> str:
+        text = printable(text)
+        return f"\x1b[{pod_colour(pod)}m{text}{RESET}" if self._colour else text
 
     def _stamp(self, ts: float) -> str:
         return f"{format_ts(ts)} " if self._timestamps else ""
@@ -160,6 +213,7 @@ class TerminalSink:
         exclude: Sequence[re.Pattern[str]] = (),
         timestamps: bool = False,
         labels: Mapping[str, str] | None = None,
+        short_pods: bool = False,
     ) -> None:
         """Pass `os.environ` and `stream.isatty()`; tests pass what they need."""
         self._stream = stream
@@ -168,18 +222,23 @@ class TerminalSink:
             line_filter=LineFilter(tuple(include), tuple(exclude)),
             timestamps=timestamps,
             labels=labels,
+            short_pods=short_pods,
         )
 
     async def write(self, events: Sequence[Event]) -> None:
-        """Write the shown events' lines and flush."""
-        lines = [line for event in events if (line := self.view.render(event)) is not None]
+        """Write the shown events' lines and flush; SinkClosedError when the reader left."""
+        lines = [line for event in events for line in self.view.render_all(event)]
         if lines:
-            self._stream.write("\n".join(lines) + "\n")
-            self._stream.flush()
+            try:
+                self._stream.write("\n".join(lines) + "\n")
+                self._stream.flush()
+            except BrokenPipeError as exc:  # `follower tail ... | head` after head exits
+                raise SinkClosedError("the output was closed by its reader (broken pipe)") from exc
 
     async def aclose(self) -> None:
         """Flush the stream (it belongs to the caller, who closes it)."""
-        self._stream.flush()
+        with contextlib.suppress(BrokenPipeError):  # the reader is gone; nothing left to show
+            self._stream.flush()
 
 
 # --- `follower pipelines` ------------------------------------------------------------------------
@@ -202,6 +261,8 @@ class PipelineRow:
     """The runtime phase from the status endpoint: RUNNING, DEPLOYING, FAILED, ..."""
     ready: int | None
     replicas: int | None
+    uid: str | None = None
+    """The runtime uid from the status endpoint (pod names start with `pipeline-` + uid)."""
 
     @classmethod
     def of(cls, info: PipelineInfo, status: PipelineStatus | None = None) -> PipelineRow:
@@ -214,7 +275,15 @@ class PipelineRow:
             phase=None if status is None else status.status,
             ready=None if status is None else status.ready,
             replicas=None if status is None else status.replicas,
+            uid=None if status is None else status.uid,
         )
+
+    def to_json(self) -> dict[str, str | int | None]:
+        """The row for `follower pipelines -o json`; None where the API did not say."""
+        return {
+            "id": self.id, "name": self.name, "project": self.project, "status": self.intent,
+            "phase": self.phase, "ready": self.ready, "replicas": self.replicas, "uid": self.uid,
+        }
 
     def cells(self) -> tuple[str, ...]:
         """The row's text, column by column."""
@@ -228,9 +297,14 @@ class PipelineRow:
         )
 
 
-def render_pipelines(rows: Iterable[PipelineRow]) -> str:
-    """The table `follower pipelines` prints: a header and one aligned line per row."""
-    table = [PIPELINE_COLUMNS, *(tuple(printable(cell) for cell in row.cells()) for row in rows)]
+def render_pipelines(rows: Iterable[PipelineRow], *, wide: bool = False) -> str:
+    """The table `follower pipelines` prints: a header and one aligned line per row; `wide`
+    adds the runtime uid."""
+    header = (*PIPELINE_COLUMNS, "UID") if wide else PIPELINE_COLUMNS
+    table = [header, *(
+        tuple(printable(cell) for cell in row.cells() + ((_or_unknown(row.uid),) if wide else ()))
+        for row in rows
+    )]
     widths = [max(display_width(line[column]) for line in table) for column in range(len(table[0]))]
     return "\n".join(
         _GUTTER.join(_pad(cell, width) for cell, width in zip(line, widths, strict=True)).rstrip()

@@ -1,0 +1,122 @@
+"""`follower check`: one line per check, ok or FAIL with its fix; exit 0 only when all hold.
+
+Real processes against the simulator (good config, bad key, unreachable API, a budget too small)
+and the pure budget estimate on the scheduler's own plans.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from test_cli import KEY, closed_port, env_with, follower, served
+
+from follower.check import Finding, budget_finding, estimate_budget, render
+from follower.schedule import PipelinePlan, PodObservation, ScheduleSettings
+from follower.simulator.world import SimSettings
+
+LOOK = ("--look-seconds", "1")
+
+
+def lines_of(stdout: list[str], status: str) -> list[str]:
+    return [line for line in stdout if line.startswith(status)]
+
+
+async def test_good_configuration_passes_every_check() -> None:
+    """Against the simulator with its key: every line ok, the pipelines named, exit 0."""
+    async with served() as sim, follower("check", "--base-url", sim.base_url, *LOOK) as run:
+        assert await run.exit_code(within_s=30) == 0
+    checks = [line.split()[1] for line in run.stdout if line.startswith(("ok", "FAIL"))]
+    assert checks == ["config:", "key", "api:", "pipelines:", "poll:", "budget:"]
+    assert not lines_of(run.stdout, "FAIL")
+    text = "\n".join(run.stdout)
+    assert f"{len(sim.world.pipeline_ids)} to follow" in text
+    for pipeline_id in sim.world.pipeline_ids:
+        assert sim.world.info(pipeline_id)["name"] in text
+    assert "all checks passed" in text
+    assert KEY not in run.everything()
+
+
+async def test_bad_key_fails_with_401_and_the_fix() -> None:
+    """A key the API rejects: `FAIL key` naming the 401 and the variable to set, exit 1."""
+    async with served() as sim:
+        env = env_with(GOLDRUSH_SERVICE_KEY="not-the-right-key")
+        async with follower("check", "--base-url", sim.base_url, *LOOK, env=env) as run:
+            assert await run.exit_code(within_s=30) == 1
+    failed = lines_of(run.stdout, "FAIL")
+    assert len(failed) == 1
+    assert failed[0].startswith("FAIL  key:") and "401" in failed[0]
+    fix = run.stdout[run.stdout.index(failed[0]) + 1]
+    assert fix.strip().startswith("fix:") and "GOLDRUSH_SERVICE_KEY" in fix
+    assert "not-the-right-key" not in run.everything()
+
+
+async def test_unreachable_api_fails_with_the_fix() -> None:
+    """Nothing listens at the base URL: `FAIL api` with what to check, exit 1, no traceback."""
+    async with follower("check", "--base-url", f"http://127.0.0.1:{closed_port()}", *LOOK) as run:
+        assert await run.exit_code(within_s=30) == 1
+    failed = lines_of(run.stdout, "FAIL")
+    assert len(failed) == 1 and failed[0].startswith("FAIL  api: cannot reach")
+    assert "--base-url" in run.stdout[run.stdout.index(failed[0]) + 1]
+    assert "Traceback" not in run.everything()
+
+
+async def test_budget_too_small_fails_with_the_need_and_the_fix() -> None:
+    """Busy pods with a short window against a tiny budget: `FAIL budget` with the requests/s
+    needed and the budget to set; every other check holds; exit 1."""
+    busy = SimSettings(pipelines=3, pods=2, rate=50.0, window=100, line_style="unique", seed=4)
+    async with served(settings=busy) as sim, follower(
+        "check", "--base-url", sim.base_url, "--budget", "0.2", *LOOK
+    ) as run:
+        assert await run.exit_code(within_s=30) == 1
+    failed = lines_of(run.stdout, "FAIL")
+    assert len(failed) == 1 and failed[0].startswith("FAIL  budget:")
+    assert "budget 0.2 requests/s" in failed[0]
+    assert "--budget" in run.stdout[run.stdout.index(failed[0]) + 1]
+    assert len(lines_of(run.stdout, "ok")) == 5
+
+
+async def test_invalid_configuration_exits_2_naming_each_problem() -> None:
+    """A bad flag value: a FAIL config line per problem, exit 2, before any request."""
+    async with follower("check", "--interval", "0", "--base-url", "ftp://x") as run:
+        assert await run.exit_code() == 2
+    failed = lines_of(run.stdout, "FAIL")
+    assert any("--interval" in line for line in failed)
+    assert any("--base-url" in line and "ftp://x" in line for line in failed)
+
+
+def test_estimate_extrapolates_the_sample_with_the_schedule_math() -> None:
+    """Two looks 5 s apart at a pod writing 20 lines/s into a 200-line window: the planner polls
+    every 0.5 * 200 / 20 = 5 s, so 10 such pipelines need 2 requests/s."""
+    settings = ScheduleSettings()
+    plan = PipelinePlan()
+    plan.observe(0.0, [PodObservation(200, 200)], settings)
+    plan.observe(5.0, [PodObservation(99, 200, previous_tail_lines=200)], settings)
+    estimate = estimate_budget([plan], settings, followed=10, budget_rps=1.0)
+    assert abs(estimate.needed_rps - 2.0) < 1e-9
+    assert not estimate.covered
+    finding = budget_finding(estimate)
+    assert not finding.ok and finding.fix is not None and "at least 3" in finding.fix
+    fixed = estimate_budget([plan], ScheduleSettings(fixed_interval_s=2.0), followed=10,
+                            budget_rps=10.0, listing_rps=0.5)
+    assert fixed.needed_rps == 5.5 and fixed.covered
+
+
+def test_render_marks_each_check_and_counts_failures() -> None:
+    """ok / FAIL columns, the fix under a failure, and a last line with the count."""
+    text = render([Finding("api", True, "answered"), Finding("key", False, "401", "set it")])
+    assert text.splitlines() == [
+        "ok    api: answered", "FAIL  key: 401", "      fix: set it", "1 of 2 checks failed",
+    ]
+
+
+async def test_a_damaged_state_file_fails_with_the_fix(tmp_path: Path) -> None:
+    """`run` would refuse to start from a damaged state file: check says so first, exit 1."""
+    state = tmp_path / "state.json"
+    state.write_text("{not json", encoding="utf-8")
+    async with served() as sim, follower(
+        "check", "--base-url", sim.base_url, "--state-file", str(state), *LOOK
+    ) as run:
+        assert await run.exit_code(within_s=30) == 1
+    failed = lines_of(run.stdout, "FAIL")
+    assert len(failed) == 1 and failed[0].startswith("FAIL  state file:")
+    assert "--reset-state" in run.stdout[run.stdout.index(failed[0]) + 1]
