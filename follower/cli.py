@@ -29,6 +29,7 @@ from follower.checkpoint import StateFileError
 from follower.clock import SystemClock
 from follower.config import DEFAULT_SOURCE, Config, load_config, only_source
 from follower.demo import demo
+from follower.discovery import ListingTruncated
 from follower.errors import ApiError, ConfigError
 from follower.interactive import PodFilter, UnknownPipelineError, pipeline_rows, tail
 from follower.runner import Runner, RunStats
@@ -517,15 +518,26 @@ def _cmd_tail(ns: argparse.Namespace) -> int:
         )
     except* SinkClosedError as group:
         closed.extend(_leaves(group))
-    except* (UnknownPipelineError, ApiError) as group:
+    except* (UnknownPipelineError, ApiError, ListingTruncated) as group:
         failed.extend(_leaves(group))
     if closed:  # `follower tail ... | head`: the reader has what it wanted; say nothing
         _silence_stdout()
         return EXIT_OK
     if failed:
-        print(f"follower: {failed[0]}", file=sys.stderr)
+        print(f"follower: {_failure_text(failed[0])}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK if stats is not None else EXIT_INTERRUPTED
+
+
+def _failure_text(error: BaseException) -> str:
+    """What a people command says when it fails: the error, and for a listing cut short by its
+    caps, the keys that raise them."""
+    if isinstance(error, ListingTruncated):
+        return (
+            f"{error}; raise discovery.max_pages or discovery.max_pipelines in the config file "
+            "if the key really sees that many pipelines"
+        )
+    return str(error)
 
 
 def _cmd_pipelines(ns: argparse.Namespace) -> int:
@@ -537,8 +549,8 @@ def _cmd_pipelines(ns: argparse.Namespace) -> int:
     _configure_diagnostics("warning", config)
     try:
         rows = anyio.run(pipeline_rows, config, SystemClock())
-    except ApiError as exc:
-        print(f"follower: {exc}", file=sys.stderr)
+    except (ApiError, ListingTruncated) as exc:
+        print(f"follower: {_failure_text(exc)}", file=sys.stderr)
         return EXIT_FAILURE
     if ns.output == "json":
         text = json.dumps([row.to_json() for row in rows], indent=2, ensure_ascii=False)

@@ -411,3 +411,17 @@ async def test_a_403_stays_permanent_for_the_pipeline_and_is_never_taken_for_a_4
     assert not run.kind("pipeline_removed")
     assert [e.retry_in_s for e in run.kind("api_error")] == [300.0, 300.0]
     assert [round(b - a) for a, b in pairwise(times[1:])] == [300, 300]
+
+
+@pytest.mark.parametrize("command", [["pipelines"], ["tail", "p1-1"]])
+async def test_an_endless_listing_ends_people_commands_with_one_line(command: list[str]) -> None:
+    """`follower pipelines` and `tail NAME` on a listing that never ends: exit 1 with one line
+    naming the cap and the key to raise, never a traceback."""
+    async with hostile_api() as api:
+        api.script("/platform/pipeline-api/", endless_pages)
+        env = env_with(GOLDRUSH_SERVICE_KEY="hostile-key-0123456789")
+        async with follower(*command, "--base-url", api.base_url, env=env) as run:
+            assert await run.exit_code(within_s=60) == 1
+    stderr = "\n".join(run.stderr)
+    assert "Traceback" not in stderr
+    assert "discovery.max_pages" in stderr and "did not end within" in stderr
