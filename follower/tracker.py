@@ -74,6 +74,9 @@ class LineSettings:
     max_tail_lines: int = 100_000
     """Only the last this many lines of a tail are read: a hostile 8 MB body of newlines must not
     become 8 million events. Anything cut off this way shows as a gap if it mattered."""
+    max_answer_lines: int = 200_000
+    """The same bound for a whole answer, shared by its pods: 41 pods of 100,000 blank lines
+    fit the 8 MiB body cap, and 4 million events of one poll would take gigabytes."""
     partial_flush_s: float = 5.0
     """A line still being written is written as a `partial` snapshot once it did not change for
     this long (at most one snapshot per pod per this long)."""
@@ -237,6 +240,7 @@ class PipelineTracker:
         tail_errors: list[PodTailError] = []
         observations: list[PodObservation] = []
         seen: set[str] = set()
+        read = self._lines_per_pod(len(snapshot.pods))
         for entry in snapshot.pods:
             if entry.pod in seen:  # a duplicated pod name would be diffed twice: keep the first
                 continue
@@ -253,7 +257,7 @@ class PipelineTracker:
                 continue
             state.error = None
             previous = None if state.tail is None else len(state.tail)
-            pod_events, observed = self._diff_pod(entry.pod, state, entry.logs, now)
+            pod_events, observed = self._diff_pod(entry.pod, state, entry.logs, now, read)
             events.extend(pod_events)
             observations.append(
                 PodObservation(observed.new_lines, observed.tail_lines, observed.gap, previous)
@@ -313,13 +317,18 @@ class PipelineTracker:
         )
         return [event]
 
+    def _lines_per_pod(self, pods: int) -> int:
+        """How many lines of each pod's tail one answer reads: `max_answer_lines` shared."""
+        share = self.lines.max_answer_lines // max(1, pods)
+        return max(1, min(self.lines.max_tail_lines, share))
+
     def _diff_pod(
-        self, pod: str, state: PodState, logs: str, now: float
+        self, pod: str, state: PodState, logs: str, now: float, read: int
     ) -> tuple[list[Event], _Observed]:
         """The pod's events for this tail, and what the scheduler learns from it."""
         first_sight = state.tail is None
         terminated, open_text = pending.split_open(logs)
-        diff = diff_logs(state.tail, terminated, self.lines.max_tail_lines)
+        diff = diff_logs(state.tail, terminated, read)
         tail_lines = len(diff.state) if terminated else 0
         window_before = self.window
         slid = tail_lines < len(state.tail or ()) + len(diff.new_lines)

@@ -422,3 +422,19 @@ def test_every_terminated_line_once_and_final(
     for event in events:
         if isinstance(event, LogEvent):
             assert ids.setdefault(event.id, event.message) == event.message
+
+
+def test_an_answer_of_many_pods_reads_a_bounded_number_of_lines() -> None:
+    """41 pods of 100,000 blank lines fit the body cap: the answer reads max_answer_lines in all,
+    shared by its pods (the last lines of each), so one poll never builds millions of events."""
+    t = PipelineTracker(
+        PIPE, "start", TailErrorMatcher(),
+        lines=LineSettings(max_tail_lines=1_000, max_answer_lines=4_000),
+    )
+    pods = {f"p{i}": "\n" * 3_000 for i in range(8)}
+    events = t.apply(snap(**pods), 1.0).events
+    assert len([e for e in events if isinstance(e, LogEvent)]) == 8 * 500
+    few = t.apply(snap(p0="\n" * 3_000), 2.0).events  # one pod alone reads up to max_tail_lines
+    assert len(t.pods["p0"].tail or ()) == 1_000 and not [
+        e for e in few if isinstance(e, GapEvent)
+    ]
