@@ -8,6 +8,7 @@ never drop a line it has not seen.
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -258,19 +259,24 @@ async def test_a_second_follower_on_the_same_state_file_is_refused(tmp_path: Pat
             assert await first.exit_code() == 0
 
 
+RESTARTED = dataclasses.replace(BUSY, rate=60.0)
+"""Busy enough that a 5 s wait after a start overflows the window (300 lines > 200), with room
+for a loaded machine's latency at a 1 s poll interval (the fake-time bench runs 100 lines/s)."""
+
+
 async def test_busy_pod_loses_nothing_across_clean_restarts(tmp_path: Path) -> None:
-    """One pod at 100 lines/s, window 200, budget 10 req/s, adaptive: stopped and started again
-    (the checkpoint carries what the scheduler learnt), no line is lost and there is no gap;
-    today's main waited 5 s for a second look after each start and lost ~300 lines behind a gap."""
+    """One busy pod, window 200, budget 10 req/s, adaptive: stopped and started again (the
+    checkpoint carries what the scheduler learnt), no line is lost and there is no gap; before,
+    each start waited 5 s for a second look and lost lines behind a gap (bench/restarts.py)."""
     state = tmp_path / "state.json"
     env = env_with(GOLDRUSH_SERVICE_KEY=KEY)
     collected: list[Event] = []
-    async with served(settings=BUSY) as sim:
+    async with served(settings=RESTARTED) as sim:
         args = ["run", "--base-url", sim.base_url, "--pipeline", sim.world.pipeline_ids[0],
                 "--budget", "10", "--state-file", str(state)]
         for _ in range(3):
             async with follower(*args, env=env) as run:
-                await run.wait_for('"event":"log"', count=800)
+                await run.wait_for('"event":"log"', count=500)
                 run.process.send_signal(signal.SIGTERM)
                 assert await run.exit_code() == 0
             collected += run.events()
@@ -288,4 +294,4 @@ async def test_busy_pod_loses_nothing_across_clean_restarts(tmp_path: Path) -> N
     assert not [e for e in collected if e["event"] == "gap"]
     saved = orjson.loads(state.read_bytes())
     plan = saved["pipelines"][pipeline_id]["plan"]
-    assert plan["rate_lps"] > 50 and plan["window"] == 200
+    assert plan["rate_lps"] > 30 and plan["window"] == 200
