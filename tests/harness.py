@@ -17,10 +17,10 @@ import anyio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from follower.api.secret import ServiceKey
 from follower.config import Config
-from follower.runner import Runner, RunStats
-from follower.secret import ServiceKey
-from follower.service import follow
+from follower.engine.runner import Runner, RunStats
+from follower.engine.service import follow
 from follower.simulator.app import RECORDER, create_app
 from follower.simulator.faults import FaultSettings
 from follower.simulator.recorder import Recorder

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from test_cli import KEY, closed_port, env_with, follower, served
 
-from follower.check import Finding, budget_finding, estimate_budget, render
-from follower.schedule import PipelinePlan, PodObservation, ScheduleSettings
+from follower.cli.check import Finding, budget_finding, estimate_budget, render
+from follower.core.schedule import PipelinePlan, PodObservation, ScheduleSettings
 from follower.simulator.world import SimSettings
 
 LOOK = ("--look-seconds", "1")

@@ -7,7 +7,7 @@ import argparse
 
 import pytest
 
-from follower.cli import build_parser, main
+from follower.cli.main import build_parser, main
 
 
 def subcommands() -> dict[str, argparse.ArgumentParser]:

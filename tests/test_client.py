@@ -24,7 +24,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from structlog.testing import capture_logs
 from yarl import URL
 
-from follower.client import (
+from follower.api.client import (
     DEFAULT_USER_AGENT,
     MAX_MESSAGE_CHARS,
     MAX_RETRY_AFTER_S,
@@ -38,6 +38,8 @@ from follower.client import (
     parse_status_body,
     read_capped,
 )
+from follower.api.secret import MASK, ServiceKey
+from follower.core.model import LogsSnapshot, PipelineInfo, PipelinePage, PipelineStatus, PodTail
 from follower.errors import (
     ApiError,
     AuthError,
@@ -50,8 +52,6 @@ from follower.errors import (
     ThrottledError,
     UnexpectedStatusError,
 )
-from follower.model import LogsSnapshot, PipelineInfo, PipelinePage, PipelineStatus, PodTail
-from follower.secret import MASK, ServiceKey
 from follower.testing import FakeClock
 
 KEY_TEXT: Final = "sk_live_9f8e7d6c5b4a39281706f5e4d3c2b1a0"

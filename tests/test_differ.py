@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from follower import tailshape
-from follower.differ import (
+from follower.core import tailshape
+from follower.core.differ import (
     Diff,
     TailState,
     _kmp_seen_count,

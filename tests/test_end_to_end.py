@@ -6,12 +6,12 @@ from collections import defaultdict
 
 from harness import simulated
 
-from follower.model import Event, GapEvent, LogEvent, TailErrorEvent
-from follower.runner import RunStats
+from follower.core.model import Event, GapEvent, LogEvent, TailErrorEvent
+from follower.core.tracker import Since
+from follower.engine.runner import RunStats
 from follower.simulator.recorder import Recorder
 from follower.simulator.world import SimSettings, World
 from follower.testing import MemorySink
-from follower.tracker import Since
 
 
 async def run_follower(

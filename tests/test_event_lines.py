@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from test_cli import follower
 from test_security import Scripted, serve, tails
 
-from follower.model import (
+from follower.core.model import (
     DEFAULT_MAX_LINE_BYTES,
     PIPELINE_ID_RE,
     ApiErrorEvent,

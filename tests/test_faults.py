@@ -12,8 +12,8 @@ from collections import Counter
 import pytest
 from harness import Harness, simulated
 
-from follower.model import ApiErrorEvent, GapEvent, LogEvent
-from follower.runner import RunStats
+from follower.core.model import ApiErrorEvent, GapEvent, LogEvent
+from follower.engine.runner import RunStats
 from follower.simulator.app import CONTROL
 from follower.simulator.faults import FaultSettings
 from follower.simulator.world import SimSettings

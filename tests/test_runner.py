@@ -10,10 +10,8 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
-from follower.backoff import BackoffPolicy
-from follower.checkpoint import Saved
-from follower.errors import ApiError, AuthError, NotFoundError, ServerError, ThrottledError
-from follower.model import (
+from follower.core.backoff import BackoffPolicy
+from follower.core.model import (
     ApiErrorEvent,
     LogEvent,
     LogsSnapshot,
@@ -22,9 +20,11 @@ from follower.model import (
     PodTail,
     TailErrorEvent,
 )
-from follower.runner import Runner, RunSettings, RunStats
-from follower.sources import Source, SourceSettings
-from follower.tailerrors import TailErrorMatcher
+from follower.core.tail_errors import TailErrorMatcher
+from follower.engine.checkpoint import Saved
+from follower.engine.runner import Runner, RunSettings, RunStats
+from follower.engine.sources import Source, SourceSettings
+from follower.errors import ApiError, AuthError, NotFoundError, ServerError, ThrottledError
 from follower.testing import FakeClock, MemorySink, advance_to, first_of, settle
 
 A = "pipe_a"

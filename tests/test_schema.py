@@ -16,7 +16,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
 from follower import schema
-from follower.model import (
+from follower.core.model import (
     EVENT_KINDS,
     MIN_LINE_BYTES,
     SCHEMA_VERSION,

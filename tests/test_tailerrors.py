@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from follower.tailerrors import (
+from follower.core.tail_errors import (
     DEFAULT_PATTERNS,
     MAX_BODY_CHARS,
     MAX_MESSAGE_CHARS,

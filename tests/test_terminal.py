@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from follower.model import (
+from follower.core.model import (
     ApiErrorEvent,
     Event,
     GapEvent,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from follower.enrich import EnrichSettings
-from follower.model import (
+from follower.core.enrich import EnrichSettings
+from follower.core.model import (
     Event,
     GapEvent,
     LogEvent,
@@ -15,8 +15,8 @@ from follower.model import (
     PodRemovedEvent,
     PodTail,
 )
-from follower.tailerrors import TailErrorMatcher
-from follower.tracker import LineSettings, PipelineTracker, Since
+from follower.core.tail_errors import TailErrorMatcher
+from follower.core.tracker import LineSettings, PipelineTracker, Since
 
 PIPE = "pipe_abc"
 GRACE = LineSettings().pod_grace_s

@@ -3,8 +3,8 @@
 The form every log shipper reads without configuration. A poll's events are encoded and written
 in pieces of whole lines (follower/sinks/encoding.py), each written and flushed before the next
 is encoded, so a shipper never sees half an event from us and a poll of 400,000 lines never holds
-all its encodings at once. When a piece cannot be written the poll is undone (follower/poller.py):
-its earlier pieces may then be repeated after a restart, never lost.
+all its encodings at once. When a piece cannot be written the poll is undone
+(follower/engine/poller.py): its earlier pieces may then be repeated after a restart, never lost.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import BinaryIO
 import anyio
 import anyio.to_thread
 
-from follower.model import DEFAULT_MAX_LINE_BYTES, Event
+from follower.core.model import DEFAULT_MAX_LINE_BYTES, Event
 from follower.sinks.encoding import encode, pieces
 
 __all__ = ["JsonLinesSink", "SinkClosedError", "encode", "never_blocks"]

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, TextIO
 
-from follower.model import (
+from follower.core.model import (
     ApiErrorEvent,
     Event,
     GapEvent,
