@@ -81,9 +81,6 @@ class Metrics:
         self._achieved = self._interval.labels("achieved")
         self._answered: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         self._written: dict[str, Counter] = {}
-        self.sink_queue = Gauge(
-            "follower_sink_queue_events", "Events waiting for the sink", registry=r
-        )
 
     def polled(self, endpoint: str, outcome: str, seconds: float) -> None:
         """A request was answered (or failed) after `seconds`."""
