@@ -26,7 +26,7 @@ async def test_good_configuration_passes_every_check() -> None:
     async with served() as sim, follower("check", "--base-url", sim.base_url, *LOOK) as run:
         assert await run.exit_code(within_s=30) == 0
     checks = [line.split()[1] for line in run.stdout if line.startswith(("ok", "FAIL"))]
-    assert checks == ["config:", "key", "api:", "pipelines:", "poll:", "budget:"]
+    assert checks == ["config:", "state", "key", "api:", "pipelines:", "poll:", "budget:"]
     assert not lines_of(run.stdout, "FAIL")
     text = "\n".join(run.stdout)
     assert f"{len(sim.world.pipeline_ids)} to follow" in text
@@ -72,7 +72,7 @@ async def test_budget_too_small_fails_with_the_need_and_the_fix() -> None:
     assert len(failed) == 1 and failed[0].startswith("FAIL  budget:")
     assert "budget 0.2 requests/s" in failed[0]
     assert "--budget" in run.stdout[run.stdout.index(failed[0]) + 1]
-    assert len(lines_of(run.stdout, "ok")) == 5
+    assert len(lines_of(run.stdout, "ok")) == 6  # config, state file, key, api, pipelines, poll
 
 
 async def test_invalid_configuration_exits_2_naming_each_problem() -> None:

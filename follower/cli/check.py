@@ -155,8 +155,12 @@ def budget_finding(estimate: BudgetEstimate) -> Finding:
 # --- the checks (I/O) ----------------------------------------------------------------------------
 
 
-def state_file_finding(path: Path) -> Finding:
-    """Whether `follower run` could start from the state file and checkpoint to it."""
+def state_file_finding(path: Path, *, default: bool = False) -> Finding:
+    """Whether `follower run` could start from the state file and checkpoint to it. At the
+    default location (`default`) run creates a missing folder, so a missing folder is fine."""
+    if default and not path.parent.exists():
+        return Finding("state file", True,
+                       f"{str(path)!r} does not exist yet (first start); run creates its folder")
     try:
         checkpoint.check_writable(path)
         saved = checkpoint.load(path)
@@ -354,7 +358,7 @@ async def run_checks(
     )
     findings = [Finding("config", True, f"valid ({where}); source(s): {sources}")]
     if config.state_file is not None:
-        findings.append(state_file_finding(config.state_file))
+        findings.append(state_file_finding(config.state_file, default=config.state_file_default))
     for source in config.sources:
         findings.extend(
             await check_source(config, source, clock, look_s=look_s, sample=sample)
