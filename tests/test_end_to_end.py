@@ -8,7 +8,7 @@ from harness import simulated
 
 from follower.core.model import Event, GapEvent, LogEvent, TailErrorEvent
 from follower.core.tracker import Since
-from follower.engine.runner import RunStats
+from follower.engine.poller import PollStats
 from follower.simulator.recorder import Recorder
 from follower.simulator.world import SimSettings, World
 from follower.testing import MemorySink
@@ -22,7 +22,7 @@ async def run_follower(
     since: Since = "start",
     world_age_s: float = 0.0,
     pod_grace_s: float = 60.0,
-) -> tuple[World, Recorder, MemorySink, RunStats, float]:
+) -> tuple[World, Recorder, MemorySink, PollStats, float]:
     """Serve `settings`, follow every pipeline for `steps` intervals of fake time, then stop."""
     sink = MemorySink()
     async with simulated(settings, world_age_s=world_age_s) as sim:

@@ -22,7 +22,9 @@ from follower.core.model import (
 )
 from follower.core.tail_errors import TailErrorMatcher
 from follower.engine.checkpoint import Saved
-from follower.engine.runner import Runner, RunSettings, RunStats
+from follower.engine.poller import PollStats
+from follower.engine.runner import Runner
+from follower.engine.settings import RunSettings
 from follower.engine.sources import Source, SourceSettings
 from follower.errors import ApiError, AuthError, NotFoundError, ServerError, ThrottledError
 from follower.testing import FakeClock, MemorySink, advance_to, first_of, settle
@@ -102,10 +104,10 @@ async def parked_with(runner: Runner, *, in_flight: int) -> None:
         await change.wait()
 
 
-async def drive(runner: Runner, clock: FakeClock, steps: list[float]) -> RunStats:
+async def drive(runner: Runner, clock: FakeClock, steps: list[float]) -> PollStats:
     """Run the runner, letting fake time pass by each step (event by event), then stop it."""
     stop = anyio.Event()
-    result: list[RunStats] = []
+    result: list[PollStats] = []
     finished = anyio.Event()
 
     async def run() -> None:
@@ -184,7 +186,7 @@ async def test_run_ends_when_every_pipeline_is_gone() -> None:
     clock = FakeClock(start=0.0)
     source = ScriptedSource(clock, {A: [NotFoundError("gone", status=404)]})
     runner = make_runner(source, MemorySink())
-    result: list[RunStats] = []
+    result: list[PollStats] = []
     finished = anyio.Event()
 
     async def run() -> None:

@@ -22,7 +22,8 @@ from follower.api.secret import ServiceKey
 from follower.config import Config, SourceConfig
 from follower.core.model import LogEvent, PipelineAddedEvent
 from follower.core.tail_errors import TailErrorMatcher
-from follower.engine.runner import Runner, RunSettings
+from follower.engine.runner import Runner
+from follower.engine.settings import RunSettings
 from follower.engine.sources import Source, SourceSettings
 from follower.simulator.app import CONTROL, RECORDER
 from follower.simulator.faults import FaultSettings

@@ -18,7 +18,7 @@ from follower.api.client import create_session
 from follower.api.secret import ServiceKey
 from follower.clock import Clock
 from follower.config import Config
-from follower.engine.runner import RunStats
+from follower.engine.poller import PollStats
 from follower.engine.service import follow, make_api
 from follower.simulator.cli import serve
 from follower.simulator.faults import FaultSettings
@@ -58,7 +58,7 @@ async def demo(
     pipelines: int,
     output: Literal["text", "json"],
     clock: Clock,
-) -> RunStats:
+) -> PollStats:
     """Serve a simulated API on a free loopback port and follow all of its pipelines."""
     world = dataclasses.replace(DEMO_WORLD, pipelines=pipelines)
     ready = anyio.Event()

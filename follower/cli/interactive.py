@@ -28,7 +28,7 @@ from follower.core.model import (
     PodAddedEvent,
     TailErrorEvent,
 )
-from follower.engine.runner import RunStats
+from follower.engine.poller import PollStats
 from follower.engine.service import follow, make_api
 from follower.errors import ApiError, NotFoundError
 from follower.sinks import Sink
@@ -183,7 +183,7 @@ async def tail(
     timestamps: bool,
     pods: PodFilter | None = None,
     history: int = -1,
-) -> RunStats:
+) -> PollStats:
     """Follow `wanted` pipelines (ids or names) and print them for people, or as JSON.
 
     `history` is `--tail`: lines of each pod's current tail shown on the first look (-1: all).

@@ -31,7 +31,8 @@ from follower.cli.interactive import PodFilter, UnknownPipelineError, pipeline_r
 from follower.clock import SystemClock
 from follower.config import DEFAULT_SOURCE, Config, load_config, only_source
 from follower.engine.checkpoint import StateFileError
-from follower.engine.runner import Runner, RunStats
+from follower.engine.poller import PollStats
+from follower.engine.runner import Runner
 from follower.engine.service import build_sink, follow, reload
 from follower.errors import ApiError, ConfigError
 from follower.ops import diagnostics
@@ -258,16 +259,16 @@ def _flags(ns: argparse.Namespace) -> dict[str, object]:
 
 
 async def _until_signalled(
-    body: Callable[[anyio.Event], Awaitable[RunStats]],
+    body: Callable[[anyio.Event], Awaitable[PollStats]],
     duration_s: float,
     on_hangup: Callable[[], Awaitable[None]] | None = None,
-) -> RunStats | None:
+) -> PollStats | None:
     """Run `body(stop)`; the first SIGTERM/SIGINT sets `stop`, a second SIGINT cancels at once.
 
     SIGHUP calls `on_hangup` (reload the configuration, reopen output files).
     """
     stop = anyio.Event()
-    result: RunStats | None = None
+    result: PollStats | None = None
     log = structlog.get_logger("follower")
 
     async def watch_signals(
@@ -388,7 +389,7 @@ def _follow_until_signalled(
 ) -> int:
     closed: list[BaseException] = []
     bad_state: list[BaseException] = []
-    stats: RunStats | None = None
+    stats: PollStats | None = None
     reloader = _Reloader(ns, config, sink)
 
     def got_runner(runner: Runner) -> None:
@@ -505,7 +506,7 @@ def _cmd_tail(ns: argparse.Namespace) -> int:
     clock = SystemClock()
     failed: list[BaseException] = []
     closed: list[BaseException] = []
-    stats: RunStats | None = None
+    stats: PollStats | None = None
     try:
         stats = anyio.run(
             _until_signalled,

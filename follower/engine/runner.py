@@ -38,7 +38,7 @@ from follower.engine.checkpoint import Saved
 from follower.engine.discovery_loop import Discoverer
 from follower.engine.parking import Parking
 from follower.engine.poller import Followed, Poller, PollStats
-from follower.engine.settings import Checkpointer, DiscoverySettings, RunSettings
+from follower.engine.settings import Checkpointer, RunSettings
 from follower.engine.sources import DEFAULT_SOURCE, Source, SourceSettings
 from follower.ops.metrics import Metrics
 from follower.sinks import Sink
@@ -52,10 +52,7 @@ times that), and in a saturated follower it saves a scan of every pipeline per r
 REPLAN_S: Final = 1.0
 """How often each source's spare-budget scale and shortfall are computed from the plans."""
 
-RunStats = PollStats
-"""What `Runner.run` returns (the poller's counters)."""
-
-__all__ = ["Checkpointer", "DiscoverySettings", "RunSettings", "RunStats", "Runner"]
+__all__ = ["Runner"]
 
 
 class Runner:
@@ -275,7 +272,7 @@ class Runner:
 
     # --- running -------------------------------------------------------------------------------
 
-    async def run(self, stop: anyio.Event) -> RunStats:
+    async def run(self, stop: anyio.Event) -> PollStats:
         """Follow until `stop` is set, or until no pipeline is left (without discovery)."""
         self._log.info(
             "follower_started",

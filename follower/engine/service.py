@@ -29,7 +29,9 @@ from follower.core.selection import Selection
 from follower.core.tail_errors import TailErrorMatcher
 from follower.core.tracker import LineSettings
 from follower.engine import checkpoint
-from follower.engine.runner import Checkpointer, DiscoverySettings, Runner, RunSettings, RunStats
+from follower.engine.poller import PollStats
+from follower.engine.runner import Runner
+from follower.engine.settings import Checkpointer, DiscoverySettings, RunSettings
 from follower.engine.sources import Source, SourceSettings
 from follower.ops.server import ops_server
 from follower.sinks import Sink
@@ -216,7 +218,7 @@ async def follow(
     rng: random.Random | None = None,
     reset_state: bool = False,
     on_runner: Callable[[Runner], None] | None = None,
-) -> RunStats:
+) -> PollStats:
     """Follow the configured pipelines until `stop` is set or none is left; close the sink.
 
     With a state file, start from the saved state (unless `reset_state`) and checkpoint to it;
@@ -253,7 +255,7 @@ async def _follow(
     restored: dict[str, checkpoint.Saved] | None,
     reset_state: bool,
     on_runner: Callable[[Runner], None] | None,
-) -> RunStats:
+) -> PollStats:
     session = create_session(user_agent=f"goldrush-follower/{__version__}")
     try:
         sources = [
