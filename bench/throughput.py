@@ -46,7 +46,8 @@ import orjson
 import structlog
 from aiohttp import hdrs, web
 
-from follower.api.client import create_session, parse_logs_body
+from follower.api.client import create_session
+from follower.api.parse import parse_logs_body
 from follower.api.secret import ServiceKey
 from follower.clock import SystemClock
 from follower.config import Config

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import orjson
 import pytest
+from test_differ import legacy_fingerprint
 
-from follower.core.differ import TailState, diff_logs, legacy_fingerprint
+from follower.core.differ import TailState, diff_logs
 from follower.core.pending import Pending
 from follower.core.schedule import Learned
 from follower.core.tracker import PodState

@@ -7,8 +7,7 @@ never caught. Every error message leaves through `PipelineApi._call`, which runs
 and clips it, and every string of a body is masked by its parser with the same `Masker`, so neither
 the ServiceKey (in any letter case) nor an unbounded server text can reach a log or an event.
 
-The body parsers live in `follower.api.parse` (pure functions over bytes); they are re-exported here
-for the callers that think of them as the client's.
+The body parsers are `follower.api.parse` (pure functions over bytes, importable without aiohttp).
 """
 
 from __future__ import annotations
@@ -28,20 +27,7 @@ from aiohttp import hdrs
 from yarl import URL
 
 from follower import __version__
-from follower.api.parse import (
-    EnvelopeWire,
-    ListDataWire,
-    LogsDataWire,
-    PaginationWire,
-    PipelineItemWire,
-    PodWire,
-    StatusDataWire,
-    parse_envelope,
-    parse_list_body,
-    parse_list_counted,
-    parse_logs_body,
-    parse_status_body,
-)
+from follower.api.parse import parse_list_counted, parse_logs_body, parse_status_body
 from follower.api.secret import ServiceKey, redact
 from follower.clock import Clock
 from follower.core.model import (
@@ -63,30 +49,17 @@ from follower.errors import (
 )
 
 __all__ = [
-    "DEFAULT_BASE_URL",
     "NETWORK_ERRORS",
-    "EnvelopeWire",
-    "ListDataWire",
-    "LogsDataWire",
-    "PaginationWire",
     "PipelineApi",
-    "PipelineItemWire",
-    "PodWire",
-    "StatusDataWire",
     "TailSource",
     "api_root",
     "clip",
     "create_session",
-    "parse_envelope",
-    "parse_list_body",
-    "parse_logs_body",
     "parse_retry_after",
-    "parse_status_body",
     "read_capped",
     "status_error",
 ]
 
-DEFAULT_BASE_URL: Final = "https://api.covalenthq.com"
 DEFAULT_USER_AGENT: Final = f"goldrush-follower/{__version__} aiohttp/{aiohttp.__version__}"
 DEFAULT_TIMEOUT_S: Final = 10.0
 DEFAULT_MAX_RESPONSE_BYTES: Final = 8 * 1024 * 1024

@@ -4,6 +4,12 @@ Kept apart from the HTTP client so the format is read (and table-tested) without
 parser returns model values or raises `MalformedResponseError` naming the path of what is wrong
 (`data.pods[2].logs: expected a string, got int`), or `EnvelopeError` for `error: true`. Every
 string a parser returns has the key masked, in any letter case (`_Reader`).
+
+The shapes read: every answer is an envelope `{data, error, error_message, error_code}`; the
+`data` of logs is `{uid, pods: [{pod, logs}]}`, of status `{uid, status, replicas, ready,
+start_time}` (only `status` required), of the list `{items: [{id, name, project, status}],
+pagination: {has_more, page_number, page_size, total_count}}` (pagination fields are guesses,
+read only when well-typed).
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Final, TypedDict
+from typing import Final
 
 import orjson
 import structlog
@@ -29,67 +35,6 @@ from follower.core.model import (
 from follower.errors import EnvelopeError, MalformedResponseError
 
 _log = structlog.get_logger(__name__)
-
-
-# --- the documented wire shapes (what the parsers check, for readers and for test bodies) -------
-
-
-class PodWire(TypedDict):
-    """One entry of `data.pods` in a logs answer."""
-
-    pod: str
-    logs: str | None
-
-
-class LogsDataWire(TypedDict):
-    """`data` of a logs answer."""
-
-    uid: str | None
-    pods: list[PodWire]
-
-
-class StatusDataWire(TypedDict, total=False):
-    """`data` of a status answer."""
-
-    uid: str | None
-    status: str  # the only required field
-    replicas: int | None
-    ready: int | None
-    start_time: str | None
-
-
-class PipelineItemWire(TypedDict, total=False):
-    """One entry of `data.items` in a list answer (fields the follower reads)."""
-
-    id: str  # required
-    name: str  # required
-    project: str | None
-    status: str | None
-
-
-class PaginationWire(TypedDict, total=False):
-    """`data.pagination` of a list answer: every field is a guess, read only when well-typed."""
-
-    has_more: bool | None
-    page_number: int | None
-    page_size: int | None
-    total_count: int | None
-
-
-class ListDataWire(TypedDict, total=False):
-    """`data` of a list answer."""
-
-    items: list[PipelineItemWire]  # required
-    pagination: PaginationWire | None
-
-
-class EnvelopeWire(TypedDict):
-    """The envelope around every answer."""
-
-    data: object
-    error: bool
-    error_message: str | None
-    error_code: str | int | None
 
 
 # --- bodies --------------------------------------------------------------------------------------
@@ -129,10 +74,6 @@ def _open(raw: bytes, key: ServiceKey | None) -> tuple[object, _Reader]:
     reader = _Reader(masker_of(key), repaired)
     return _data(document, reader.mask), reader
 
-
-def parse_envelope(raw: bytes) -> object:
-    """The envelope's `data`; EnvelopeError for `error: true`, MalformedResponseError if not one."""
-    return _data(_load_json(raw)[0])
 
 
 def _data(document: object, mask: Masker | None = None) -> object:
@@ -247,11 +188,6 @@ def _optional_or_none(reader: _Reader, value: object) -> str | None:
     return reader.text(value, "") if isinstance(value, str) else None
 
 
-def parse_list_body(raw: bytes, *, mask: ServiceKey | None = None) -> PipelinePage:
-    """A list body; items whose `id` is not a safe pipeline id are left out."""
-    return parse_list_counted(raw, mask=mask)[0]
-
-
 def parse_list_counted(raw: bytes, *, mask: ServiceKey | None = None) -> tuple[PipelinePage, int]:
     """The page and how many items were skipped for an unsafe id (or one that holds the key).
 
@@ -335,10 +271,6 @@ def _string(value: object, path: str) -> str:
     if not isinstance(value, str):
         raise _wrong_type(path, "a string", value)
     return value
-
-
-def _optional_string(value: object, path: str) -> str | None:
-    return None if value is None else _string(value, path)
 
 
 def _is_count(value: object) -> bool:

@@ -33,7 +33,7 @@ from follower.engine.service import follow, make_api
 from follower.errors import ApiError, NotFoundError
 from follower.sinks import Sink
 from follower.sinks.jsonlines import JsonLinesSink
-from follower.sinks.terminal import PipelineRow, TerminalSink, render_pipelines
+from follower.sinks.terminal import PipelineRow, TerminalSink
 
 STATUS_CONCURRENCY = 8
 
@@ -230,8 +230,3 @@ async def pipeline_rows(config: Config, clock: Clock) -> list[PipelineRow]:
             for info in listed:
                 group.start_soon(fetch, info.id)
     return [PipelineRow.of(info, statuses.get(info.id)) for info in listed]
-
-
-async def pipelines_table(config: Config, clock: Clock) -> str:
-    """The table of every pipeline the key can see, with its runtime phase and ready/replicas."""
-    return render_pipelines(await pipeline_rows(config, clock))

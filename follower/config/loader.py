@@ -45,8 +45,6 @@ from follower.errors import ConfigError
 Since = Literal["start", "now"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 
-__all__ = ["DEFAULT_BASE_URL", "DEFAULT_SOURCE", "Config", "ConfigError", "SourceConfig",
-           "effective_budget_rps", "load_config", "only_source", "read_key_file"]
 
 ENV_KEY: Final = "GOLDRUSH_SERVICE_KEY"
 ENV_KEY_FILE: Final = "GOLDRUSH_SERVICE_KEY_FILE"

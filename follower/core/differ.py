@@ -86,11 +86,6 @@ def _legacy_digest(line: bytes) -> bytes:
     return hasher.digest()
 
 
-def legacy_fingerprint(line: str) -> Fingerprint:
-    """The BLAKE2b-64 fingerprint that version-1 checkpoints hold, read little-endian."""
-    return int.from_bytes(_legacy_digest(_utf8(line)), "little")
-
-
 def _legacy_fingerprints(lines: Iterable[bytes]) -> array.array[int]:
     fingerprints = array.array(_TYPECODE)
     fingerprints.frombytes(b"".join(map(_legacy_digest, lines)))

@@ -114,7 +114,6 @@ def format_datetime(moment: datetime) -> str:
 
 
 JsonValue: TypeAlias = str | int | float | bool | list["JsonValue"] | dict[str, "JsonValue"] | None
-WireValue: TypeAlias = JsonValue
 Wire: TypeAlias = dict[str, JsonValue]
 
 GapReason = Literal["no_overlap", "window_full", "state_reset", "restarted"]
