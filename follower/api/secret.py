@@ -57,10 +57,10 @@ class Masker:
     """Replaces each of some keys, in any letter case, with the mask; cheap when none is there.
 
     An API can echo the key back upper-cased (a phase), lower-cased (a pod name) or as sent; a
-    case-insensitive regex over every 8 MB tail would cost 50x a plain search, so each key has an
-    anchor (its longest run of caseless characters) searched for first, and the regex runs only
-    on the texts that hold one. A key without a long enough anchor is looked for in the casefolded
-    text instead.
+    case-insensitive regex over every 8 MB tail costs far more than a plain search (docs/design.md),
+    so each key has an anchor (its longest run of caseless characters) searched for first, and the
+    regex runs only on the texts that hold one. A key without a long enough anchor is looked for in
+    the casefolded text instead.
     """
 
     __slots__ = ("_anchors", "_folded", "_pattern")

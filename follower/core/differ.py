@@ -19,15 +19,15 @@ i.e. the first full match of KMP with pattern `reversed(old)` and text `reversed
 one, the length KMP has matched when the text runs out. KMP keeps that linear: no quadratic
 blow-up on 10,000 identical lines or periodic content. Before KMP we try the one candidate the two
 tails usually agree on (the first place the old tail's last line appears), which C-level array
-operations check some twenty times faster than the Python loop; only when it does not fit do we pay
-for the pure-Python KMP.
+operations check much faster than the Python loop; only when it does not fit do we pay for the
+pure-Python KMP.
 
 Fingerprints are the 64-bit XXH3 of the line's UTF-8 bytes (`xxhash.xxh3_64_intdigest`): the same
 in every process, version and platform (XXH3's output is frozen since xxHash 0.8.0), so checkpoints
-can store them. Through `map` over the lines' bytes it costs about a third of the prepared
-BLAKE2b-64 used before (`bench/differ.py` compares them); its 64 bits keep the collision odds of two
-different lines in a pair of 10,000-line tails at about 10^8 / 2^64 ~ 5e-12 per poll. Checkpoints
-of version 1 hold BLAKE2b-64 fingerprints: such a state is `legacy`, and the first tail diffed
+can store them. Through `map` over the lines' bytes it is cheaper than the BLAKE2b-64 used
+before (figures in docs/design.md); its 64 bits keep the collision odds of two different lines
+in a pair of 10,000-line tails at about 10^8 / 2^64 ~ 5e-12 per poll. Checkpoints of version 1
+hold BLAKE2b-64 fingerprints: such a state is `legacy`, and the first tail diffed
 against it is fingerprinted both ways, then only with XXH3.
 
 Before any of this, `diff_logs` tries the fast paths of `follower.core.tailshape`, which prove

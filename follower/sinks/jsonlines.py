@@ -71,7 +71,7 @@ class JsonLinesSink:
     is undone, later writes wait for the thread, and `stalled` tells the CLI that the process
     must end without waiting for it. A regular file or /dev/null never waits for a reader, so it
     is written from the event loop: the hop to a thread and back would cost more CPU than the
-    write (~125 us a batch in bench/throughput.py). A lock keeps polls whole and in order.
+    write (docs/design.md). A lock keeps polls whole and in order.
     """
 
     def __init__(self, stream: BinaryIO, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
