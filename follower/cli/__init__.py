@@ -1,2 +1,2 @@
-"""The command line: `main` (argparse, logging, exit codes, the only sys.exit; `follower run`),
-`interactive` (`tail`, `pipelines`), `check` and `demo`."""
+"""The command line: `main` (logging, exit codes, the only sys.exit; `follower run`), `parser`
+(argparse), `interactive` (`tail`, `pipelines`), `check` and `demo`."""
