@@ -131,8 +131,8 @@ async def test_sigterm_with_a_stalled_reader_exits_within_the_grace_period(tmp_p
     events = [json.loads(line) for line in written if line != b"filler"]
     last = {(e["pipeline_id"], e["pod"]): e["seq"] for e in events if e["event"] == "log"}
     saved = json.loads(state.read_text())["pipelines"]
-    for pipeline_id, pods in saved.items():
-        for pod, entry in pods.items():
+    for pipeline_id, pipeline in saved.items():
+        for pod, entry in pipeline["pods"].items():
             assert entry["seq"] <= last.get((pipeline_id, pod), 0), (pod, entry, last)
 
 
@@ -256,7 +256,7 @@ async def test_a_symlink_planted_before_a_reopen_stops_the_run_with_exit_1(tmp_p
     ]
     events = [json.loads(line) for line in (out / "events.jsonl.1").read_text().splitlines()]
     last = {e["pod"]: e["seq"] for e in events if e["event"] == "log"}
-    saved = json.loads(state.read_text())["pipelines"][sim.world.pipeline_ids[0]]
+    saved = json.loads(state.read_text())["pipelines"][sim.world.pipeline_ids[0]]["pods"]
     assert saved and all(entry["seq"] <= last.get(pod, 0) for pod, entry in saved.items())
 
 
