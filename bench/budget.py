@@ -62,7 +62,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from follower.api.secret import ServiceKey
 from follower.config import Config
-from follower.core.model import Event, GapEvent, LogEvent
+from follower.core.events import Event, GapEvent, LogEvent
 from follower.engine.runner import Runner
 from follower.engine.service import follow
 from follower.simulator.app import RECORDER, create_app

@@ -39,7 +39,7 @@ from aiohttp.test_utils import TestServer
 
 from follower.api.secret import ServiceKey
 from follower.config import Config
-from follower.core.model import LogEvent
+from follower.core.events import LogEvent
 from follower.engine.service import follow
 from follower.simulator.app import create_app
 from follower.simulator.faults import FaultSettings

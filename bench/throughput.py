@@ -51,7 +51,8 @@ from follower.api.parse import parse_logs_body
 from follower.api.secret import ServiceKey
 from follower.clock import SystemClock
 from follower.config import Config
-from follower.core.model import Event, LogsSnapshot
+from follower.core.events import Event
+from follower.core.model import LogsSnapshot
 from follower.core.tail_errors import TailErrorMatcher
 from follower.core.tracker import PipelineTracker
 from follower.engine.runner import Runner

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from follower.core.model import Event
+from follower.core.events import Event
 
 if TYPE_CHECKING:
     from follower.engine.runner import Runner

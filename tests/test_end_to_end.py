@@ -6,7 +6,7 @@ from collections import defaultdict
 
 from harness import simulated
 
-from follower.core.model import Event, GapEvent, LogEvent, TailErrorEvent
+from follower.core.events import Event, GapEvent, LogEvent, TailErrorEvent
 from follower.core.tracker import Since
 from follower.engine.poller import PollStats
 from follower.simulator.recorder import Recorder

@@ -14,7 +14,8 @@ from follower.core.enrich import (
     json_fields,
     leading_timestamp,
 )
-from follower.core.model import Level, LogEvent
+from follower.core.events import LogEvent
+from follower.core.model import Level
 
 ALL = EnrichSettings(parse_json=True, level=True, line_ts=True)
 P = "pipe_3e8678c5fc9e48a7bf9879ca729"

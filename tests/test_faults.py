@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 from harness import Harness, simulated
 
-from follower.core.model import ApiErrorEvent, GapEvent, LogEvent
+from follower.core.events import ApiErrorEvent, GapEvent, LogEvent
 from follower.engine.poller import PollStats
 from follower.simulator.app import CONTROL
 from follower.simulator.faults import FaultSettings

@@ -19,7 +19,8 @@ from yarl import URL
 
 from follower.api.client import PipelineApi, status_error
 from follower.api.secret import ServiceKey
-from follower.core.model import Event, LogsSnapshot
+from follower.core.events import Event
+from follower.core.model import LogsSnapshot
 from follower.core.tail_errors import TailErrorMatcher
 from follower.core.tracker import PipelineTracker
 from follower.errors import ApiError

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from harness import Harness, simulated
 
-from follower.core.model import GapEvent, LogEvent
+from follower.core.events import GapEvent, LogEvent
 from follower.engine import checkpoint
 from follower.simulator.world import SimSettings
 from follower.testing import MemorySink

@@ -11,15 +11,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from follower.core.backoff import BackoffPolicy
-from follower.core.model import (
-    ApiErrorEvent,
-    LogEvent,
-    LogsSnapshot,
-    PipelinePage,
-    PipelineStatus,
-    PodTail,
-    TailErrorEvent,
-)
+from follower.core.events import ApiErrorEvent, LogEvent, TailErrorEvent
+from follower.core.model import LogsSnapshot, PipelinePage, PipelineStatus, PodTail
 from follower.core.tail_errors import TailErrorMatcher
 from follower.engine.checkpoint import Saved
 from follower.engine.poller import PollStats

@@ -20,7 +20,7 @@ from test_runner import A, B, C, ScriptedSource, logs
 
 from follower.api.secret import ServiceKey
 from follower.config import Config, SourceConfig
-from follower.core.model import LogEvent, PipelineAddedEvent
+from follower.core.events import LogEvent, PipelineAddedEvent
 from follower.core.tail_errors import TailErrorMatcher
 from follower.engine.runner import Runner
 from follower.engine.settings import RunSettings

@@ -20,7 +20,7 @@ from test_cli import KEY, env_with, follower, served
 from test_interactive import run_on_a_terminal
 
 from follower.cli.interactive import FirstLook, PodFilter
-from follower.core.model import Event, LogEvent, PodAddedEvent, TailErrorEvent
+from follower.core.events import Event, LogEvent, PodAddedEvent, TailErrorEvent
 from follower.sinks.terminal import TerminalSink, short_pod
 
 P = "pipe_fa28e4ef28fa4f7b9ffc62e162d"

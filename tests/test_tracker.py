@@ -6,15 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from follower.core.enrich import EnrichSettings
-from follower.core.model import (
-    Event,
-    GapEvent,
-    LogEvent,
-    LogsSnapshot,
-    PodAddedEvent,
-    PodRemovedEvent,
-    PodTail,
-)
+from follower.core.events import Event, GapEvent, LogEvent, PodAddedEvent, PodRemovedEvent
+from follower.core.model import LogsSnapshot, PodTail
 from follower.core.tail_errors import TailErrorMatcher
 from follower.core.tracker import LineSettings, PipelineTracker, Since
 

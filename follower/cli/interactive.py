@@ -19,15 +19,8 @@ from follower.api.client import PipelineApi, create_session
 from follower.api.listing import list_all
 from follower.clock import Clock
 from follower.config import Config, Since
-from follower.core.model import (
-    PIPELINE_ID_RE,
-    Event,
-    LogEvent,
-    PipelineInfo,
-    PipelineStatus,
-    PodAddedEvent,
-    TailErrorEvent,
-)
+from follower.core.events import Event, LogEvent, PodAddedEvent, TailErrorEvent
+from follower.core.model import PIPELINE_ID_RE, PipelineInfo, PipelineStatus
 from follower.engine.poller import PollStats
 from follower.engine.service import follow, make_api
 from follower.errors import ApiError, NotFoundError

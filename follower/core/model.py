@@ -1,16 +1,15 @@
-"""Value types read from the API and the events the follower writes.
+"""Value types read from the API, and what events are made of: ids, timestamps, cut lines.
 
-Events are plain frozen values; a sink turns them into bytes with `to_wire()`. They never pass
-through structlog, so no log level or processor can drop or reshape data.
+The events themselves, one class per kind, are `follower.core.events`.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import ClassVar, Final, Literal, TypeAlias
+from typing import Final, Literal, TypeAlias
 
 SCHEMA_VERSION: Final = 1
 """The `schema` field of every event. Adding an optional field or a new event kind keeps the
@@ -164,7 +163,8 @@ def epoch_from(random_bits: int) -> str:
     return "".join(chars)
 
 
-def _seq_prefix(pipeline_id: str, pod: str, epoch: str | None) -> str:
+def seq_prefix(pipeline_id: str, pod: str, epoch: str | None) -> str:
+    """The start of a line's event id: pipeline, pod and, when known, its epoch."""
     prefix = _pod_prefix(pipeline_id, pod)
     return prefix if epoch is None else f"{prefix}/{epoch}"
 

@@ -37,15 +37,11 @@ from typing import Final, Literal
 from follower.core import pending
 from follower.core.differ import TailState, diff_logs, fingerprint
 from follower.core.enrich import EnrichSettings, enrich
+from follower.core.events import Event, GapEvent, LogEvent, PodAddedEvent, PodRemovedEvent
 from follower.core.model import (
     DEFAULT_MAX_LINE_BYTES,
-    Event,
-    GapEvent,
     GapReason,
-    LogEvent,
     LogsSnapshot,
-    PodAddedEvent,
-    PodRemovedEvent,
     cut_line,
     epoch_from,
 )

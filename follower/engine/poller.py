@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 
 from follower.clock import Clock
+from follower.core.events import ApiErrorEvent, Event, PipelineStatusEvent, TailErrorEvent
 from follower.core.lifecycle import (
     Decision,
     Lifecycle,
@@ -29,15 +30,7 @@ from follower.core.lifecycle import (
     StatusFailed,
     StatusOk,
 )
-from follower.core.model import (
-    ApiErrorEvent,
-    Event,
-    LogsSnapshot,
-    PipelineStatus,
-    PipelineStatusEvent,
-    PodProblem,
-    TailErrorEvent,
-)
+from follower.core.model import LogsSnapshot, PipelineStatus, PodProblem
 from follower.core.pace import PaceMonitor
 from follower.core.schedule import PipelinePlan, ScheduleSettings
 from follower.core.tracker import Applied, PipelineTracker

@@ -29,8 +29,8 @@ import structlog
 
 from follower.clock import Clock
 from follower.core import sharding
+from follower.core.events import PipelineAddedEvent, PipelineRemovedEvent
 from follower.core.lifecycle import Lifecycle
-from follower.core.model import PipelineAddedEvent, PipelineRemovedEvent
 from follower.core.schedule import PipelinePlan, most_urgent, shortfall, spare_scale
 from follower.core.tail_errors import TailErrorMatcher
 from follower.core.tracker import PipelineTracker

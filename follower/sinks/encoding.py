@@ -27,7 +27,8 @@ from typing import Final
 
 import orjson
 
-from follower.core.model import DEFAULT_MAX_LINE_BYTES, Event, JsonValue, Wire
+from follower.core.events import Event
+from follower.core.model import DEFAULT_MAX_LINE_BYTES, JsonValue, Wire
 
 PIECE_EVENTS: Final = 256
 """Events encoded and written at once: their encodings (~4 KiB each while separate) stay ~1 MB."""

@@ -21,7 +21,8 @@ from typing import BinaryIO
 import anyio
 import anyio.to_thread
 
-from follower.core.model import DEFAULT_MAX_LINE_BYTES, Event
+from follower.core.events import Event
+from follower.core.model import DEFAULT_MAX_LINE_BYTES
 from follower.sinks.encoding import encode, pieces
 
 __all__ = ["JsonLinesSink", "SinkClosedError", "encode", "never_blocks"]
