@@ -60,11 +60,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiohttp.typedefs import Handler, Middleware
 
+from follower.api.secret import ServiceKey
 from follower.config import Config
-from follower.model import Event, GapEvent, LogEvent
-from follower.runner import Runner
-from follower.secret import ServiceKey
-from follower.service import follow
+from follower.core.events import Event, GapEvent, LogEvent
+from follower.engine.runner import Runner
+from follower.engine.service import follow
 from follower.simulator.app import RECORDER, create_app
 from follower.simulator.faults import FaultSettings
 from follower.simulator.recorder import Recorder

@@ -6,9 +6,10 @@ body, adversarial tails at two sizes (the ratio shows linear time), and what one
 in memory. Figures are the best of several runs, the run least disturbed by the rest of the machine.
 
 The typical tails are diffed as the follower diffs them: `diff_logs` against the state the
-previous tail left (so the fast paths of `follower.tailshape` may answer). The adversarial tails
-are diffed against a state restored from fingerprints alone (as after a restart), which has no
-shape, so they measure the full differ: split, fingerprint every line, align.
+previous tail left (so the fast paths of `follower.core.tailshape` may answer). The
+adversarial tails are diffed against a state restored from fingerprints alone (as after a
+restart), which has no shape, so they measure the full differ: split, fingerprint every line,
+align.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import TypeVar
 import orjson
 import xxhash
 
-from follower.differ import Diff, TailState, diff_logs, fingerprint
+from follower.core.differ import Diff, TailState, diff_logs, fingerprint
 
 REPEAT = 7
 MIN_RUN_S = 0.02

@@ -41,11 +41,11 @@ import anyio
 import structlog
 from throughput import answer_server
 
+from follower.api.secret import ServiceKey
 from follower.clock import SystemClock
 from follower.config import Config
-from follower.runner import Runner
-from follower.secret import ServiceKey
-from follower.service import follow
+from follower.engine.runner import Runner
+from follower.engine.service import follow
 from follower.sinks.jsonlines import JsonLinesSink
 
 KEY = "memory-bench-key"

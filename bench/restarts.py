@@ -37,10 +37,10 @@ import orjson
 import structlog
 from aiohttp.test_utils import TestServer
 
+from follower.api.secret import ServiceKey
 from follower.config import Config
-from follower.model import LogEvent
-from follower.secret import ServiceKey
-from follower.service import follow
+from follower.core.events import LogEvent
+from follower.engine.service import follow
 from follower.simulator.app import create_app
 from follower.simulator.faults import FaultSettings
 from follower.simulator.world import SimSettings, World

@@ -24,7 +24,7 @@ import anyio
 import orjson
 
 from follower.clock import SystemClock
-from follower.model import Event, GapEvent, LogEvent, TailErrorEvent
+from follower.core.events import Event, GapEvent, LogEvent, TailErrorEvent
 from follower.sinks.files import FileSink, FsyncMode, Layout
 from follower.sinks.jsonlines import JsonLinesSink
 

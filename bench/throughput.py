@@ -46,19 +46,21 @@ import orjson
 import structlog
 from aiohttp import hdrs, web
 
-from follower.client import create_session, parse_logs_body
+from follower.api.client import create_session
+from follower.api.parse import parse_logs_body
+from follower.api.secret import ServiceKey
 from follower.clock import SystemClock
 from follower.config import Config
-from follower.model import Event, LogsSnapshot
-from follower.runner import Runner
-from follower.secret import ServiceKey
-from follower.service import follow
+from follower.core.events import Event
+from follower.core.model import LogsSnapshot
+from follower.core.tail_errors import TailErrorMatcher
+from follower.core.tracker import PipelineTracker
+from follower.engine.runner import Runner
+from follower.engine.service import follow
 from follower.simulator import wire
 from follower.simulator.app import PREFIX
 from follower.simulator.world import SimSettings, World
 from follower.sinks.jsonlines import JsonLinesSink, encode
-from follower.tailerrors import TailErrorMatcher
-from follower.tracker import PipelineTracker
 
 KEY = "throughput-bench-key"
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from follower.model import Event
+from follower.core.events import Event
 
 if TYPE_CHECKING:
-    from follower.runner import Runner
+    from follower.engine.runner import Runner
 
 
 class FakeClock:

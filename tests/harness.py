@@ -17,10 +17,11 @@ import anyio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from follower.api.secret import ServiceKey
 from follower.config import Config
-from follower.runner import Runner, RunStats
-from follower.secret import ServiceKey
-from follower.service import follow
+from follower.engine.poller import PollStats
+from follower.engine.runner import Runner
+from follower.engine.service import follow
 from follower.simulator.app import RECORDER, create_app
 from follower.simulator.faults import FaultSettings
 from follower.simulator.recorder import Recorder
@@ -73,14 +74,14 @@ class Harness:
         on_step: Callable[[int], None] | None = None,
         tick_s: float | None = None,
         on_runner: Callable[[Runner], None] | None = None,
-    ) -> RunStats:
+    ) -> PollStats:
         """Follow for `steps` ticks of fake time (a tick: `tick_s`, default the poll interval).
 
         `on_step(i)` runs at the start of tick i, to change the world mid-run.
         """
         tick = tick_s or config.interval_s or 1.0
         stop = anyio.Event()
-        stats: list[RunStats] = []
+        stats: list[PollStats] = []
         runners: list[Runner] = []
         started = anyio.Event()
         finished = anyio.Event()

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from follower.backoff import BackoffPolicy
+from follower.core.backoff import BackoffPolicy
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from test_cli import KEY, env_with, follower, served
 from test_config import ENV, PIPE, flags, write
 
 from follower.config import load_config
-from follower.config_values import normalise_base_url
+from follower.config.values import normalise_base_url
 
 DOCUMENTED = "https://api.covalenthq.com/platform/pipeline-api/"
 

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from follower.budget import RequestBudget
+from follower.core.budget import RequestBudget
 
 
 def greedy_count(budget: RequestBudget, start: float, end: float) -> tuple[int, list[float]]:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from test_cli import KEY, closed_port, env_with, follower, served
 
-from follower.check import Finding, budget_finding, estimate_budget, render
-from follower.schedule import PipelinePlan, PodObservation, ScheduleSettings
+from follower.cli.check import Finding, budget_finding, estimate_budget, render
+from follower.core.schedule import PipelinePlan, PodObservation, ScheduleSettings
 from follower.simulator.world import SimSettings
 
 LOOK = ("--look-seconds", "1")
@@ -72,7 +72,7 @@ async def test_budget_too_small_fails_with_the_need_and_the_fix() -> None:
     assert len(failed) == 1 and failed[0].startswith("FAIL  budget:")
     assert "budget 0.2 requests/s" in failed[0]
     assert "--budget" in run.stdout[run.stdout.index(failed[0]) + 1]
-    assert len(lines_of(run.stdout, "ok")) == 6  # config, state file, key source, api, pipelines, poll
+    assert len(lines_of(run.stdout, "ok")) == 6  # config, state file, key, api, pipelines, poll
 
 
 async def test_invalid_configuration_exits_2_naming_each_problem() -> None:

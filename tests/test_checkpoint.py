@@ -9,13 +9,14 @@ from pathlib import Path
 
 import orjson
 import pytest
+from test_differ import legacy_fingerprint
 
-from follower import checkpoint
-from follower.checkpoint import Saved, StateFileError
-from follower.differ import TailState, diff_logs, legacy_fingerprint
-from follower.pending import Pending
-from follower.schedule import Learned
-from follower.tracker import PodState
+from follower.core.differ import TailState, diff_logs
+from follower.core.pending import Pending
+from follower.core.schedule import Learned
+from follower.core.tracker import PodState
+from follower.engine import checkpoint
+from follower.engine.checkpoint import Saved, StateFileError
 
 PIPE = "pipe_abc123"
 

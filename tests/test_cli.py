@@ -280,7 +280,7 @@ async def test_demo_streams_lines_of_three_pipelines() -> None:
 async def test_sigkill_then_restart_loses_nothing(tmp_path: Path) -> None:
     """Killed with SIGKILL and restarted: every observed line is emitted; repeats come only after
     the last checkpoint."""
-    from follower import checkpoint
+    from follower.engine import checkpoint
     from follower.simulator.app import RECORDER
 
     state = tmp_path / "state.json"

@@ -7,7 +7,8 @@ import argparse
 
 import pytest
 
-from follower.cli import build_parser, main
+from follower.cli.main import main
+from follower.cli.parser import build_parser
 
 
 def subcommands() -> dict[str, argparse.ArgumentParser]:

@@ -24,20 +24,19 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from structlog.testing import capture_logs
 from yarl import URL
 
-from follower.client import (
+from follower.api.client import (
     DEFAULT_USER_AGENT,
     MAX_MESSAGE_CHARS,
     MAX_RETRY_AFTER_S,
-    LogsDataWire,
     PipelineApi,
     TailSource,
     create_session,
-    parse_list_body,
-    parse_logs_body,
     parse_retry_after,
-    parse_status_body,
     read_capped,
 )
+from follower.api.parse import parse_list_counted, parse_logs_body, parse_status_body
+from follower.api.secret import MASK, ServiceKey
+from follower.core.model import LogsSnapshot, PipelineInfo, PipelinePage, PipelineStatus, PodTail
 from follower.errors import (
     ApiError,
     AuthError,
@@ -50,8 +49,6 @@ from follower.errors import (
     ThrottledError,
     UnexpectedStatusError,
 )
-from follower.model import LogsSnapshot, PipelineInfo, PipelinePage, PipelineStatus, PodTail
-from follower.secret import MASK, ServiceKey
 from follower.testing import FakeClock
 
 KEY_TEXT: Final = "sk_live_9f8e7d6c5b4a39281706f5e4d3c2b1a0"
@@ -59,7 +56,7 @@ KEY: Final = ServiceKey(KEY_TEXT)
 PIPE: Final = "pipe_3e8678c5fc9e48a7bf9879ca729"
 UID: Final = "covalent-postgres-pipe-fa28e4ef28fa4f7b9ffc62e162d"
 POD: Final = "pipeline-covalent-postgres-pipe-fa28e4ef28fa4f7b9ffc62e162dmlm2"
-LOGS_DATA: Final[LogsDataWire] = {
+LOGS_DATA: Final[dict[str, object]] = {
     "uid": UID,
     "pods": [{"pod": POD, "logs": "INFO starting worker\nINFO connected to destination\n"}],
 }
@@ -483,13 +480,13 @@ def test_list_pagination_is_read_tolerantly(
     pagination: object, has_more: bool | None, total_count: int | None
 ) -> None:
     """Undocumented pagination fields are used when well-typed and ignored otherwise."""
-    page = parse_list_body(envelope({"items": [], "pagination": pagination}))
+    page = parse_list_counted(envelope({"items": [], "pagination": pagination}))[0]
     assert (page.has_more, page.total_count) == (has_more, total_count)
 
 
 def test_list_body_without_pagination() -> None:
     """A list answer may omit pagination altogether."""
-    page = parse_list_body(envelope({"items": [{"id": PIPE, "name": "n"}]}))
+    page = parse_list_counted(envelope({"items": [{"id": PIPE, "name": "n"}]}))[0]
     assert page == PipelinePage(
         items=(PipelineInfo(id=PIPE, name="n", project=None, status=None),),
         has_more=None,
@@ -592,7 +589,7 @@ def test_malformed_status_body_names_the_path(data: object, expected: str) -> No
 def test_malformed_list_body_names_the_path(data: object, expected: str) -> None:
     """A list body whose structure is wrong raises MalformedResponseError naming the path."""
     with pytest.raises(MalformedResponseError) as info:
-        parse_list_body(envelope(data))
+        parse_list_counted(envelope(data))[0]
     assert expected in info.value.message
 
 

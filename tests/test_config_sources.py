@@ -8,7 +8,7 @@ import pytest
 from test_config import ENV, PIPE, problems_of, write
 
 from follower.config import load_config
-from follower.config_sources import DEFAULT_SOURCE
+from follower.config.sources import DEFAULT_SOURCE
 
 PIPE_B = "pipe_b0b0b0b0b0b0b0b0b0b0b0b0b0"
 

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from kubernetes_validate.utils import latest_version
 
-from follower.cli import build_parser
+from follower.cli.parser import build_parser
 from follower.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent

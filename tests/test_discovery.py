@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from follower.discovery import (
-    ListingTruncated,
-    Selection,
-    changes,
-    followed_ids,
-    list_all,
-    page_sizes,
-)
+from follower.api.listing import ListingTruncated, list_all, page_sizes
+from follower.core.model import PipelineInfo, PipelinePage
+from follower.core.selection import Selection, changes, followed_ids
 from follower.errors import ServerError, UnexpectedStatusError
-from follower.model import PipelineInfo, PipelinePage
 
 
 def info(

@@ -20,8 +20,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from test_cli import KEY, env_with, follower, run_args, served
 
-from follower import sharding
 from follower.clock import SystemClock
+from follower.core import sharding
 from follower.simulator.app import RECORDER
 from follower.simulator.world import SimSettings
 

@@ -6,12 +6,12 @@ from collections import defaultdict
 
 from harness import simulated
 
-from follower.model import Event, GapEvent, LogEvent, TailErrorEvent
-from follower.runner import RunStats
+from follower.core.events import Event, GapEvent, LogEvent, TailErrorEvent
+from follower.core.tracker import Since
+from follower.engine.poller import PollStats
 from follower.simulator.recorder import Recorder
 from follower.simulator.world import SimSettings, World
 from follower.testing import MemorySink
-from follower.tracker import Since
 
 
 async def run_follower(
@@ -22,7 +22,7 @@ async def run_follower(
     since: Since = "start",
     world_age_s: float = 0.0,
     pod_grace_s: float = 60.0,
-) -> tuple[World, Recorder, MemorySink, RunStats, float]:
+) -> tuple[World, Recorder, MemorySink, PollStats, float]:
     """Serve `settings`, follow every pipeline for `steps` intervals of fake time, then stop."""
     sink = MemorySink()
     async with simulated(settings, world_age_s=world_age_s) as sim:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from follower.enrich import (
+from follower.core.enrich import (
     NOTHING,
     Enrichment,
     EnrichSettings,
@@ -14,7 +14,8 @@ from follower.enrich import (
     json_fields,
     leading_timestamp,
 )
-from follower.model import Level, LogEvent
+from follower.core.events import LogEvent
+from follower.core.model import Level
 
 ALL = EnrichSettings(parse_json=True, level=True, line_ts=True)
 P = "pipe_3e8678c5fc9e48a7bf9879ca729"

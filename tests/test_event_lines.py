@@ -19,13 +19,10 @@ from hypothesis import strategies as st
 from test_cli import follower
 from test_security import Scripted, serve, tails
 
-from follower.model import (
-    DEFAULT_MAX_LINE_BYTES,
-    PIPELINE_ID_RE,
+from follower.core.events import (
     ApiErrorEvent,
     Event,
     GapEvent,
-    JsonValue,
     LogEvent,
     PipelineAddedEvent,
     PipelineRemovedEvent,
@@ -34,6 +31,7 @@ from follower.model import (
     PodRemovedEvent,
     TailErrorEvent,
 )
+from follower.core.model import DEFAULT_MAX_LINE_BYTES, PIPELINE_ID_RE, JsonValue
 from follower.sinks.encoding import MIN_EVENT_BYTES, encode_line, line_limit
 from follower.sinks.files import FileSink
 from follower.sinks.jsonlines import JsonLinesSink

@@ -12,8 +12,8 @@ from collections import Counter
 import pytest
 from harness import Harness, simulated
 
-from follower.model import ApiErrorEvent, GapEvent, LogEvent
-from follower.runner import RunStats
+from follower.core.events import ApiErrorEvent, GapEvent, LogEvent
+from follower.engine.poller import PollStats
 from follower.simulator.app import CONTROL
 from follower.simulator.faults import FaultSettings
 from follower.simulator.world import SimSettings
@@ -50,7 +50,7 @@ async def run_with(
     world_age_s: float = 10.0,
     exact: bool = True,
     **config: object,
-) -> tuple[Harness, MemorySink, RunStats]:
+) -> tuple[Harness, MemorySink, PollStats]:
     sink = MemorySink()
     async with simulated(WORLD, world_age_s=world_age_s, faults=faults) as sim:
         stats = await sim.follow(sim.config(**config), sink, steps=steps)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from harness import simulated
 
-from follower.model import LogEvent, PipelineAddedEvent, PipelineRemovedEvent
+from follower.core.events import LogEvent, PipelineAddedEvent, PipelineRemovedEvent
 from follower.simulator.app import CONTROL
 from follower.simulator.world import SimSettings
 from follower.testing import MemorySink

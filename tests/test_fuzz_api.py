@@ -17,13 +17,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
-from follower.client import PipelineApi, status_error
+from follower.api.client import PipelineApi, status_error
+from follower.api.secret import ServiceKey
+from follower.core.events import Event
+from follower.core.model import LogsSnapshot
+from follower.core.tail_errors import TailErrorMatcher
+from follower.core.tracker import PipelineTracker
 from follower.errors import ApiError
-from follower.model import Event, LogsSnapshot
-from follower.secret import ServiceKey
-from follower.tailerrors import TailErrorMatcher
 from follower.testing import FakeClock
-from follower.tracker import PipelineTracker
 
 KEY = "sk-FuzzKey-4b9E2a71"
 PIPE = "pipe_fuzz"

@@ -40,10 +40,10 @@ from structlog.testing import capture_logs
 from test_cli import env_with, follower
 from test_security import count, eventually
 
+from follower.api.secret import ServiceKey
 from follower.config import Config
-from follower.runner import Runner
-from follower.secret import ServiceKey
-from follower.service import follow
+from follower.engine.runner import Runner
+from follower.engine.service import follow
 from follower.testing import FakeClock, MemorySink, advance_to, first_of, settle
 
 KEY = "sk-HostileKey-7f3A9c0d"

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from follower.backoff import BackoffPolicy
-from follower.errors import ServerError, ThrottledError
-from follower.lifecycle import (
+from follower.core.backoff import BackoffPolicy
+from follower.core.lifecycle import (
     Decision,
     Lifecycle,
     LifecycleSettings,
@@ -21,6 +20,7 @@ from follower.lifecycle import (
     StatusOk,
     StatusOutcome,
 )
+from follower.errors import ServerError, ThrottledError
 
 
 class TopRng(random.Random):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from follower.pace import MIN_SAMPLES, PaceMonitor
+from follower.core.pace import MIN_SAMPLES, PaceMonitor
 
 
 def feed(monitor: PaceMonitor, planned: float, achieved: float, latency: float, n: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,4 +28,10 @@ def test_building_the_wheel_prints_no_deprecation(tmp_path: Path) -> None:
     )
     assert built.returncode == 0, built.stderr
     assert "deprecated" not in (built.stdout + built.stderr).lower()
-    assert list(tmp_path.glob("goldrush_follower-*.whl"))
+    wheels = list(tmp_path.glob("goldrush_follower-*.whl"))
+    assert wheels
+    # Every module of every subpackage (api/, core/, engine/, config/, ...) is in the wheel.
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        packed = set(wheel.namelist())
+    sources = {path.relative_to(ROOT).as_posix() for path in (ROOT / "follower").rglob("*.py")}
+    assert sources <= packed, sorted(sources - packed)

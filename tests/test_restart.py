@@ -7,8 +7,8 @@ from pathlib import Path
 
 from harness import Harness, simulated
 
-from follower import checkpoint
-from follower.model import GapEvent, LogEvent
+from follower.core.events import GapEvent, LogEvent
+from follower.engine import checkpoint
 from follower.simulator.world import SimSettings
 from follower.testing import MemorySink
 

@@ -22,7 +22,7 @@ import orjson
 import pytest
 
 from follower.clock import SystemClock
-from follower.model import Event, LogEvent, PodAddedEvent
+from follower.core.events import Event, LogEvent, PodAddedEvent
 from follower.sinks.files import FileSink
 
 RSYSLOGD = shutil.which("rsyslogd") or shutil.which("rsyslogd", path="/usr/sbin:/sbin")

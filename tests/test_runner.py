@@ -10,21 +10,16 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
-from follower.backoff import BackoffPolicy
-from follower.checkpoint import Saved
+from follower.core.backoff import BackoffPolicy
+from follower.core.events import ApiErrorEvent, LogEvent, TailErrorEvent
+from follower.core.model import LogsSnapshot, PipelinePage, PipelineStatus, PodTail
+from follower.core.tail_errors import TailErrorMatcher
+from follower.engine.checkpoint import Saved
+from follower.engine.poller import PollStats
+from follower.engine.runner import Runner
+from follower.engine.settings import RunSettings
+from follower.engine.sources import Source, SourceSettings
 from follower.errors import ApiError, AuthError, NotFoundError, ServerError, ThrottledError
-from follower.model import (
-    ApiErrorEvent,
-    LogEvent,
-    LogsSnapshot,
-    PipelinePage,
-    PipelineStatus,
-    PodTail,
-    TailErrorEvent,
-)
-from follower.runner import Runner, RunSettings, RunStats
-from follower.sources import Source, SourceSettings
-from follower.tailerrors import TailErrorMatcher
 from follower.testing import FakeClock, MemorySink, advance_to, first_of, settle
 
 A = "pipe_a"
@@ -102,10 +97,10 @@ async def parked_with(runner: Runner, *, in_flight: int) -> None:
         await change.wait()
 
 
-async def drive(runner: Runner, clock: FakeClock, steps: list[float]) -> RunStats:
+async def drive(runner: Runner, clock: FakeClock, steps: list[float]) -> PollStats:
     """Run the runner, letting fake time pass by each step (event by event), then stop it."""
     stop = anyio.Event()
-    result: list[RunStats] = []
+    result: list[PollStats] = []
     finished = anyio.Event()
 
     async def run() -> None:
@@ -184,7 +179,7 @@ async def test_run_ends_when_every_pipeline_is_gone() -> None:
     clock = FakeClock(start=0.0)
     source = ScriptedSource(clock, {A: [NotFoundError("gone", status=404)]})
     runner = make_runner(source, MemorySink())
-    result: list[RunStats] = []
+    result: list[PollStats] = []
     finished = anyio.Event()
 
     async def run() -> None:

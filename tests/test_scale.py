@@ -12,7 +12,7 @@ from aiohttp.typedefs import Handler
 from harness import KEY, Harness, simulated
 from test_end_to_end import check_against_truth
 
-from follower.model import GapEvent, LogEvent
+from follower.core.events import GapEvent, LogEvent
 from follower.simulator.app import create_app
 from follower.simulator.faults import FaultSettings
 from follower.simulator.world import SimSettings, World

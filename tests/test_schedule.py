@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from follower.budget import RequestBudget
-from follower.schedule import (
+from follower.core.budget import RequestBudget
+from follower.core.schedule import (
     PipelinePlan,
     PodObservation,
     ScheduleSettings,

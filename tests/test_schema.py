@@ -16,10 +16,8 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
 from follower import schema
-from follower.model import (
+from follower.core.events import (
     EVENT_KINDS,
-    MIN_LINE_BYTES,
-    SCHEMA_VERSION,
     ApiErrorEvent,
     Event,
     GapEvent,
@@ -30,9 +28,8 @@ from follower.model import (
     PodAddedEvent,
     PodRemovedEvent,
     TailErrorEvent,
-    cut_line,
-    event_id,
 )
+from follower.core.model import MIN_LINE_BYTES, SCHEMA_VERSION, cut_line, event_id
 from follower.simulator.faults import FaultSettings
 from follower.simulator.world import SimSettings
 from follower.sinks.files import FileSink

@@ -31,15 +31,15 @@ from harness import simulated
 from structlog.testing import capture_logs
 from test_cli import WORLD, env_with, follower
 
-from follower import diagnostics
-from follower.client import PipelineApi, create_session
+from follower.api.client import PipelineApi, create_session
+from follower.api.secret import MASK, ServiceKey
 from follower.clock import SystemClock
 from follower.config import Config, load_config
+from follower.core.model import DEFAULT_MAX_LINE_BYTES
+from follower.engine.runner import Runner
+from follower.engine.service import follow
 from follower.errors import ConfigError
-from follower.model import DEFAULT_MAX_LINE_BYTES
-from follower.runner import Runner
-from follower.secret import MASK, ServiceKey
-from follower.service import follow
+from follower.ops import diagnostics
 from follower.simulator.app import CONTROL, create_app
 from follower.simulator.world import SimSettings, World
 from follower.sinks.jsonlines import encode

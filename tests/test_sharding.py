@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from follower.sharding import ordinal_from_hostname, owner, select, validate_shard
+from follower.core.sharding import ordinal_from_hostname, owner, select, validate_shard
 
 IDS = [f"pipe_{i:027x}" for i in range(10_000)]
 
@@ -65,7 +65,7 @@ def test_owners_are_pinned(pipeline_id: str, owners: list[int]) -> None:
 def test_owners_do_not_depend_on_the_process_hash_seed() -> None:
     """Another interpreter with another PYTHONHASHSEED computes the same owners."""
     code = (
-        "from follower.sharding import owner; import json, sys; "
+        "from follower.core.sharding import owner; import json, sys; "
         "print(json.dumps({p: [owner(p, n) for n in range(1, 8)] for p in sys.argv[1:]}))"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}

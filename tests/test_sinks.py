@@ -10,7 +10,7 @@ import anyio.to_thread
 import orjson
 import pytest
 
-from follower.model import (
+from follower.core.events import (
     ApiErrorEvent,
     Event,
     GapEvent,

@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from follower.model import Event, GapEvent, LogEvent, PodAddedEvent
+from follower.core.events import Event, GapEvent, LogEvent, PodAddedEvent
 from follower.sinks import Sink
 from follower.sinks import files as files_module
 from follower.sinks.files import FileSink, FileSinkError, rotated_name

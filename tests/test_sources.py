@@ -18,15 +18,16 @@ from test_cli import env_with, follower, served
 from test_end_to_end import check_against_truth
 from test_runner import A, B, C, ScriptedSource, logs
 
+from follower.api.secret import ServiceKey
 from follower.config import Config, SourceConfig
-from follower.model import LogEvent, PipelineAddedEvent
-from follower.runner import Runner, RunSettings
-from follower.secret import ServiceKey
+from follower.core.events import LogEvent, PipelineAddedEvent
+from follower.core.tail_errors import TailErrorMatcher
+from follower.engine.runner import Runner
+from follower.engine.settings import RunSettings
+from follower.engine.sources import Source, SourceSettings
 from follower.simulator.app import CONTROL, RECORDER
 from follower.simulator.faults import FaultSettings
 from follower.simulator.world import SimSettings
-from follower.sources import Source, SourceSettings
-from follower.tailerrors import TailErrorMatcher
 from follower.testing import FakeClock, MemorySink, advance_to
 
 KEY_A = "key-of-payments"

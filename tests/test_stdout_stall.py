@@ -9,7 +9,7 @@ import anyio
 from test_exit_paths import stalled_pipe, writes_to_a_pipe
 
 from follower.clock import SystemClock
-from follower.model import Event, LogEvent
+from follower.core.events import Event, LogEvent
 from follower.sinks.jsonlines import JsonLinesSink, encode
 
 

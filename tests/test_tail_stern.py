@@ -19,8 +19,8 @@ import pytest
 from test_cli import KEY, env_with, follower, served
 from test_interactive import run_on_a_terminal
 
-from follower.interactive import FirstLook, PodFilter
-from follower.model import Event, LogEvent, PodAddedEvent, TailErrorEvent
+from follower.cli.interactive import FirstLook, PodFilter
+from follower.core.events import Event, LogEvent, PodAddedEvent, TailErrorEvent
 from follower.sinks.terminal import TerminalSink, short_pod
 
 P = "pipe_fa28e4ef28fa4f7b9ffc62e162d"

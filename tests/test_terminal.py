@@ -7,20 +7,19 @@ import re
 
 import pytest
 
-from follower.model import (
+from follower.core.events import (
     ApiErrorEvent,
     Event,
     GapEvent,
     LogEvent,
     PipelineAddedEvent,
-    PipelineInfo,
     PipelineRemovedEvent,
-    PipelineStatus,
     PipelineStatusEvent,
     PodAddedEvent,
     PodRemovedEvent,
     TailErrorEvent,
 )
+from follower.core.model import PipelineInfo, PipelineStatus
 from follower.sinks.terminal import (
     DIM,
     PALETTE,

@@ -5,18 +5,11 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from follower.enrich import EnrichSettings
-from follower.model import (
-    Event,
-    GapEvent,
-    LogEvent,
-    LogsSnapshot,
-    PodAddedEvent,
-    PodRemovedEvent,
-    PodTail,
-)
-from follower.tailerrors import TailErrorMatcher
-from follower.tracker import LineSettings, PipelineTracker, Since
+from follower.core.enrich import EnrichSettings
+from follower.core.events import Event, GapEvent, LogEvent, PodAddedEvent, PodRemovedEvent
+from follower.core.model import LogsSnapshot, PodTail
+from follower.core.tail_errors import TailErrorMatcher
+from follower.core.tracker import LineSettings, PipelineTracker, Since
 
 PIPE = "pipe_abc"
 GRACE = LineSettings().pod_grace_s

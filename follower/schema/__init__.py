@@ -16,7 +16,7 @@ import json
 from importlib import resources
 from typing import Any, Final
 
-from follower.model import SCHEMA_VERSION
+from follower.core.model import SCHEMA_VERSION
 
 SCHEMA_DIR: Final = f"v{SCHEMA_VERSION}"
 UMBRELLA: Final = "event"

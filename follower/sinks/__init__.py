@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from follower.model import Event
+from follower.core.events import Event
 
 
 class Sink(Protocol):

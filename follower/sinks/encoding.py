@@ -5,7 +5,7 @@ so `max_line_bytes` bounds the whole encoded event, its newline included, whatev
 a line cut by the tracker and then escaped (a control character is 6 bytes in JSON), a huge pod
 name, enrichment fields. An event over the limit is fitted (rare, so the common path pays one
 length check): an over-long id has its long parts replaced by a digest, then the longest strings
-are cut with the `…[cut N bytes]` marker of `follower.model.cut_line`, and the event says
+are cut with the `…[cut N bytes]` marker of `follower.core.model.cut_line`, and the event says
 `truncated: true`.
 
 Ids stay stable and unique when fitted: a long part (a pod name) becomes `{head}%#{digest}`, where
@@ -27,7 +27,8 @@ from typing import Final
 
 import orjson
 
-from follower.model import DEFAULT_MAX_LINE_BYTES, Event, JsonValue, Wire
+from follower.core.events import Event
+from follower.core.model import DEFAULT_MAX_LINE_BYTES, JsonValue, Wire
 
 PIECE_EVENTS: Final = 256
 """Events encoded and written at once: their encodings (~4 KiB each while separate) stay ~1 MB."""

@@ -38,7 +38,8 @@ import anyio
 import anyio.to_thread
 
 from follower.clock import Clock
-from follower.model import DEFAULT_MAX_LINE_BYTES, PIPELINE_ID_RE, Event
+from follower.core.events import Event
+from follower.core.model import DEFAULT_MAX_LINE_BYTES, PIPELINE_ID_RE
 from follower.sinks.encoding import PIECE_BYTES, PIECE_EVENTS, encode_line, line_limit
 
 Layout = Literal["single", "per-pipeline"]

@@ -3,8 +3,8 @@
 The form every log shipper reads without configuration. A poll's events are encoded and written
 in pieces of whole lines (follower/sinks/encoding.py), each written and flushed before the next
 is encoded, so a shipper never sees half an event from us and a poll of 400,000 lines never holds
-all its encodings at once. When a piece cannot be written the poll is undone (follower/poller.py):
-its earlier pieces may then be repeated after a restart, never lost.
+all its encodings at once. When a piece cannot be written the poll is undone
+(follower/engine/poller.py): its earlier pieces may then be repeated after a restart, never lost.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from typing import BinaryIO
 import anyio
 import anyio.to_thread
 
-from follower.model import DEFAULT_MAX_LINE_BYTES, Event
+from follower.core.events import Event
+from follower.core.model import DEFAULT_MAX_LINE_BYTES
 from follower.sinks.encoding import encode, pieces
 
 __all__ = ["JsonLinesSink", "SinkClosedError", "encode", "never_blocks"]
@@ -71,7 +72,7 @@ class JsonLinesSink:
     is undone, later writes wait for the thread, and `stalled` tells the CLI that the process
     must end without waiting for it. A regular file or /dev/null never waits for a reader, so it
     is written from the event loop: the hop to a thread and back would cost more CPU than the
-    write (~125 us a batch in bench/throughput.py). A lock keeps polls whole and in order.
+    write (docs/design.md). A lock keeps polls whole and in order.
     """
 
     def __init__(self, stream: BinaryIO, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:

@@ -17,21 +17,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, TextIO
 
-from follower.model import (
+from follower.core.events import (
     ApiErrorEvent,
     Event,
     GapEvent,
     LogEvent,
     PipelineAddedEvent,
-    PipelineInfo,
     PipelineRemovedEvent,
-    PipelineStatus,
     PipelineStatusEvent,
     PodAddedEvent,
     PodRemovedEvent,
     TailErrorEvent,
-    format_ts,
 )
+from follower.core.model import PipelineInfo, PipelineStatus, format_ts
 from follower.sinks.jsonlines import SinkClosedError
 
 PALETTE: Final = (31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96)

@@ -1,0 +1,389 @@
+"""The command line: parse, configure diagnostics, run, map outcomes to exit codes.
+
+Exit codes: 0 stopped cleanly (SIGTERM/SIGINT, or --duration elapsed), 1 stopped by a runtime
+failure (output closed, no pipeline left to follow), 2 invalid configuration (nothing was
+requested), 3 could not start, 130 a second SIGINT cut the shutdown short.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Final, NoReturn
+
+import anyio
+import anyio.abc
+import structlog
+
+from follower.api.listing import ListingTruncated
+from follower.api.secret import remember
+from follower.cli.check import config_failure, render, run_checks
+from follower.cli.demo import demo
+from follower.cli.interactive import PodFilter, UnknownPipelineError, pipeline_rows, tail
+from follower.cli.parser import DEFAULT_TAIL_LINES, FLAG_KEYS, build_parser, config_flags
+from follower.clock import SystemClock
+from follower.config import DEFAULT_SOURCE, Config, load_config, only_source
+from follower.engine.checkpoint import StateFileError
+from follower.engine.poller import PollStats
+from follower.engine.runner import Runner
+from follower.engine.service import build_sink, follow, reload
+from follower.errors import ApiError, ConfigError
+from follower.ops import diagnostics
+from follower.simulator.cli import run_simulate
+from follower.sinks import Sink
+from follower.sinks.files import FileSink, FileSinkError
+from follower.sinks.jsonlines import JsonLinesSink, SinkClosedError
+from follower.sinks.terminal import render_pipelines
+
+EXIT_OK: Final = 0
+EXIT_FAILURE: Final = 1
+EXIT_CONFIG: Final = 2
+EXIT_START: Final = 3
+EXIT_INTERRUPTED: Final = 130
+
+
+async def _until_signalled(
+    body: Callable[[anyio.Event], Awaitable[PollStats]],
+    duration_s: float,
+    on_hangup: Callable[[], Awaitable[None]] | None = None,
+) -> PollStats | None:
+    """Run `body(stop)`; the first SIGTERM/SIGINT sets `stop`, a second SIGINT cancels at once.
+
+    SIGHUP calls `on_hangup` (reload the configuration, reopen output files).
+    """
+    stop = anyio.Event()
+    result: PollStats | None = None
+    log = structlog.get_logger("follower")
+
+    async def watch_signals(
+        scope: anyio.CancelScope, *, task_status: anyio.abc.TaskStatus[None]
+    ) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            task_status.started()  # handlers are installed before the body runs
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    log.info("reload_requested", signal="SIGHUP")
+                    if on_hangup is not None:
+                        await on_hangup()
+                elif not stop.is_set():
+                    log.info("shutdown_requested", signal=signal.Signals(signum).name)
+                    stop.set()
+                elif signum == signal.SIGINT:
+                    log.warning("shutdown_forced", signal="SIGINT")
+                    scope.cancel()
+
+    async def stop_after(seconds: float) -> None:
+        await SystemClock().sleep(seconds)
+        stop.set()
+
+    async with anyio.create_task_group() as group:
+        await group.start(watch_signals, group.cancel_scope)
+        if duration_s > 0:
+            group.start_soon(stop_after, duration_s)
+        result = await body(stop)
+        group.cancel_scope.cancel()
+    return result
+
+
+def _load(ns: argparse.Namespace) -> Config:
+    return load_config(
+        config_path=ns.config,
+        env=os.environ,
+        flags=config_flags(ns),
+        hostname=socket.gethostname(),
+        flag_names={key: flag for flag, (key, _) in FLAG_KEYS.items()},
+    )
+
+
+class _Reloader:
+    """SIGHUP: re-read the configuration (rejecting an invalid one) and reopen output files."""
+
+    def __init__(self, ns: argparse.Namespace, config: Config, sink: Sink) -> None:
+        self._ns = ns
+        self._config = config
+        self._sink = sink
+        self.runner: Runner | None = None
+
+    async def __call__(self) -> None:
+        log = structlog.get_logger("follower")
+        if isinstance(self._sink, FileSink):
+            self._sink.reopen()
+            log.info("output_reopened", folder=str(self._sink.directory))
+        try:
+            new = _load(self._ns)
+        except ConfigError as exc:
+            log.error("reload_rejected", problems=list(exc.problems),
+                      action="the running configuration stays in force")
+            return
+        if self.runner is not None:
+            self._config = await reload(self.runner, self._config, new)
+
+
+def _configure_diagnostics(level: str, config: Config) -> None:
+    """Diagnostics on stderr, with every source's key masked (the top-level key is one)."""
+    for source in config.sources:
+        remember(source.key)
+    diagnostics.configure(level)
+
+
+def _print_notices(config: Config) -> None:
+    """What loading the configuration corrected, on stderr (before diagnostics are set up)."""
+    for notice in config.notices:
+        print(f"follower: note: {notice}", file=sys.stderr)
+
+
+def _cmd_run(ns: argparse.Namespace) -> int:
+    try:
+        config = _load(ns)
+    except ConfigError as exc:
+        print(f"follower: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    _print_notices(config)
+    _configure_diagnostics(config.log_level, config)
+    clock = SystemClock()
+    try:
+        sink = build_sink(config, clock)
+    except FileSinkError as exc:
+        print(f"follower: --output-dir: {exc}", file=sys.stderr)
+        return EXIT_START
+    except SinkClosedError as exc:
+        print(f"follower: stopping: {exc}; nothing was requested", file=sys.stderr)
+        return EXIT_FAILURE
+    code = _follow_until_signalled(ns, config, sink, clock)
+    if isinstance(sink, JsonLinesSink) and sink.stalled:
+        _exit_now(code)
+    return code
+
+
+def _exit_now(code: int) -> NoReturn:
+    """End the process without the interpreter's exit, which would wait forever for a thread
+    blocked writing to a reader that stopped reading (no Python code can interrupt that write;
+    it also holds stdout's buffer). The checkpoint is already written and covers only what was.
+    """
+    structlog.get_logger("follower").warning(
+        "output_stalled", action="exiting without waiting for the reader", exit_code=code
+    )
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.flush()
+    os._exit(code)
+
+
+def _follow_until_signalled(
+    ns: argparse.Namespace, config: Config, sink: Sink, clock: SystemClock
+) -> int:
+    closed: list[BaseException] = []
+    bad_state: list[BaseException] = []
+    stats: PollStats | None = None
+    reloader = _Reloader(ns, config, sink)
+
+    def got_runner(runner: Runner) -> None:
+        reloader.runner = runner
+
+    try:
+        stats = anyio.run(
+            _until_signalled,
+            lambda stop: follow(
+                config, sink=sink, clock=clock, stop=stop, reset_state=ns.reset_state,
+                on_runner=got_runner,
+            ),
+            ns.duration,
+            reloader,
+        )
+    except* (SinkClosedError, FileSinkError) as group:
+        closed.extend(_leaves(group))
+    except* StateFileError as group:
+        bad_state.extend(_leaves(group))
+    if bad_state:
+        print(f"follower: {bad_state[0]}", file=sys.stderr)
+        return EXIT_CONFIG
+    if closed:
+        # Nothing can reach the reader any more; point stdout at /dev/null so the interpreter's
+        # own flush at exit does not print a second, confusing BrokenPipeError.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(f"follower: stopping: {closed[0]}; the checkpoint holds what was written",
+              file=sys.stderr)
+        return EXIT_FAILURE
+    if stats is None:
+        return EXIT_INTERRUPTED
+    listed = sum(len(source.pipelines) for source in config.sources)
+    if stats.pipelines_gone and len(stats.pipelines_gone) == listed:
+        print("follower: every pipeline answered 404 (not found); check --pipeline and "
+              "--base-url", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions inside (nested) task-group exception groups."""
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return found
+
+
+def _cmd_demo(ns: argparse.Namespace) -> int:
+    diagnostics.configure(ns.log_level)
+    clock = SystemClock()
+    stats = anyio.run(
+        _until_signalled,
+        lambda stop: demo(stop, pipelines=ns.pipelines, output=ns.output, clock=clock),
+        ns.duration,
+    )
+    return EXIT_OK if stats is not None else EXIT_INTERRUPTED
+
+
+def _people_config(ns: argparse.Namespace, **flags: object) -> Config:
+    """The configuration for `tail` and `pipelines`: file, environment and a few flags, narrowed
+    to one source (`--source NAME` of the file's [[sources]], else the top-level key)."""
+    given: dict[str, object] = {"base_url": ns.base_url, **flags}
+    if ns.source is None:
+        given["discovery.enabled"] = True  # the top-level key, whatever the file lists
+    config = load_config(config_path=ns.config, env=os.environ, flags=given,
+                         flag_names={"base_url": "--base-url", "interval_s": "--interval"})
+    _print_notices(config)
+    return only_source(config, ns.source or DEFAULT_SOURCE)
+
+
+def _patterns(values: list[str], flag: str) -> list[re.Pattern[str]]:
+    try:
+        return [re.compile(value) for value in values]
+    except re.error as exc:
+        raise ConfigError([f"{flag}: invalid regular expression: {exc}"]) from None
+
+
+def _history_lines(ns: argparse.Namespace) -> int:
+    """`--tail N`, or what `--since` means in lines, or the default."""
+    if ns.tail_lines is not None:
+        if ns.tail_lines < -1:
+            raise ConfigError([f"--tail: {ns.tail_lines} is not a line count; N >= 0, or -1 "
+                               "for the whole current tail"])
+        return int(ns.tail_lines)
+    return {"start": -1, "now": 0, None: DEFAULT_TAIL_LINES}[ns.since]
+
+
+def _silence_stdout() -> None:
+    """The reader of stdout left: point stdout at /dev/null, so that the interpreter's flush
+    at exit does not print a BrokenPipeError."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _cmd_tail(ns: argparse.Namespace) -> int:
+    wanted = [*ns.pipeline_names, *ns.more_pipelines]
+    try:
+        if not wanted:
+            raise ConfigError(["PIPELINE: name at least one pipeline (an id or exact name), "
+                               "as an argument or with -p; `follower pipelines` lists them"])
+        history = _history_lines(ns)
+        config = _people_config(ns, interval_s=ns.interval_s)
+        include = _patterns(ns.include, "--include")
+        exclude = _patterns(ns.exclude, "--exclude")
+        pods = PodFilter(tuple(_patterns(ns.pod, "--pod")),
+                         tuple(_patterns(ns.exclude_pod, "--exclude-pod")))
+    except ConfigError as exc:
+        print(f"follower: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    _configure_diagnostics(ns.log_level, config)
+    clock = SystemClock()
+    failed: list[BaseException] = []
+    closed: list[BaseException] = []
+    stats: PollStats | None = None
+    try:
+        stats = anyio.run(
+            _until_signalled,
+            lambda stop: tail(
+                config, wanted, stop=stop, clock=clock, output=ns.output,
+                include=include, exclude=exclude, timestamps=ns.timestamps, pods=pods,
+                history=history,
+            ),
+            0.0,
+        )
+    except* SinkClosedError as group:
+        closed.extend(_leaves(group))
+    except* (UnknownPipelineError, ApiError, ListingTruncated) as group:
+        failed.extend(_leaves(group))
+    if closed:  # `follower tail ... | head`: the reader has what it wanted; say nothing
+        _silence_stdout()
+        return EXIT_OK
+    if failed:
+        print(f"follower: {_failure_text(failed[0])}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK if stats is not None else EXIT_INTERRUPTED
+
+
+def _failure_text(error: BaseException) -> str:
+    """What a people command says when it fails: the error, and for a listing cut short by its
+    caps, the keys that raise them."""
+    if isinstance(error, ListingTruncated):
+        return (
+            f"{error}; raise discovery.max_pages or discovery.max_pipelines in the config file "
+            "if the key really sees that many pipelines"
+        )
+    return str(error)
+
+
+def _cmd_pipelines(ns: argparse.Namespace) -> int:
+    try:
+        config = _people_config(ns)
+    except ConfigError as exc:
+        print(f"follower: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    _configure_diagnostics("warning", config)
+    try:
+        rows = anyio.run(pipeline_rows, config, SystemClock())
+    except (ApiError, ListingTruncated) as exc:
+        print(f"follower: {_failure_text(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
+    if ns.output == "json":
+        text = json.dumps([row.to_json() for row in rows], indent=2, ensure_ascii=False)
+    else:
+        text = render_pipelines(rows, wide=ns.output == "wide")
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        _silence_stdout()
+    return EXIT_OK
+
+
+def _cmd_check(ns: argparse.Namespace) -> int:
+    try:
+        config = _load(ns)
+    except ConfigError as exc:
+        print(render(config_failure(exc.problems)))
+        return EXIT_CONFIG
+    _print_notices(config)
+    _configure_diagnostics("error", config)
+    findings = anyio.run(
+        lambda: run_checks(
+            config, SystemClock(), config_path=None if ns.config is None else str(ns.config),
+            look_s=ns.look_seconds, sample=ns.sample,
+        )
+    )
+    print(render(findings))
+    return EXIT_OK if all(finding.ok for finding in findings) else EXIT_FAILURE
+
+
+COMMANDS: Final = {
+    "run": _cmd_run,
+    "tail": _cmd_tail,
+    "pipelines": _cmd_pipelines,
+    "check": _cmd_check,
+    "demo": _cmd_demo,
+    "simulate": run_simulate,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Entry point of the `follower` console script."""
+    ns = build_parser().parse_args(argv)
+    try:
+        code = COMMANDS[ns.command](ns)
+    except KeyboardInterrupt:  # SIGINT before the handlers were installed or after they left
+        code = EXIT_INTERRUPTED
+    sys.exit(code)

@@ -1,0 +1,324 @@
+"""Which lines of a pod's log tail are new since the previous poll.
+
+The API returns, per pod, only the current tail of its output: no offsets, no cursors. Each poll
+sees a window over the same history that ends later; the differ lines the new window up against the
+previous one and reports the lines past the end of the old window. It keeps only the previous
+tail's line fingerprints (8 bytes a line), never the lines themselves.
+
+Alignment. Let `q` be how many leading lines of the new tail were already seen. An alignment is
+consistent when the first `q` lines of the new tail end with the same lines as the old tail (their
+last `min(q, len(old))` lines agree). Repeated lines make several alignments consistent; we take
+the largest `q`, the one that assumes the fewest new lines, so that a line is never emitted twice.
+That is the end of the last occurrence of the whole old tail inside the new one if there is one
+(the window grew), else the longest prefix of the new tail that is a suffix of the old one (the
+window slid).
+
+Reversing both tails turns this into one left-to-right search: the answer is `len(new) - s` for
+the smallest `s` at which `reversed(old)` agrees with `reversed(new)[s:]` over their common length,
+i.e. the first full match of KMP with pattern `reversed(old)` and text `reversed(new)`, or failing
+one, the length KMP has matched when the text runs out. KMP keeps that linear: no quadratic
+blow-up on 10,000 identical lines or periodic content. Before KMP we try the one candidate the two
+tails usually agree on (the first place the old tail's last line appears), which C-level array
+operations check much faster than the Python loop; only when it does not fit do we pay for the
+pure-Python KMP.
+
+Fingerprints are the 64-bit XXH3 of the line's UTF-8 bytes (`xxhash.xxh3_64_intdigest`): the same
+in every process, version and platform (XXH3's output is frozen since xxHash 0.8.0), so checkpoints
+can store them. Through `map` over the lines' bytes it is cheaper than the BLAKE2b-64 used
+before (figures in docs/design.md); its 64 bits keep the collision odds of two different lines
+in a pair of 10,000-line tails at about 10^8 / 2^64 ~ 5e-12 per poll. Checkpoints of version 1
+hold BLAKE2b-64 fingerprints: such a state is `legacy`, and the first tail diffed
+against it is fingerprinted both ways, then only with XXH3.
+
+Before any of this, `diff_logs` tries the fast paths of `follower.core.tailshape`, which prove
+from the tail's bytes that it is unchanged, or only slid or grew, and then split and fingerprint
+only the new part; whatever they cannot prove comes here.
+"""
+
+from __future__ import annotations
+
+import array
+import hashlib
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from follower.core import tailshape
+from follower.core.tailshape import Shape
+
+Fingerprint = int
+
+FINGERPRINT_BYTES: Final = 8
+_TYPECODE: Final = "Q"  # unsigned 64-bit on every platform CPython supports
+_FINGERPRINT_LIMIT: Final = 1 << (8 * FINGERPRINT_BYTES)
+# Version-1 checkpoints hold BLAKE2b-64 fingerprints. Copying this prepared hasher skips the
+# parameter parsing that `blake2b(data, digest_size=8)` pays on every call.
+_BLAKE2B_64: Final = hashlib.blake2b(digest_size=FINGERPRINT_BYTES)
+DEFAULT_MAX_LINES: Final = 100_000
+
+
+def split_lines(logs: str) -> list[str]:
+    """The lines of a tail: split on "\\n", drop one "\\r" ending each, none after a final "\\n"."""
+    if not logs:
+        return []
+    lines = logs.split("\n")
+    if not lines[-1]:  # a final "\n" ends the last line rather than starting another
+        lines.pop()
+    if "\r" in logs:  # one C-level scan saves a Python-level pass over tails without CRLF
+        lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+    return lines
+
+
+def _utf8(text: str) -> bytes:
+    """UTF-8 bytes; a lone surrogate (e.g. from a JSON "\\ud800" escape) is kept, not refused."""
+    return text.encode("utf-8", "surrogatepass")
+
+
+def fingerprint(line: str) -> Fingerprint:
+    """A 64-bit fingerprint of `line`, stable across processes, Python versions and platforms."""
+    return tailshape.line_fingerprints([_utf8(line)])[0]
+
+
+def _legacy_digest(line: bytes) -> bytes:
+    hasher = _BLAKE2B_64.copy()
+    hasher.update(line)
+    return hasher.digest()
+
+
+def _legacy_fingerprints(lines: Iterable[bytes]) -> array.array[int]:
+    fingerprints = array.array(_TYPECODE)
+    fingerprints.frombytes(b"".join(map(_legacy_digest, lines)))
+    if sys.byteorder == "big":  # the digests are read little-endian
+        fingerprints.byteswap()
+    return fingerprints
+
+
+@dataclass(frozen=True, slots=True)
+class TailState:
+    """What the differ keeps of a pod's previous tail: its line fingerprints, oldest first.
+
+    An array of unsigned 64-bit integers costs 8 bytes a line, against ~150 for the line itself.
+    Treat it as immutable: the differ never changes an array it has handed out. `legacy`: the
+    fingerprints are BLAKE2b-64 (from a version-1 checkpoint). `shape` is what the fast paths
+    know of the text (`follower.core.tailshape`); it is not saved, so a restored state has none.
+    """
+
+    fingerprints: array.array[int]
+    legacy: bool = False
+    shape: Shape | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.fingerprints.typecode != _TYPECODE:
+            raise ValueError(
+                f"TailState needs an array of typecode {_TYPECODE!r}, "
+                f"got {self.fingerprints.typecode!r}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.fingerprints)
+
+    @classmethod
+    def empty(cls) -> TailState:
+        """The state of a pod whose tail held no lines."""
+        return cls(array.array(_TYPECODE))
+
+    @classmethod
+    def from_lines(cls, lines: Iterable[str]) -> TailState:
+        """The state that remembers `lines` as the previous tail."""
+        return cls(tailshape.line_fingerprints([_utf8(line) for line in lines]))
+
+    def to_list(self) -> list[int]:
+        """The fingerprints as plain integers, for a checkpoint file."""
+        return self.fingerprints.tolist()
+
+    @classmethod
+    def from_list(cls, values: Iterable[object], *, legacy: bool = False) -> TailState:
+        """The state saved by `to_list()`; ValueError names the first bad value.
+
+        Takes any objects because the values come from a checkpoint file that may be damaged.
+        """
+        fingerprints = array.array(_TYPECODE)
+        for index, value in enumerate(values):
+            # bool is an int subclass, but a checkpoint holding `true` is damaged.
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or not 0 <= value < _FINGERPRINT_LIMIT
+            ):
+                raise ValueError(
+                    f"fingerprints[{index}]: expected an integer in [0, 2**64), got {value!r}"
+                )
+            fingerprints.append(value)
+        return cls(fingerprints, legacy)
+
+
+@dataclass(frozen=True, slots=True)
+class Diff:
+    """The outcome of one poll of one pod.
+
+    `new_lines` is always a suffix of the new tail. `gap` means lines may have been missed before
+    `new_lines`: nothing in the new tail lines up with the previous one, because the pod restarted
+    or more lines arrived than the tail holds. `state` is what to pass as `previous` next time.
+    """
+
+    new_lines: list[str]
+    gap: bool
+    state: TailState
+
+
+def diff_tail(previous: TailState | None, lines: Sequence[str]) -> Diff:
+    """The lines of the new tail `lines` that the previous tail did not hold.
+
+    `previous` is None for a pod never seen: every line is new and `gap` is False; the caller
+    decides what first sight means. An empty tail carries no information, so it yields nothing and
+    keeps the previous state; if the pod really restarted, the next non-empty tail will not line up.
+    This is the reference `diff_logs` must agree with; it keeps no shape, so no fast path.
+    """
+    if not lines:
+        return _empty(previous)
+    raw = [_utf8(line) for line in lines]
+    fingerprints = tailshape.line_fingerprints(raw)
+    seen = _seen(previous, raw, fingerprints)
+    return Diff(list(lines[seen:]), _is_gap(previous, seen), TailState(fingerprints))
+
+
+def diff_logs(
+    previous: TailState | None,
+    logs: str,
+    max_lines: int = DEFAULT_MAX_LINES,
+    block_lines: int | None = None,
+) -> Diff:
+    """`diff_tail(previous, split_lines(logs)[-max_lines:])`, without splitting what is not new.
+
+    The fast paths answer when they can prove the answer (an unchanged tail, or one that slid or
+    grew); otherwise the tail's bytes are split and fingerprinted whole. `block_lines` is for
+    tests, which use small blocks to exercise block boundaries (see `tailshape.build`).
+    """
+    if not logs:
+        return _empty(previous)
+    data = _utf8(logs)
+    shape = None if previous is None else previous.shape
+    if previous is not None and shape is not None:
+        if tailshape.unchanged(shape, data):
+            return Diff([], False, previous)
+        aligned = tailshape.align(shape, previous.fingerprints, data)
+        if aligned is not None and len(aligned.fingerprints) <= max_lines:
+            state = TailState(aligned.fingerprints, shape=aligned.shape)
+            return Diff(aligned.new_lines, False, state)
+    return _full_diff(previous, data, max_lines, block_lines)
+
+
+def _full_diff(
+    previous: TailState | None, data: bytes, max_lines: int, block_lines: int | None
+) -> Diff:
+    end = tailshape.content_end(data)
+    raw = data[:end].split(b"\n")
+    crlf = b"\r" in data
+    if crlf:
+        raw = [line[:-1] if line.endswith(b"\r") else line for line in raw]
+    cut = len(raw) > max_lines
+    if cut:
+        raw = raw[-max_lines:]
+    fingerprints = tailshape.line_fingerprints(raw)
+    seen = _seen(previous, raw, fingerprints)
+    shape = None if crlf or cut else tailshape.build(data, raw, block_lines)
+    state = TailState(fingerprints, shape=shape)
+    return Diff(_decode(raw[seen:]), _is_gap(previous, seen), state)
+
+
+def _empty(previous: TailState | None) -> Diff:
+    return Diff([], False, previous if previous is not None else TailState.empty())
+
+
+def _seen(previous: TailState | None, raw: list[bytes], fingerprints: array.array[int]) -> int:
+    """How many leading lines of the new tail were seen, comparing like fingerprints with like."""
+    if previous is None:
+        return 0
+    if previous.legacy:
+        return _seen_count(previous.fingerprints, _legacy_fingerprints(raw))
+    return _seen_count(previous.fingerprints, fingerprints)
+
+
+def _is_gap(previous: TailState | None, seen: int) -> bool:
+    return seen == 0 and previous is not None and len(previous) > 0
+
+
+def _decode(raw: list[bytes]) -> list[str]:
+    """The lines as text: one decode of the joined bytes, then one split."""
+    if not raw:
+        return []
+    return b"\n".join(raw).decode("utf-8", "surrogatepass").split("\n")
+
+
+def _seen_count(previous: array.array[int], current: array.array[int]) -> int:
+    """How many leading lines of `current` the largest consistent alignment says were seen.
+
+    Works on the reversed tails (see the module docstring): the answer is `len(current) - s` for
+    the smallest `s` at which the reversed previous tail fits against the reversed current one.
+    """
+    if not previous or not current:
+        return 0
+    pattern = previous[::-1]
+    text = current[::-1]
+    likely = _first_candidate(pattern, text)
+    if likely is not None:
+        return likely
+    return _kmp_seen_count(pattern.tolist(), text.tolist())
+
+
+def _fits(pattern: array.array[int], text: array.array[int], start: int) -> bool:
+    """Whether `pattern` agrees with `text[start:]` over their common length."""
+    length = min(len(pattern), len(text) - start)
+    return text[start : start + length] == pattern[:length]
+
+
+def _first_candidate(pattern: array.array[int], text: array.array[int]) -> int | None:
+    """The answer if the first candidate position decides it, else None.
+
+    Any fit starts where `text` holds `pattern[0]` (the previous tail's last line), so the first
+    such position is the smallest candidate: if it fits, it is the answer; if there is none,
+    nothing aligns. Both are C-level array scans, which is why this runs before the pure-Python KMP.
+    """
+    try:
+        start = text.index(pattern[0])
+    except ValueError:
+        return 0
+    if _fits(pattern, text, start):
+        return len(text) - start
+    return None
+
+
+def _failure_function(pattern: Sequence[int]) -> list[int]:
+    """For each i, the length of the longest proper prefix of `pattern[: i + 1]` that ends it."""
+    failure = [0] * len(pattern)
+    matched = 0
+    for index in range(1, len(pattern)):
+        value = pattern[index]
+        while matched and pattern[matched] != value:
+            matched = failure[matched - 1]
+        if pattern[matched] == value:
+            matched += 1
+        failure[index] = matched
+    return failure
+
+
+def _kmp_seen_count(pattern: Sequence[int], text: Sequence[int]) -> int:
+    """`len(text) - s` for the smallest `s` where `pattern` fits `text[s:]`, in linear time.
+
+    A full match ending at `end` starts at `s = end - len(pattern)`. Without one, the length KMP has
+    matched when the text runs out is the longest suffix of `text` that is a prefix of `pattern`:
+    the fit that runs off the end of `text`, at `s = len(text) - matched`.
+    """
+    if not pattern:
+        return 0
+    failure = _failure_function(pattern)
+    matched = 0
+    for end, value in enumerate(text, start=1):
+        while matched and pattern[matched] != value:
+            matched = failure[matched - 1]
+        if pattern[matched] == value:
+            matched += 1
+            if matched == len(pattern):
+                return len(text) - (end - matched)
+    return matched

@@ -1,0 +1,289 @@
+"""What the differ's fast paths remember of a tail's text, and the fast paths themselves.
+
+Most polls see a tail that is unchanged (an idle pod) or that only slid: it lost lines off its top
+and gained new ones at the bottom. Splitting such a tail into lines and fingerprinting every line
+costs more than parsing the JSON it came in, so this module recognises those cases from a few
+C-level operations on the UTF-8 bytes and splits and fingerprints only the new part.
+
+A false "nothing changed" or a wrong alignment would lose or repeat lines silently, so every fast
+answer is proven, never guessed: the overlap of the new tail with the previous one is checked
+byte for byte against digests of the previous tail, and anything the checks cannot prove falls
+back to the full differ (`follower.core.differ`), which then decides exactly as it always did. The
+fast path gives the same answer as the full differ whenever it gives one (the property tests in
+tests/test_differ.py hold it to that).
+
+What is kept per pod (never the text: a 200-line tail is ~20 KB, its shape a few hundred bytes):
+- `digest`: the 128-bit XXH3 of the whole text. With 128 bits, two different tails of one pod
+  compare equal with probability 2^-128 per poll: never, in practice (a 64-bit digest would
+  already make it ~5e-20). XXH3 is not cryptographic, but log lines are not chosen to collide
+  with the previous tail of the same pod, and the per-line fingerprints the full differ compares
+  were 64-bit all along.
+- `anchor`: the last line (when it is short), to find where the previous tail ends in the new
+  one with one `bytes.rfind` over the new part only.
+- blocks of `block_lines` consecutive lines, fixed once complete, each with its 128-bit digest,
+  and a digest of the lines after the last complete block (the open block). A slid tail starts
+  inside some block; the lines before the first block boundary inside the overlap (fewer than
+  `block_lines`) are checked by their fingerprints, every later block by one digest of its bytes.
+  So a poll costs O(new lines + block_lines + blocks) Python-level steps, not O(tail lines).
+
+Tails with a "\\r" anywhere take the full differ (it strips one "\\r" per line, which would make
+byte equality and line equality differ), as do tails cut by `max_tail_lines`.
+"""
+
+from __future__ import annotations
+
+import array
+import bisect
+import itertools
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import xxhash
+
+MIN_BLOCK_LINES: Final = 16
+"""Lines per block, at least: the fast path checks up to a block of lines one by one and the rest
+by one digest per block, so blocks of about the square root of the tail's length (at least this)
+keep both parts small: 16 lines for a 200-line tail, 44 for 2,000."""
+ANCHOR_MAX_BYTES: Final = 512
+"""A longer last line is not kept (a 1 MB line per pod would be a lot of memory); such a tail
+takes the full differ at the next poll."""
+_NEWLINE: Final = 0x0A
+_DIGEST_BYTES: Final = 16
+
+_line_digest: Final = xxhash.xxh3_64_digest
+_text_digest: Final = xxhash.xxh3_128_digest
+
+
+def line_fingerprints(lines: Sequence[bytes]) -> array.array[int]:
+    """The XXH3-64 of each line's bytes (`xxh3_64_intdigest`), in an unsigned 64-bit array.
+
+    Joining the 8-byte big-endian digests and reading them as one buffer is about a third
+    cheaper than building the array from the integers one by one.
+    """
+    fingerprints = array.array("Q")
+    fingerprints.frombytes(b"".join(map(_line_digest, lines)))
+    if sys.byteorder == "little":  # the digests are big-endian (XXH3's canonical form)
+        fingerprints.byteswap()
+    return fingerprints
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """The fast paths' memory of a tail's text (see the module docstring); offsets are in bytes.
+
+    `offsets[t]` is where block t starts; the last offset starts the open block, which always
+    holds at least one line. Block t covers lines `phase + t * block_lines` onwards and its bytes
+    end with the newline before the next block. `digests` holds 16 bytes per complete block.
+    """
+
+    size: int
+    digest: bytes
+    anchor: bytes | None
+    block_lines: int
+    phase: int
+    offsets: array.array[int]
+    digests: bytes
+    open_digest: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Aligned:
+    """A fast answer: the first `seen_from` previous lines left the window, `new` arrived."""
+
+    seen_from: int
+    new: list[bytes]
+    new_lines: list[str]
+    fingerprints: array.array[int]
+    shape: Shape
+
+
+def content_end(data: bytes) -> int:
+    """Where the last line ends: a final newline ends it rather than starting another."""
+    return len(data) - 1 if data.endswith(b"\n") else len(data)
+
+
+def build(data: bytes, lines: Sequence[bytes], block_lines: int | None = None) -> Shape:
+    """The shape of a tail whose text is `data` and whose lines (no "\\r", none cut) are `lines`.
+
+    `block_lines` defaults to the square root of the line count (see `MIN_BLOCK_LINES`).
+    """
+    if block_lines is None:
+        block_lines = max(MIN_BLOCK_LINES, math.isqrt(len(lines)))
+    end = content_end(data)
+    offsets = array.array("Q")
+    digests = []
+    position = 0
+    complete = (len(lines) - 1) // block_lines  # the open block keeps one line at least
+    for block in range(complete):
+        offsets.append(position)
+        first = block * block_lines
+        stop = position + sum(map(len, lines[first : first + block_lines])) + block_lines
+        digests.append(_text_digest(data[position:stop]))
+        position = stop
+    offsets.append(position)
+    return Shape(
+        size=end,
+        digest=_digest_to(data, end),
+        anchor=_anchor(lines[-1]),
+        block_lines=block_lines,
+        phase=0,
+        offsets=offsets,
+        digests=b"".join(digests),
+        open_digest=_text_digest(data[position:end]),
+    )
+
+
+def _digest_to(data: bytes, end: int) -> bytes:
+    """The digest of `data[:end]`, without copying when that is all of it."""
+    return _text_digest(data if end == len(data) else data[:end])
+
+
+def _anchor(last_line: bytes) -> bytes | None:
+    """The search pattern of a whole line equal to `last_line`, if it is short enough to keep."""
+    if len(last_line) > ANCHOR_MAX_BYTES:
+        return None
+    return b"\n" + last_line + b"\n"
+
+
+def unchanged(shape: Shape, data: bytes) -> bool:
+    """Whether `data` is the very tail `shape` was built from (a final newline aside)."""
+    end = content_end(data)
+    return end == shape.size and _digest_to(data, end) == shape.digest
+
+
+def align(shape: Shape, previous: array.array[int], data: bytes) -> Aligned | None:
+    """The full differ's answer for the new tail `data`, if the fast checks can prove it.
+
+    The full differ takes the last line of the new tail equal to the previous tail's last line
+    and checks that the lines before it are the previous tail's (or end with them). Here the last
+    such line is found with `rfind`, the lines before it are checked by digests, and None means
+    "not proven": anything but a tail that slid or grew, or a previous last line that is long.
+    """
+    if shape.anchor is None or b"\r" in data:
+        return None
+    end = content_end(data)
+    overlap_end = _last_anchor(shape.anchor, data, end)
+    if overlap_end is None or overlap_end > shape.size:
+        return None  # nothing aligns, or more lines before the old tail: the full differ decides
+    start = shape.size - overlap_end  # where, in the previous text, the new tail starts
+    checked = _check_overlap(shape, previous, data, start, overlap_end)
+    if checked is None:
+        return None
+    seen_from, first_block = checked
+    new: list[bytes] = []
+    new_lines: list[str] = []
+    if overlap_end < end:
+        new = data[overlap_end + 1 : end].split(b"\n")
+        new_lines = data[overlap_end + 1 : end].decode("utf-8", "surrogatepass").split("\n")
+    fingerprints = previous[seen_from:]
+    fingerprints.extend(line_fingerprints(new))
+    offsets = array.array("Q", [offset - start for offset in shape.offsets[first_block:]])
+    digests = shape.digests[first_block * _DIGEST_BYTES :]
+    phase = shape.phase + first_block * shape.block_lines - seen_from
+    if first_block == len(shape.offsets):  # the new tail starts inside the old open block
+        offsets, phase = array.array("Q", [0]), 0
+    slid = Shape(
+        size=end,
+        digest=_digest_to(data, end),
+        anchor=_anchor(new[-1]) if new else shape.anchor,
+        block_lines=shape.block_lines,
+        phase=phase,
+        offsets=offsets,
+        digests=digests,
+        open_digest=b"",
+    )
+    closed = _close_blocks(slid, data, len(fingerprints) - len(new), overlap_end, new)
+    return Aligned(seen_from, new, new_lines, fingerprints, closed)
+
+
+def _last_anchor(anchor: bytes, data: bytes, end: int) -> int | None:
+    """Where the last line of `data[:end]` equal to the anchor's line ends, if there is one."""
+    line = anchor[1:-1]
+    if data.endswith(anchor[:-1], 0, end) or (end == len(line) and data.startswith(line)):
+        return end
+    found = data.rfind(anchor, 0, end)
+    if found >= 0:
+        return found + len(anchor) - 1
+    if data.startswith(anchor[1:]):
+        return len(line)
+    return None
+
+
+def _check_overlap(
+    shape: Shape, previous: array.array[int], data: bytes, start: int, overlap_end: int
+) -> tuple[int, int] | None:
+    """Prove `data[:overlap_end]` equals the previous text from byte `start` to its end.
+
+    Returns the index of the previous line the new tail starts with and the first block that lies
+    wholly inside the overlap, or None if the bytes differ (or `start` is not a line start).
+    """
+    offsets, count = shape.offsets, len(previous)
+    if start == 0:  # the tail only grew: one digest of the whole previous text proves it
+        return (0, 0) if _digest_to(data, overlap_end) == shape.digest else None
+    first_block = bisect.bisect_left(offsets, start)
+    if first_block == len(offsets):  # the overlap lies inside the open block: check it by lines
+        lines = data[:overlap_end].split(b"\n")
+        return (count - len(lines), first_block) if _lines_match(lines, previous, count) else None
+    head_end = offsets[first_block] - start
+    boundary = shape.phase + first_block * shape.block_lines
+    head: list[bytes] = []
+    if head_end:  # lines before the first block boundary inside the overlap: check by lines
+        if data[head_end - 1] != _NEWLINE:
+            return None
+        head = data[: head_end - 1].split(b"\n")
+    proven = (
+        _lines_match(head, previous, boundary)
+        and _blocks_match(shape, data, start, first_block)
+        and _text_digest(data[offsets[-1] - start : overlap_end]) == shape.open_digest
+    )
+    return (boundary - len(head), first_block) if proven else None
+
+
+def _lines_match(lines: list[bytes], previous: array.array[int], end: int) -> bool:
+    """Whether `lines` are the previous tail's lines just before line `end`, by fingerprints."""
+    return len(lines) <= end and line_fingerprints(lines) == previous[end - len(lines) : end]
+
+
+def _blocks_match(shape: Shape, data: bytes, start: int, first_block: int) -> bool:
+    """Whether the complete blocks from `first_block` on are where they were, byte for byte.
+
+    One digest over the blocks' digests compares them all at once with the stored ones.
+    """
+    offsets = shape.offsets
+    bounds = [offset - start for offset in offsets[first_block:]]
+    found = b"".join(map(_text_digest, map(data.__getitem__, map(slice, bounds, bounds[1:]))))
+    return found == shape.digests[first_block * _DIGEST_BYTES :]
+
+
+def _close_blocks(
+    shape: Shape, data: bytes, kept: int, kept_end: int, new: list[bytes]
+) -> Shape:
+    """`shape` with its open block split into complete blocks until it holds at most a block.
+
+    The tail's first `kept` lines end at byte `kept_end` (they were in the previous tail); the
+    `new` lines follow. Block ends are found from the new lines' lengths, without splitting.
+    """
+    size = shape.block_lines
+    offsets = array.array("Q", shape.offsets)
+    digests = [shape.digests]
+    carried = kept - shape.phase - (len(offsets) - 1) * size  # kept lines in the open block
+    ends = [0, *itertools.accumulate(map(len, new))]  # bytes of the new lines before each one
+    position = offsets[-1]
+    for index in range(size - carried, len(new), size):  # a block ends before new[index]
+        stop = kept_end + 1 + ends[index] + index
+        digests.append(_text_digest(data[position:stop]))
+        offsets.append(stop)
+        position = stop
+    return Shape(
+        size=shape.size,
+        digest=shape.digest,
+        anchor=shape.anchor,
+        block_lines=size,
+        phase=shape.phase,
+        offsets=offsets,
+        digests=b"".join(digests),
+        open_digest=_text_digest(data[position : shape.size]),
+    )

@@ -1,0 +1,384 @@
+"""What one pipeline's pods looked like at the last poll, and the events a new poll implies.
+
+Pure: `PipelineTracker.apply` takes a parsed logs answer and the wall time and returns events; it
+does no I/O and reads no clock, so every rule below is table-tested without a server.
+
+Rules:
+- A pod's `logs` that is a runtime tail error is reported, never emitted as lines, and leaves the
+  pod's diff state untouched, so the first real tail afterwards is diffed against the last one.
+- Only terminated lines are diffed; an open last segment (no newline after it) is a line still
+  being written, held per pod (`follower.core.pending`) and written as a `partial` snapshot once it
+  did not change for `partial_flush_s`, when its pod is removed, or when the follower stops.
+- A pod seen for the first time has its whole tail emitted (`since = "start"`), except on the very
+  first poll with `since = "now"`, where its tail only primes the state (like `tail -n 0 -f`).
+- A pod first seen after the first poll whose tail is already as long as this pipeline's proven
+  window may have lost lines off the top of it: a `window_full` gap says so. A window is proven
+  when a pod's tail slid (lines dropped off its top while new ones arrived); until then nothing
+  is known of the window and no such gap is claimed.
+- A pod missing from an answer keeps its state: an answer may omit a pod that still runs. It is
+  removed (`pod_removed`, state freed) once it was missing from `POD_GONE_ANSWERS` answers in a
+  row spanning at least `pod_grace_s`; back before that, it continues where it left off.
+- Every pod's lines are numbered in an epoch (see `LogEvent`): a pod seen for the first time gets
+  a new one, and so does a pod restored from a checkpoint whose first tail does not line up with
+  the saved one (lines written after that checkpoint may have had those numbers before a crash).
+- After `--reset-state`, every pod's first tail is preceded by a `state_reset` gap: what happened
+  while the follower was away is unknown.
+- A tracker restored from a checkpoint diffs each pod's first tail against the saved state, so
+  lines written while the follower was down are emitted and a lost stretch shows as a gap.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from follower.core import pending
+from follower.core.differ import TailState, diff_logs, fingerprint
+from follower.core.enrich import EnrichSettings, enrich
+from follower.core.events import Event, GapEvent, LogEvent, PodAddedEvent, PodRemovedEvent
+from follower.core.model import (
+    DEFAULT_MAX_LINE_BYTES,
+    GapReason,
+    LogsSnapshot,
+    cut_line,
+    epoch_from,
+)
+from follower.core.pending import Pending
+from follower.core.schedule import PodObservation
+from follower.core.tail_errors import TailErrorMatcher
+
+Since = Literal["start", "now"]
+
+POD_GONE_ANSWERS: Final = 2
+"""Answers in a row a pod must be missing from before it counts as removed: one answer that
+omits a running pod is a hiccup of the API, not a removal."""
+
+
+def random_epoch() -> str:
+    """A new epoch from the operating system's random source (see `LogEvent.epoch`)."""
+    return epoch_from(secrets.randbits(64))
+
+
+@dataclass(frozen=True, slots=True)
+class LineSettings:
+    """How a pod's output becomes events: line limit, enrichment, open lines, vanished pods."""
+
+    max_bytes: int = DEFAULT_MAX_LINE_BYTES
+    enrich: EnrichSettings = field(default_factory=EnrichSettings)
+    max_tail_lines: int = 100_000
+    """Only the last this many lines of a tail are read: a hostile 8 MB body of newlines must not
+    become 8 million events. Anything cut off this way shows as a gap if it mattered."""
+    max_answer_lines: int = 200_000
+    """The same bound for a whole answer, shared by its pods: 41 pods of 100,000 blank lines
+    fit the 8 MiB body cap, and 4 million events of one poll would take gigabytes."""
+    partial_flush_s: float = 5.0
+    """A line still being written is written as a `partial` snapshot once it did not change for
+    this long (at most one snapshot per pod per this long)."""
+    pod_grace_s: float = 60.0
+    """A pod missing from the answers for this long (and from `POD_GONE_ANSWERS` in a row) is
+    removed; back sooner, it continues where it left off."""
+
+    def events(
+        self, now: float, pipeline_id: str, pod: str, first_seq: int, lines: Sequence[str],
+        *, epoch: str | None,
+    ) -> list[LogEvent]:
+        """The log events of consecutive new lines, numbered from `first_seq`.
+
+        The hot path of a busy pod: without enrichment, a line short enough that even 4-byte
+        characters fit the limit becomes its event directly, without `event`'s checks.
+        """
+        if self.enrich.enabled:
+            return [self.event(now, pipeline_id, pod, seq, line, epoch=epoch)
+                    for seq, line in enumerate(lines, start=first_seq)]
+        short = self.max_bytes // 4
+        return [
+            LogEvent(now, pipeline_id, pod, seq, line, epoch=epoch) if len(line) <= short
+            else self.event(now, pipeline_id, pod, seq, line, epoch=epoch)
+            for seq, line in enumerate(lines, start=first_seq)
+        ]
+
+    def event(
+        self, now: float, pipeline_id: str, pod: str, seq: int, line: str,
+        *, epoch: str | None = None, digest: int | None = None,
+    ) -> LogEvent:
+        """The log event of `line`: cut with a marker when too long, never dropped.
+
+        With `digest` (the text's fingerprint) it is a partial snapshot of an open line.
+        """
+        message, cut = cut_line(line, self.max_bytes)
+        partial = digest is not None
+        if not self.enrich.enabled:
+            return LogEvent(
+                now, pipeline_id, pod, seq, message, cut,
+                epoch=epoch, partial=partial, digest=digest or 0,
+            )
+        found = enrich(line, self.enrich, truncated=cut)
+        return LogEvent(
+            now, pipeline_id, pod, seq, message, cut, found.level, found.line_ts, found.fields,
+            epoch=epoch, partial=partial, digest=digest or 0,
+        )
+
+
+@dataclass(slots=True)
+class PodState:
+    """Per-pod memory: the last real tail's fingerprints, the last sequence number and error.
+
+    `epoch` names the space `seq` counts in; `fresh` says this process drew it (so no earlier
+    process can have used its numbers). `pending` is the open last segment. `missing_since` and
+    `missing_answers` count how long the pod has been absent from the answers.
+    """
+
+    tail: TailState | None = None
+    seq: int = 0
+    error: str | None = None
+    epoch: str | None = None
+    pending: Pending | None = None
+    missing_since: float | None = None
+    missing_answers: int = 0
+    fresh: bool = False
+
+    def copy(self) -> PodState:
+        """A copy for a checkpoint or an undo (tails and pendings are immutable, so shared)."""
+        return PodState(
+            self.tail, self.seq, self.error, self.epoch, self.pending,
+            self.missing_since, self.missing_answers, self.fresh,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PodTailError:
+    """A pod whose `logs` held a tail error at this poll; `changed` is False if it already did."""
+
+    pod: str
+    error: str
+    changed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What one poll implies: events to write, and the pods that answered with a tail error."""
+
+    events: list[Event]
+    tail_errors: list[PodTailError]
+    pods_with_logs: int
+    observations: list[PodObservation] = field(default_factory=list)
+    """One per pod with real lines: what the scheduler learns of its rate and window."""
+
+    @property
+    def all_failing(self) -> bool:
+        """Every pod answered with a tail error (none with real logs): worth backing off."""
+        return bool(self.tail_errors) and self.pods_with_logs == 0
+
+
+Memento = tuple[dict[str, "PodState"], int, int, float, set[str]]
+
+
+@dataclass(slots=True)
+class PipelineTracker:
+    """The follower's memory of one pipeline between polls."""
+
+    pipeline_id: str
+    since: Since
+    matcher: TailErrorMatcher
+    pods: dict[str, PodState] = field(default_factory=dict)
+    polls: int = 0
+    window: int = 0
+    reset_state: bool = False
+    lines: LineSettings = field(default_factory=LineSettings)
+    new_epoch: Callable[[], str] = random_epoch
+    partial_due: float = float("inf")
+    """The earliest moment a partial snapshot of some pod is due (`flush_partials`)."""
+    restarted: set[str] = field(default_factory=set)
+    """Pods whose next tail follows a restart of the worker (see `mark_restarted`)."""
+
+    @classmethod
+    def restored(
+        cls,
+        pipeline_id: str,
+        since: Since,
+        matcher: TailErrorMatcher,
+        pods: dict[str, PodState],
+        lines: LineSettings | None = None,
+        *,
+        new_epoch: Callable[[], str] = random_epoch,
+    ) -> PipelineTracker:
+        """A tracker that continues from checkpointed pods (its next poll is not a first poll)."""
+        tracker = cls(
+            pipeline_id, since, matcher, {pod: state.copy() for pod, state in pods.items()},
+            polls=1, lines=lines or LineSettings(), new_epoch=new_epoch,
+        )
+        for state in tracker.pods.values():
+            state.fresh = False  # drawn by an earlier process, which may have used more numbers
+        return tracker
+
+    def memento(self) -> Memento:
+        """Everything `apply` changes, to undo a poll whose events could not be written."""
+        return self.snapshot(), self.polls, self.window, self.partial_due, set(self.restarted)
+
+    def restore(self, memento: Memento) -> None:
+        """Go back to the state `memento()` saw."""
+        self.pods, self.polls, self.window, self.partial_due, self.restarted = memento
+
+    def snapshot(self) -> dict[str, PodState]:
+        """A copy of the pods' state for a checkpoint."""
+        return {pod: state.copy() for pod, state in self.pods.items()}
+
+    def mark_restarted(self) -> None:
+        """The worker restarted (the status endpoint's `start_time` changed): the next gap of
+        each pod seen so far is a `restarted` one, not a guessed `no_overlap`."""
+        self.restarted = set(self.pods)
+
+    def apply(self, snapshot: LogsSnapshot, now: float) -> Applied:
+        """Fold one successful logs answer into the state; return the events it implies."""
+        events: list[Event] = []
+        tail_errors: list[PodTailError] = []
+        observations: list[PodObservation] = []
+        seen: set[str] = set()
+        read = self._lines_per_pod(len(snapshot.pods))
+        for entry in snapshot.pods:
+            if entry.pod in seen:  # a duplicated pod name would be diffed twice: keep the first
+                continue
+            seen.add(entry.pod)
+            state = self.pods.get(entry.pod)
+            if state is None:
+                state = self.pods[entry.pod] = PodState(epoch=self.new_epoch(), fresh=True)
+                events.append(PodAddedEvent(now, self.pipeline_id, entry.pod))
+            state.missing_since, state.missing_answers = None, 0
+            error = self.matcher.match(entry.logs)
+            if error is not None:
+                tail_errors.append(PodTailError(entry.pod, error, changed=error != state.error))
+                state.error = error
+                continue
+            state.error = None
+            previous = None if state.tail is None else len(state.tail)
+            pod_events, observed = self._diff_pod(entry.pod, state, entry.logs, now, read)
+            events.extend(pod_events)
+            observations.append(
+                PodObservation(observed.new_lines, observed.tail_lines, observed.gap, previous)
+            )
+        if len(seen) < len(self.pods):
+            events.extend(self._missing(seen, now))
+        self.polls += 1
+        events.extend(self.flush_partials(now))
+        return Applied(events, tail_errors, len(observations), observations)
+
+    def _missing(self, seen: set[str], now: float) -> list[Event]:
+        """Count the absence of pods the answer left out; remove those gone long enough."""
+        events: list[Event] = []
+        for name, state in list(self.pods.items()):
+            if name in seen:
+                continue
+            if state.missing_since is None:
+                state.missing_since = now
+            state.missing_answers += 1
+            if (
+                state.missing_answers >= POD_GONE_ANSWERS
+                and now - state.missing_since >= self.lines.pod_grace_s
+            ):
+                events.extend(self._snapshot_pending(name, state, now))
+                del self.pods[name]
+                events.append(PodRemovedEvent(now, self.pipeline_id, name, state.seq))
+        return events
+
+    def flush_partials(self, now: float, *, everything: bool = False) -> list[Event]:
+        """Partial snapshots of open lines that stopped changing `partial_flush_s` ago (with
+        `everything`: of every open line not yet flushed, as at shutdown)."""
+        if not everything and now < self.partial_due:
+            return []
+        events: list[Event] = []
+        due = float("inf")
+        flush_s = self.lines.partial_flush_s
+        for name, state in self.pods.items():
+            held = state.pending
+            if held is None:
+                continue
+            at = held.due_at(flush_s)
+            if at <= now or (everything and at < float("inf")):
+                events.extend(self._snapshot_pending(name, state, now))
+            else:
+                due = min(due, at)
+        self.partial_due = due
+        return events
+
+    def _snapshot_pending(self, pod: str, state: PodState, now: float) -> list[Event]:
+        held = state.pending
+        if held is None or held.flushed or held.text is None:
+            return []
+        state.pending = Pending(held.digest, held.seen_at, True, held.text)
+        event = self.lines.event(
+            now, self.pipeline_id, pod, state.seq + 1, held.text,
+            epoch=state.epoch, digest=held.digest,
+        )
+        return [event]
+
+    def _lines_per_pod(self, pods: int) -> int:
+        """How many lines of each pod's tail one answer reads: `max_answer_lines` shared."""
+        share = self.lines.max_answer_lines // max(1, pods)
+        return max(1, min(self.lines.max_tail_lines, share))
+
+    def _diff_pod(
+        self, pod: str, state: PodState, logs: str, now: float, read: int
+    ) -> tuple[list[Event], _Observed]:
+        """The pod's events for this tail, and what the scheduler learns from it."""
+        first_sight = state.tail is None
+        terminated, open_text = pending.split_open(logs)
+        diff = diff_logs(state.tail, terminated, read)
+        tail_lines = len(diff.state) if terminated else 0
+        window_before = self.window
+        slid = tail_lines < len(state.tail or ()) + len(diff.new_lines)
+        if state.tail is not None and not diff.gap and slid:
+            self.window = max(self.window, tail_lines)  # lines dropped off the top: it slid
+        state.tail = diff.state
+        if first_sight and self.polls == 0 and self.since == "now":
+            if open_text is not None:  # being written at start: its final form is new, not this
+                state.pending = Pending(fingerprint(open_text), now, True, open_text)
+            return [], _Observed(0, tail_lines, gap=False)
+        events: list[Event] = []
+        reason = self._gap_reason(diff.gap, first_sight, window_before, tail_lines, pod)
+        if reason is not None:
+            if diff.gap and not state.fresh:
+                # Restored, and the saved tail does not line up: the process that saved it may
+                # have numbered lines past it before it stopped. Count on in a new epoch.
+                state.epoch, state.fresh = self.new_epoch(), True
+            events.append(GapEvent(now, self.pipeline_id, pod, state.seq, reason, state.epoch))
+        seq = state.seq
+        events.extend(
+            self.lines.events(
+                now, self.pipeline_id, pod, seq + 1, diff.new_lines, epoch=state.epoch
+            )
+        )
+        state.seq = seq + len(diff.new_lines)
+        self._hold_open(state, open_text, bool(diff.new_lines) or diff.gap, now)
+        gap = reason not in (None, "state_reset", "restarted")  # a restart is not an overflow
+        return events, _Observed(len(diff.new_lines), tail_lines, gap)
+
+    def _hold_open(self, state: PodState, text: str | None, moved: bool, now: float) -> None:
+        if text is None:
+            state.pending = None
+            return
+        state.pending = pending.follow(state.pending, text, fingerprint(text), moved, now)
+        self.partial_due = min(self.partial_due, state.pending.due_at(self.lines.partial_flush_s))
+
+    def _gap_reason(
+        self, no_overlap: bool, first_sight: bool, window: int, length: int, pod: str = ""
+    ) -> GapReason | None:
+        restarted = pod in self.restarted
+        self.restarted.discard(pod)
+        if no_overlap:
+            return "restarted" if restarted else "no_overlap"
+        if first_sight and self.polls == 0 and self.reset_state and length:
+            return "state_reset"
+        if first_sight and self.polls > 0 and 0 < window <= length:
+            return "window_full"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Observed:
+    """What one pod's poll showed: new lines, the tail's length, a gap other than state_reset."""
+
+    new_lines: int
+    tail_lines: int
+    gap: bool

@@ -1,0 +1,176 @@
+"""The discovery loops: each source that discovers re-lists what its key sees, on an interval.
+
+What to follow is decided by pure functions: follower/api/listing.py (pagination),
+follower/core/selection.py (filters, changes) and follower/core/sharding.py. This module runs
+the listing requests (each waits for its source's token like every other request, and pages
+after the first take at most half the rate) and applies the result to the followed set through
+the runner's `Roster`: the pipelines of each page are followed as soon as it is read, the ones
+no longer listed are dropped once a listing has read to its end.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, Final, Protocol
+
+import anyio
+import anyio.abc
+
+from follower.api import listing
+from follower.clock import Clock
+from follower.core import selection, sharding
+from follower.core.model import PipelineInfo, PipelinePage
+from follower.engine.parking import Parking
+from follower.engine.settings import DiscoverySettings
+from follower.engine.sources import Source
+from follower.errors import ApiError
+from follower.ops.metrics import Metrics
+
+LIST_SHARE: Final = 0.5
+"""The share of a source's request rate that the pages of a listing may take, after the first."""
+
+
+class Roster(Protocol):
+    """The followed set as the discovery loops change it (the runner)."""
+
+    def owned_by(self, source: Source) -> list[str]: ...
+
+    def is_followed(self, pipeline_id: str) -> bool: ...
+
+    async def add(self, pipeline_id: str, name: str | None, source: Source) -> None: ...
+
+    async def drop(self, pipeline_id: str, reason: str) -> None: ...
+
+
+class Discoverer:
+    """Starts, restarts and stops one listing loop per discovering source."""
+
+    def __init__(
+        self,
+        roster: Roster,
+        *,
+        parking: Parking,
+        clock: Clock,
+        metrics: Metrics,
+        log: Any,
+        shard: Callable[[], tuple[int, int]],
+        labels: Callable[[Source], dict[str, str]],
+    ) -> None:
+        self._roster = roster
+        self._parking = parking
+        self._clock = clock
+        self._metrics = metrics
+        self._log = log
+        self._shard = shard
+        self._labels = labels
+        self._paced: dict[Source, float] = {}
+        """When each source's next list page may go (see `_list_page`)."""
+
+    def restart(self, sources: Sequence[Source], group: anyio.abc.TaskGroup | None) -> None:
+        """(Re)start each source's loop with its settings, or stop it when disabled."""
+        for source in sources:
+            if source.discovery_scope is not None:
+                source.discovery_scope.cancel()
+                source.discovery_scope = None
+            if source.settings.discovery.enabled and group is not None:
+                source.discovery_scope = anyio.CancelScope()
+                group.start_soon(self._every, source, source.discovery_scope)
+
+    async def _every(self, source: Source, scope: anyio.CancelScope) -> None:
+        settings = source.settings.discovery
+        with scope:
+            while True:
+                await self.discover(source, settings)
+                await self._parking.sleep(settings.interval_s)
+
+    async def discover(self, source: Source, settings: DiscoverySettings) -> None:
+        """List the pipelines the source's key sees; follow the new ones (unless another source
+        follows them already), drop its own that are no longer listed.
+
+        Counts as one request in flight while it works (not while it waits for a token), like a
+        poll, so the dispatcher's bound and a test's idea of "idle" both include it.
+        """
+        self._parking.begin()
+        try:
+            await self._list_and_apply(source, settings)
+        finally:
+            self._parking.end()
+
+    async def _list_and_apply(self, source: Source, settings: DiscoverySettings) -> None:
+        added: list[str] = []
+
+        async def page(number: int, size: int | None) -> PipelinePage:
+            return await self._list_page(source, number, size)
+
+        async def follow_new(items: list[PipelineInfo]) -> None:
+            """Follow a page's new pipelines at once: a long listing must not hold back the
+            first log polls."""
+            names = {item.id: item.name for item in items}
+            listed = selection.followed_ids((), items, settings.selection)
+            for pipeline_id in sharding.select(listed, *self._shard()):
+                if not self._roster.is_followed(pipeline_id):  # nor through another source
+                    await self._roster.add(pipeline_id, names.get(pipeline_id), source)
+                    added.append(pipeline_id)
+            self._parking.wake()
+
+        try:
+            items = await listing.list_all(
+                page, settings.page_size, settings.max_pages,
+                max_items=settings.max_pipelines, on_page=follow_new,
+            )
+            truncated = False
+        except listing.ListingTruncated as partial:
+            items, truncated = partial.items, True
+            self._log.warning(
+                "discovery_truncated", **self._labels(source), pages=partial.pages,
+                pipelines=len(items), max_pages=settings.max_pages,
+                max_pipelines=settings.max_pipelines,
+                hint=f"the list did not end within {partial.cap}; the pipelines read are "
+                "followed, none is dropped; raise discovery.max_pages or max_pipelines if "
+                "the key really sees more",
+            )
+        except ApiError as error:
+            self._log.warning("discovery_failed", **self._labels(source),
+                              error=error.kind, message=str(error))
+            if not added:
+                return
+            items, truncated = [], True
+        listed = selection.followed_ids(source.explicit, items, settings.selection)
+        mine = sharding.select(listed, *self._shard())
+        _, removed = selection.changes(self._roster.owned_by(source), mine)
+        for pipeline_id in [] if truncated else removed:
+            await self._roster.drop(pipeline_id, "not_listed")
+        if added or (removed and not truncated):
+            self._log.info("pipelines_changed", **self._labels(source), added=len(added),
+                           removed=0 if truncated else len(removed))
+            self._parking.wake()
+
+    async def _list_page(
+        self, source: Source, page_number: int, page_size: int | None
+    ) -> PipelinePage:
+        """A list request that waits for its source's token like every other request.
+
+        Pages after the first go at most at `LIST_SHARE` of the source's budget rate, so a long
+        (or endless) listing always leaves log polls the rest of the tokens.
+        """
+        budget, clock = source.budget, self._clock
+        paced = -math.inf if page_number == 1 else self._paced.get(source, -math.inf)
+        while (at := max(paced, budget.available_at(clock.monotonic()))) > clock.monotonic():
+            self._parking.in_flight -= 1  # waiting for a token is not work in flight
+            try:
+                await self._parking.sleep(at - clock.monotonic())
+            finally:
+                self._parking.in_flight += 1
+                self._parking.signal()
+        budget.take(clock.monotonic())
+        self._paced[source] = clock.monotonic() + 1.0 / (LIST_SHARE * budget.current_rate_per_s)
+        self._metrics.sent()
+        sent_at = clock.monotonic()
+        try:
+            page = await source.api.list_page(page_number, page_size)
+        except ApiError as error:
+            self._metrics.polled("list", error.kind, clock.monotonic() - sent_at)
+            raise
+        self._metrics.polled("list", "ok", clock.monotonic() - sent_at)
+        return page

@@ -1,0 +1,287 @@
+"""Assembles the daemon from a Config: one HTTP session, the client, the runner, the sink.
+
+Kept apart from the CLI so tests (and embedders) run the real assembly with a fake clock or an
+in-memory sink, without argument parsing or process signals.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import random
+import sys
+from collections.abc import Callable
+from typing import Final
+
+import aiohttp
+import anyio
+import structlog
+
+from follower import __version__
+from follower.api.client import PipelineApi, create_session
+from follower.api.secret import ServiceKey, remember
+from follower.clock import Clock
+from follower.config import Config, SourceConfig, read_key_file
+from follower.core.backoff import BackoffPolicy
+from follower.core.enrich import EnrichSettings
+from follower.core.schedule import ScheduleSettings
+from follower.core.selection import Selection
+from follower.core.tail_errors import TailErrorMatcher
+from follower.core.tracker import LineSettings
+from follower.engine import checkpoint
+from follower.engine.poller import PollStats
+from follower.engine.runner import Runner
+from follower.engine.settings import Checkpointer, DiscoverySettings, RunSettings
+from follower.engine.sources import Source, SourceSettings
+from follower.ops.server import ops_server
+from follower.sinks import Sink
+from follower.sinks.files import FileSink
+from follower.sinks.jsonlines import JsonLinesSink, SinkClosedError
+
+
+def run_settings(config: Config) -> RunSettings:
+    """The loop's settings taken from a Config."""
+    return RunSettings(
+        interval_s=config.interval_s,
+        since=config.since,
+        max_in_flight=config.max_in_flight,
+        backoff=BackoffPolicy(initial_s=config.backoff_initial_s, max_s=config.backoff_max_s),
+        shutdown_timeout_s=config.shutdown_timeout_s,
+        checkpoint_interval_s=config.checkpoint_interval_s,
+        schedule=ScheduleSettings(
+            floor_s=config.floor_s, ceiling_s=config.ceiling_s, fill_target=config.fill_target,
+            probe_s=config.probe_s, target_utilization=config.target_utilization,
+        ),
+        shard_index=config.shard_index,
+        shard_count=config.shard_count,
+        lines=LineSettings(
+            config.max_line_bytes,
+            EnrichSettings(config.parse_json, config.detect_level, config.detect_line_ts),
+            partial_flush_s=config.partial_flush_s,
+            pod_grace_s=config.pod_grace_s,
+        ),
+    )
+
+
+def source_settings(config: Config) -> tuple[SourceSettings, ...]:
+    """Each source's selection and budget, as the runner takes them."""
+    return tuple(
+        SourceSettings(
+            name=source.name,
+            pipelines=source.pipelines,
+            budget_rps=source.budget_rps,
+            budget_burst=source.budget_burst,
+            discovery=DiscoverySettings(
+                enabled=source.discover,
+                interval_s=config.discover_interval_s,
+                selection=Selection(
+                    source.discover_names, source.discover_projects, source.discover_statuses
+                ),
+                page_size=config.discover_page_size,
+                max_pages=config.discover_max_pages,
+                max_pipelines=config.discover_max_pipelines,
+            ),
+        )
+        for source in config.sources
+    )
+
+
+def state_file_checkpointer(config: Config, clock: Clock) -> Checkpointer | None:
+    """Saves snapshots to the configured state file, off the event loop; None without one."""
+    path = config.state_file
+    if path is None:
+        return None
+
+    async def save(state: dict[str, checkpoint.Saved]) -> bool:
+        data = checkpoint.encode(state, clock.wall())
+        try:
+            await anyio.to_thread.run_sync(checkpoint.save, path, data)
+        except OSError as exc:  # disk full, folder gone: keep following, try again next time
+            structlog.get_logger("follower").error(
+                "checkpoint_failed", path=str(path), error=exc.strerror or str(exc)
+            )
+            return False
+        return True
+
+    return save
+
+
+class KeyHolder:
+    """The current ServiceKey; with a key file, re-read when the file changes (key rotation)."""
+
+    def __init__(self, source: SourceConfig) -> None:
+        self._key = source.key
+        self._file = source.key_file
+        self._stamp = self._file_stamp()
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        if self._file is None:
+            return None
+        try:
+            stat = self._file.stat()
+        except OSError:
+            return None
+        return (stat.st_mtime_ns, stat.st_size)
+
+    def rejected(self) -> None:
+        """The API answered 401: read the key file again before the next request."""
+        self._stamp = None
+
+    def __call__(self) -> ServiceKey:
+        stamp = self._file_stamp()
+        if self._file is not None and stamp is not None and stamp != self._stamp:
+            log = structlog.get_logger("follower")
+            try:
+                key = ServiceKey(read_key_file(self._file))
+            except ValueError as exc:
+                log.error("service_key_reload_failed", error=str(exc))
+            else:
+                if key != self._key:
+                    self._key = key
+                    remember(key)  # diagnostics mask the new key too
+                    log.info("service_key_reloaded")
+            self._stamp = stamp
+        return self._key
+
+
+def build_sink(config: Config, clock: Clock) -> Sink:
+    """The sink the configuration asks for: JSON Lines on stdout, or rotated files.
+
+    Raises SinkClosedError when stdout is closed, FileSinkError when the folder cannot be used.
+    """
+    if config.output == "file" and config.output_dir is not None:
+        return FileSink(
+            config.output_dir,
+            clock=clock,
+            layout=config.output_layout,
+            max_bytes=config.output_max_bytes,
+            max_files=config.output_max_files,
+            fsync=config.output_fsync,
+            fsync_interval_s=config.output_fsync_interval_s,
+            max_line_bytes=config.max_line_bytes,
+        )
+    if sys.stdout is None:  # started with stdout closed (`>&-`): Python leaves it None
+        raise SinkClosedError("stdout is not open (closed by whoever started the follower)")
+    return JsonLinesSink(sys.stdout.buffer, max_line_bytes=config.max_line_bytes)
+
+
+# Settings a reload cannot change in a running process: they shape the HTTP client, the sink or
+# the servers. A reload that changes one says so and keeps the running value.
+RESTART_ONLY: Final = (
+    "base_url", "key_file", "state_file", "listen", "output", "output_dir", "output_layout",
+    "output_max_bytes", "output_max_files", "output_fsync", "timeout_s", "max_response_bytes",
+    "allow_insecure_http", "log_level",
+)
+
+
+async def reload(runner: Runner, running: Config, new: Config) -> Config:
+    """Apply `new` to a running follower; returns the configuration now in force."""
+    log = structlog.get_logger("follower")
+    fixed = [name for name in RESTART_ONLY if getattr(running, name) != getattr(new, name)]
+    if [s.identity for s in running.sources] != [s.identity for s in new.sources]:
+        fixed.append("sources")  # a source has its own key and client: added at start only
+    if fixed:
+        log.warning("reload_needs_restart", keys=fixed, action="kept the running values")
+        kept = {name: getattr(running, name) for name in fixed if name != "sources"}
+        new = dataclasses.replace(new, **kept)
+    added, removed = await runner.reconfigure(
+        run_settings(new), source_settings(new), TailErrorMatcher(new.tail_error_patterns)
+    )
+    log.info("config_reloaded", added=len(added), removed=len(removed),
+             followed=len(runner.followed))
+    return new
+
+
+def make_api(
+    config: Config, session: aiohttp.ClientSession, clock: Clock, source: SourceConfig | None = None
+) -> PipelineApi:
+    """The API client of `source` (by default the configuration's first), on `session`."""
+    source = source or config.sources[0]
+    holder = KeyHolder(source)
+    return PipelineApi(
+        session,
+        base_url=source.base_url,
+        key=holder,
+        on_unauthorized=holder.rejected,
+        timeout_s=config.timeout_s,
+        max_response_bytes=config.max_response_bytes,
+        clock=clock,
+    )
+
+
+async def follow(
+    config: Config,
+    *,
+    sink: Sink,
+    clock: Clock,
+    stop: anyio.Event,
+    rng: random.Random | None = None,
+    reset_state: bool = False,
+    on_runner: Callable[[Runner], None] | None = None,
+) -> PollStats:
+    """Follow the configured pipelines until `stop` is set or none is left; close the sink.
+
+    With a state file, start from the saved state (unless `reset_state`) and checkpoint to it;
+    a damaged state file raises `checkpoint.StateFileError` before any request.
+    """
+    with contextlib.ExitStack() as held:
+        restored = None
+        if config.state_file is None and config.state_file_default:
+            structlog.get_logger("follower").warning(
+                "state_disabled",
+                reason="no default state location: neither XDG_STATE_HOME nor HOME is set",
+                hint="pass --state-file PATH (or set GOLDRUSH_STATE_FILE); until then a restart "
+                "emits the tails again",
+            )
+        if config.state_file is not None:
+            held.enter_context(
+                checkpoint.claimed(config.state_file, create_folder=config.state_file_default)
+            )
+            if not reset_state:
+                restored = checkpoint.load(config.state_file)
+        return await _follow(
+            config, sink=sink, clock=clock, stop=stop, rng=rng, restored=restored,
+            reset_state=reset_state, on_runner=on_runner,
+        )
+
+
+async def _follow(
+    config: Config,
+    *,
+    sink: Sink,
+    clock: Clock,
+    stop: anyio.Event,
+    rng: random.Random | None,
+    restored: dict[str, checkpoint.Saved] | None,
+    reset_state: bool,
+    on_runner: Callable[[Runner], None] | None,
+) -> PollStats:
+    session = create_session(user_agent=f"goldrush-follower/{__version__}")
+    try:
+        sources = [
+            Source(make_api(config, session, clock, source), settings)
+            for source, settings in zip(config.sources, source_settings(config), strict=True)
+        ]
+        runner = Runner(
+            sources=sources,
+            sink=sink,
+            clock=clock,
+            settings=run_settings(config),
+            matcher=TailErrorMatcher(config.tail_error_patterns),
+            rng=rng,
+            restored=restored,
+            reset_state=reset_state,
+            checkpointer=state_file_checkpointer(config, clock),
+        )
+        if on_runner is not None:
+            on_runner(runner)
+        if config.listen is None:
+            return await runner.run(stop)
+        host, port = config.listen
+        async with ops_server(runner, host, port) as url:
+            structlog.get_logger("follower").info("ops_server_listening", url=url)
+            return await runner.run(stop)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await sink.aclose()
+            await session.close()

@@ -1,0 +1,74 @@
+"""The ops HTTP server: `/metrics` for Prometheus, `/healthz` and `/readyz` for probes.
+
+Off by default (`--listen HOST:PORT`). It shares the process's event loop, so `/healthz`
+answering at all shows the loop is not blocked; it also checks that the run is alive and the sink
+has not failed. `/readyz` says the follower does useful work: a poll succeeded and the key is
+accepted, which is what a Kubernetes readiness probe or a rollout should wait for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Protocol
+
+from aiohttp import web
+
+from follower.ops.metrics import Metrics
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Observed(Protocol):
+    """What the server asks of the running follower."""
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+    def refresh_metrics(self) -> None:
+        """Bring the gauges up to date before a scrape."""
+        ...
+
+    def health(self) -> tuple[bool, str]:
+        """(alive, why): the run goes on and its sink can be written."""
+        ...
+
+    def readiness(self) -> tuple[bool, str]:
+        """(ready, why): a poll succeeded and the key is accepted."""
+        ...
+
+
+def create_ops_app(observed: Observed) -> web.Application:
+    """The aiohttp application serving the three endpoints for `observed`."""
+
+    async def metrics(_: web.Request) -> web.Response:
+        observed.refresh_metrics()
+        return web.Response(body=observed.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def healthz(_: web.Request) -> web.Response:
+        ok, why = observed.health()
+        return web.Response(status=200 if ok else 503, text=why + "\n")
+
+    async def readyz(_: web.Request) -> web.Response:
+        ok, why = observed.readiness()
+        return web.Response(status=200 if ok else 503, text=why + "\n")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+@asynccontextmanager
+async def ops_server(observed: Observed, host: str, port: int) -> AsyncIterator[str]:
+    """Serve the ops endpoints on host:port while the block runs; yields the base URL."""
+    runner = web.AppRunner(create_ops_app(observed), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        display = f"[{host}]" if ":" in host else host
+        yield f"http://{display}:{site.port}"  # the bound port, also when 0 was asked
+    finally:
+        await runner.cleanup()
