@@ -248,3 +248,22 @@ async def test_json_output_and_pipelines_on_a_terminal() -> None:
     events = [json.loads(line) for line in text.replace("\r\n", "\n").splitlines() if line]
     assert {e["pipeline_id"] for e in events} == {sim.world.pipeline_ids[0]}
     assert "UID" in table.splitlines()[0]
+
+
+@pytest.mark.parametrize("output", ["text", "json"])
+async def test_demo_into_a_closed_pipe_exits_0_silently(output: str) -> None:
+    """`follower demo | head -n 3`: once the reader leaves, exit 0 and nothing on stderr but the
+    demo's own introduction, like tail (was exit 1 with a traceback)."""
+    process = subprocess.Popen(  # noqa: ASYNC220 - a blocking read of 3 lines is the point
+        [sys.executable, "-m", "follower", "demo", "--duration", "60", "--output", output],
+        env=env_with(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    got = await run_blocking(lambda: [process.stdout.readline() for _ in range(3)])
+    process.stdout.close()
+    code = await run_blocking(lambda: process.wait(timeout=30))
+    stderr = process.stderr.read()
+    process.stderr.close()
+    assert len(got) == 3 and all(got)
+    assert code == 0
+    assert [line for line in stderr.splitlines() if not line.startswith(b"demo: ")] == []

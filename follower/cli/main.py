@@ -231,11 +231,19 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
 def _cmd_demo(ns: argparse.Namespace) -> int:
     diagnostics.configure(ns.log_level)
     clock = SystemClock()
-    stats = anyio.run(
-        _until_signalled,
-        lambda stop: demo(stop, pipelines=ns.pipelines, output=ns.output, clock=clock),
-        ns.duration,
-    )
+    stats: PollStats | None = None
+    closed = False
+    try:
+        stats = anyio.run(
+            _until_signalled,
+            lambda stop: demo(stop, pipelines=ns.pipelines, output=ns.output, clock=clock),
+            ns.duration,
+        )
+    except* SinkClosedError:  # `follower demo | head`: the reader has what it wanted
+        closed = True
+    if closed:
+        _silence_stdout()
+        return EXIT_OK
     return EXIT_OK if stats is not None else EXIT_INTERRUPTED
 
 
