@@ -177,10 +177,12 @@ def diff_lines(previous: list[str] | None, lines: list[str]) -> Diff:
         pytest.param(["1", "2"], ["5", "6"], ["5", "6"], True, id="more-than-the-tail"),
         pytest.param(["go", "w1", "w2"], ["go", "w1"], ["go", "w1"], True, id="restart-same-start"),
         pytest.param(["1", "2"], ["2", "3", "1", "2"], [], False, id="last-occurrence-of-old"),
-        pytest.param(["a", "b"], ["a", "b", "a", "b"], [], False, id="fewest-new-when-periodic"),
+        pytest.param(["a", "b"], ["a", "b", "a", "b"], ["a", "b"], False, id="grown-when-periodic"),
+        pytest.param(["1", "2"], ["9", "1", "2"], [], False, id="periodic-not-grown"),
         pytest.param(["x", "a"], ["x", "a", "a"], ["a"], False, id="repeat-proven-by-anchor"),
         pytest.param(["x", "a"], ["a", "a"], ["a"], False, id="repeat-proven-by-slide"),
-        pytest.param(["a", "a"], ["a", "a", "a"], [], False, id="repeat-not-proven"),
+        pytest.param(["a", "a"], ["a", "a", "a"], ["a"], False, id="grown-by-a-repeat"),
+        pytest.param(["x"], ["x", "b", "c", "x"], ["b", "c", "x"], False, id="short-tail-grew"),
         pytest.param(["x", "a", "a"], ["a", "a", "a"], ["a"], False, id="first-candidate-fails"),
         pytest.param(["b", "a", "b"], ["a", "b", "c"], ["c"], False, id="overlap-not-first-line"),
         pytest.param(["", "a"], ["a", "", ""], ["", ""], False, id="empty-lines"),
@@ -229,9 +231,17 @@ def test_new_lines_is_a_list_of_the_tail_suffix() -> None:
 def reference_seen(old: Sequence[str], new: Sequence[str]) -> int:
     """The number of leading lines of `new` already seen, by the definition, in quadratic time.
 
-    The end of the last occurrence of `old` inside `new`, else the longest prefix of `new` that is
-    a suffix of `old`.
+    A longer `new` that starts with `old` grew: `len(old)`. Otherwise the largest consistent
+    alignment (`largest_consistent`).
     """
+    if old and len(new) > len(old) and list(new[: len(old)]) == list(old):
+        return len(old)
+    return largest_consistent(old, new)
+
+
+def largest_consistent(old: Sequence[str], new: Sequence[str]) -> int:
+    """The end of the last occurrence of `old` inside `new`, else the longest prefix of `new` that
+    is a suffix of `old`: the alignment that assumes the fewest new lines."""
     if not old:
         return 0
     for start in range(len(new) - len(old), -1, -1):
@@ -313,10 +323,12 @@ def repetitive_history(draw: st.DrawFn, length: int) -> list[str]:
 @given(st.data())
 @PROPERTY_SETTINGS
 def test_repeated_lines_take_the_largest_consistent_alignment(data: st.DataObject) -> None:
-    """With repeats, each poll takes the alignment that is consistent and assumes fewest new lines.
+    """With repeats, each poll takes a tail that starts with the previous one and is longer as
+    grown, and otherwise the alignment that is consistent and assumes fewest new lines.
 
-    So no line is ever emitted twice, and a line is missed only where the window lost it or where
-    an equally consistent alignment with fewer new lines exists.
+    So no line is emitted twice while the window does not grow backwards (a tail of fixed size,
+    or one growing from the pod's first line), and a line is missed only where the window lost
+    it or where an equally consistent alignment with fewer new lines exists.
     """
     polls = data.draw(windows())
     history = data.draw(repetitive_history(history_length(polls)))
@@ -326,21 +338,28 @@ def test_repeated_lines_take_the_largest_consistent_alignment(data: st.DataObjec
         if step.previous is None:
             assert (diff.new_lines, diff.gap) == (step.tail, False)
             continue
-        (_, previous_end), (start, end) = step.previous, step.window
-        # The differ's choice is consistent, and no alignment with fewer new lines is.
+        (previous_start, previous_end), (start, end) = step.previous, step.window
+        grown = len(step.tail) > len(step.old_tail) and step.tail[: len(step.old_tail)] == list(
+            step.old_tail
+        )
+        # The differ's choice is consistent, and unless the tail grew, no alignment with fewer
+        # new lines is.
         assert consistent(step.old_tail, step.tail, step.seen)
-        assert not any(
+        assert grown or not any(
             consistent(step.old_tail, step.tail, larger)
             for larger in range(step.seen + 1, len(step.tail) + 1)
         )
         assert step.seen == reference_seen(step.old_tail, step.tail)
         assert diff.gap == (step.seen == 0 and bool(step.tail))
-        # Never a duplicate: no more lines than were truly written since the previous poll.
-        assert len(diff.new_lines) <= end - previous_end
+        # Never a duplicate: no more lines than were truly written since the previous poll,
+        # unless the window grew backwards over lines that repeat the previous tail.
+        if start >= previous_start:
+            assert len(diff.new_lines) <= end - previous_end
         if start <= previous_end:  # the windows overlap or touch: the true alignment is known
             true_seen = previous_end - start
             assert consistent(step.old_tail, step.tail, true_seen)
-            assert step.seen >= true_seen
+            if start >= previous_start:  # a window that grew backwards may repeat the old tail
+                assert step.seen >= true_seen
 
 
 @given(st.data())
@@ -385,7 +404,7 @@ def test_any_pair_of_tails_matches_the_definition(old: list[str], new: list[str]
 @settings(max_examples=300, deadline=None)
 def test_kmp_fallback_matches_the_definition(old: list[int], new: list[int]) -> None:
     """The KMP scan, diff_tail's fallback when its first candidate fails, follows the definition."""
-    expected = reference_seen([str(value) for value in old], [str(value) for value in new])
+    expected = largest_consistent([str(value) for value in old], [str(value) for value in new])
     assert _kmp_seen_count(old[::-1], new[::-1]) == expected
 
 
@@ -492,11 +511,21 @@ def test_same_length_different_tail_is_not_unchanged() -> None:
 
 
 def test_anchor_that_also_occurs_earlier_takes_the_last_consistent_occurrence() -> None:
-    """The previous last line appears twice in the new tail: the later occurrence is the answer
-    when the lines before it fit, as diff_tail decides."""
+    """The previous tail appears twice in a tail that does not start with it: the later
+    occurrence is the answer when the lines before it fit, as diff_tail decides."""
+    first = diff_logs(None, "x\nok\n", block_lines=1)
+    slid = diff_logs(first.state, "q\nx\nok\ny\nx\nok\nz\n", block_lines=1)
+    assert slid.new_lines == ["z"]
+    assert slid.new_lines == diff_tail(first.state, ["q", "x", "ok", "y", "x", "ok", "z"]).new_lines
+
+
+def test_a_short_tail_that_grew_keeps_lines_that_repeat_it() -> None:
+    """A pod that just started: its one-line tail, then a longer tail starting with it that
+    repeats the line later (a progress bar, a blank line). The tail grew, so the lines after the
+    first are new, also for the fast path (the last occurrence would silently skip them)."""
     first = diff_logs(None, "x\nok\n", block_lines=1)
     grown = diff_logs(first.state, "x\nok\ny\nx\nok\nz\n", block_lines=1)
-    assert grown.new_lines == ["z"]
+    assert grown.new_lines == ["y", "x", "ok", "z"] and not grown.gap
     assert grown.new_lines == diff_tail(first.state, ["x", "ok", "y", "x", "ok", "z"]).new_lines
 
 

@@ -259,6 +259,11 @@ def _seen_count(previous: array.array[int], current: array.array[int]) -> int:
     """
     if not previous or not current:
         return 0
+    if len(current) > len(previous) and current[: len(previous)] == previous:
+        # A longer tail that starts with the previous one grew: the previous tail was not full
+        # (the window holds at least the new length), so no line older than its first can show
+        # now. A later occurrence of its lines is new lines repeating them, not the same lines.
+        return len(previous)
     pattern = previous[::-1]
     text = current[::-1]
     likely = _first_candidate(pattern, text)

@@ -157,15 +157,20 @@ def unchanged(shape: Shape, data: bytes) -> bool:
 def align(shape: Shape, previous: array.array[int], data: bytes) -> Aligned | None:
     """The full differ's answer for the new tail `data`, if the fast checks can prove it.
 
-    The full differ takes the last line of the new tail equal to the previous tail's last line
-    and checks that the lines before it are the previous tail's (or end with them). Here the last
-    such line is found with `rfind`, the lines before it are checked by digests, and None means
-    "not proven": anything but a tail that slid or grew, or a previous last line that is long.
+    The full differ takes a longer tail that starts with the previous one as grown; otherwise the
+    last line of the new tail equal to the previous tail's last line, checking that the lines
+    before it are the previous tail's (or end with them). Here the first is one digest of the
+    new tail's start, the last such line is found with `rfind`, the lines before it are checked by
+    digests, and None means "not proven": anything but a tail that slid or grew, or a previous
+    last line that is long.
     """
     if shape.anchor is None or b"\r" in data:
         return None
     end = content_end(data)
-    overlap_end = _last_anchor(shape.anchor, data, end)
+    if _grew(shape, data, end):
+        overlap_end: int | None = shape.size  # the previous tail is this one's start (see differ)
+    else:
+        overlap_end = _last_anchor(shape.anchor, data, end)
     if overlap_end is None or overlap_end > shape.size:
         return None  # nothing aligns, or more lines before the old tail: the full differ decides
     start = shape.size - overlap_end  # where, in the previous text, the new tail starts
@@ -197,6 +202,15 @@ def align(shape: Shape, previous: array.array[int], data: bytes) -> Aligned | No
     )
     closed = _close_blocks(slid, data, len(fingerprints) - len(new), overlap_end, new)
     return Aligned(seen_from, new, new_lines, fingerprints, closed)
+
+
+def _grew(shape: Shape, data: bytes, end: int) -> bool:
+    """Whether `data` holds more lines than the previous tail and starts with all of it."""
+    return (
+        end > shape.size > 0
+        and data[shape.size : shape.size + 1] == b"\n"
+        and _digest_to(data, shape.size) == shape.digest
+    )
 
 
 def _last_anchor(anchor: bytes, data: bytes, end: int) -> int | None:
