@@ -21,6 +21,9 @@ at the end. Afterwards the emitted events are checked against the simulator's tr
 - Lost: observed lines (shown by a successful answer) never emitted final. Without a final
   newline, a line no answer showed anything after cannot be proven complete: it is only
   counted, as unproven, with how many of those were not even written as a snapshot.
+- A restart whose first lines repeat the lines the pod ended with (a progress bar's text, often)
+  cannot be told from no restart (README, *Limits*): such restarts and the lines they hid are
+  counted apart, not as lost or holes.
 - A pod left out of an answer is no removal: a `pod_removed` followed within `pods.grace_s` by a
   log event of the same pod, or a `pod_added` for a pod already followed, is noise.
 - Ids: all log events of the three runs grouped by `id`; no id may name two different
@@ -109,6 +112,8 @@ class SoakReport:
     exit_codes: list[int] = field(default_factory=list)
     rss_kb: list[tuple[int, int]] = field(default_factory=list)
     api_errors: Counter[str] = field(default_factory=Counter)
+    evidence: list[str] = field(default_factory=list)
+    """Each lost line and unflagged hole with its pod and text, for `--keep`."""
 
     @property
     def problems(self) -> list[str]:
@@ -237,6 +242,17 @@ class Truth:
                 return start
         return None
 
+    def hidden_at_end(self, last: int) -> set[int]:
+        """Lines of incarnations begun after line `last` that a poll could take for the lines
+        the pod had ended with (`hidden_restart` when no later line was emitted)."""
+        hidden: set[int] = set()
+        for start in (s for s in self.starts if s > last >= 0):
+            for count in range(min(last + 1, len(self.lines) - start), 0, -1):
+                if self.lines[start : start + count] == self.lines[last + 1 - count : last + 1]:
+                    hidden.update(range(start, start + count))
+                    break
+        return hidden
+
 
 def place(truth: Truth, finals: list[tuple[object, int, str]]) -> list[int]:
     """The truth index of each of a pod's final lines, in emission order (-1: not a true line).
@@ -262,9 +278,10 @@ def place(truth: Truth, finals: list[tuple[object, int, str]]) -> list[int]:
                 offset = index - seq
     result, last = [], -1
     for at, index in enumerate(placed):
-        if index is None:  # no placed neighbour in its stretch: the first occurrence after the last
-            found = truth.where[finals[at][2]]
-            result.append(next((i for i in found if i > last), found[-1]))
+        if index is None:  # no placed neighbour in its stretch: the next occurrence a poll saw
+            every = truth.where[finals[at][2]]
+            found = [i for i in every if i > last] or every
+            result.append(next((i for i in found if i in truth.observed), found[0]))
         else:
             result.append(index)
         last = max(last, result[-1])
@@ -292,7 +309,9 @@ def stretches(stream: list[tuple[int, Event]]) -> Iterator[tuple[object, Event]]
             yield (run, epoch, gaps), event
 
 
-def check_lines(truth: Truth, stream: list[tuple[int, Event]], report: SoakReport) -> None:
+def check_lines(
+    key: Key, truth: Truth, stream: list[tuple[int, Event]], report: SoakReport
+) -> None:
     """Lost, duplicated and unflagged lines of one pod, and its redeliveries after the SIGKILL."""
     finals = list(stretches(stream))
     indexes = iter(place(truth, [(s, int(str(e["seq"])), str(e["message"])) for s, e in finals]))
@@ -323,11 +342,17 @@ def check_lines(truth: Truth, stream: list[tuple[int, Event]], report: SoakRepor
             start = truth.hidden_restart(last, at) if at > last >= 0 else None
             if start is None:
                 report.unflagged_gaps += 1
+                report.evidence.append(
+                    f"hole: {event['id']} (run {run}) is true line {at}, expected {expected}"
+                )
             else:
                 report.hidden_restarts += 1
                 hidden.update(range(start, at))
         expected, last = at + 1, max(last, at)
     missing = truth.observed - first_id.keys()
+    at_end = truth.hidden_at_end(last) & missing
+    report.hidden_restarts += bool(at_end)
+    hidden |= at_end
     report.hidden_lost += len(missing & hidden)
     missing -= hidden
     if not report.final_newline:
@@ -337,6 +362,7 @@ def check_lines(truth: Truth, stream: list[tuple[int, Event]], report: SoakRepor
         report.unproven_undelivered += sum(truth.lines[i] not in snapshots for i in unproven)
         missing -= unproven
     report.lost_observable += len(missing)
+    report.evidence.extend(f"lost: {key} line {i}: {truth.lines[i]!r}" for i in sorted(missing))
     report.observable += len(truth.observed)
 
 
@@ -409,7 +435,7 @@ def check(
         for pod in recorder.observed_pods(pipeline_id):
             streams.setdefault((pipeline_id, pod), [])
     for key, stream in streams.items():
-        check_lines(Truth.of(world, recorder, key, until), stream, report)
+        check_lines(key, Truth.of(world, recorder, key, until), stream, report)
         check_partials(stream, report)
         check_presence(stream, report)
     check_ids(runs, report)
@@ -528,7 +554,8 @@ def main() -> int:
     )
     parser.add_argument(
         "--keep", type=Path, metavar="FOLDER",
-        help="write the runs' events, stderr and state into FOLDER and keep them",
+        help="keep the runs' events, stderr and state, and the lost lines and holes "
+        "(evidence.txt), in FOLDER",
     )
     ns = parser.parse_args()
     with TemporaryDirectory() as temporary:
@@ -537,6 +564,8 @@ def main() -> int:
         report = anyio.run(
             lambda: soak(ns.duration, ns.pipelines, folder, final_newline=not ns.no_final_newline)
         )
+        if ns.keep:
+            (folder / "evidence.txt").write_text("".join(f"{line}\n" for line in report.evidence))
     print_report(report, ns.duration, ns.pipelines)
     return 1 if report.problems else 0
 
