@@ -456,6 +456,7 @@ async def test_recorder_observed_is_what_some_poll_showed_in_truth_order() -> No
         indexes = [*range(5), *range(21, 26)]
         assert recorder.observed(pipeline_id, pod) == [truth[i] for i in indexes]
         assert recorder.observed_count(pipeline_id, pod) == len(indexes)
+        assert recorder.observed_spans(pipeline_id, pod) == [(0, 0, 5), (0, 21, 26)]
         assert recorder.requests["logs"] == 5
         assert recorder.outcomes["ok"] == 5
 
@@ -529,6 +530,19 @@ def test_line_styles_are_unique_or_repetitive(
     lines = world.lines(pipeline_id, pod, 200.0)
     assert len(lines) > 2000
     assert len(set(lines)) == (len(lines) if distinct is None else distinct)
+
+
+def test_history_is_lines_cut_at_each_restart() -> None:
+    """history() numbers a pod's lines per incarnation; joined, it is lines()."""
+    world = World(SimSettings(rate=5.0, restart_every_s=30.0, progress_bars=True), 0.0, 1.8e9)
+    pipeline_id = world.pipeline_ids[0]
+    pod = world.pod_names(pipeline_id, 0.0)[0]
+    history = world.history(pipeline_id, pod, 100.0)
+    assert [number for number, _ in history] == list(range(len(history)))
+    assert len(history) >= 3
+    assert [line for _, lines in history for line in lines] == world.lines(pipeline_id, pod, 100.0)
+    for number, lines in history:
+        assert lines == world.segment(pipeline_id, 0, number, 0, len(lines))
 
 
 def test_realistic_lines_look_like_an_indexer_with_timestamps() -> None:

@@ -77,6 +77,16 @@ class Recorder:
                 result.extend(self._world.segment(pipeline_id, replica, incarnation, first, end))
         return result
 
+    def observed_spans(self, pipeline_id: str, pod: str) -> list[tuple[int, int, int]]:
+        """(incarnation, first, end): the stretches of the pod's lines some poll showed, in truth
+        order (lines [first, end) of that incarnation, as `World.history` numbers them)."""
+        incarnations = self._seen.get(pipeline_id, {}).get(pod, {})
+        return [
+            (incarnation, first, end)
+            for (incarnation, _), spans in sorted(incarnations.items())
+            for first, end in spans
+        ]
+
     def observed_count(self, pipeline_id: str, pod: str) -> int:
         """`len(observed(pipeline_id, pod))` without building the lines."""
         incarnations = self._seen.get(pipeline_id, {}).get(pod, {})

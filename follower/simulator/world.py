@@ -357,6 +357,12 @@ class World:
 
     def lines(self, pipeline_id: str, pod: str, until: float) -> list[str]:
         """Every line the pod name wrote up to `until`, all its incarnations in order."""
+        return [line for _, lines in self.history(pipeline_id, pod, until) for line in lines]
+
+    def history(self, pipeline_id: str, pod: str, until: float) -> list[tuple[int, list[str]]]:
+        """[(incarnation, its lines)] of the pod name up to `until`, oldest first: `lines()` cut
+        where each incarnation starts, so a line shown by an answer can be placed in it even
+        when its text repeats (progress bars)."""
         pl = self._by_id[pipeline_id]
         found = self._decode(pl, pod)
         if found is None:
@@ -367,9 +373,8 @@ class World:
         result = []
         for number in numbers:
             inc = self._incarnation(pl, replica, number)
-            result.extend(
-                self.segment(pipeline_id, replica, number, 0, self._written(pl, inc, until))
-            )
+            end = self._written(pl, inc, until)
+            result.append((number, self.segment(pipeline_id, replica, number, 0, end)))
         return result
 
     def pod_names(self, pipeline_id: str, until: float) -> list[str]:
