@@ -46,9 +46,7 @@ from follower.errors import (
 )
 from follower.ops import diagnostics
 from follower.simulator.cli import run_simulate
-from follower.sinks import Sink
-from follower.sinks.files import FileSink
-from follower.sinks.jsonlines import JsonLinesSink
+from follower.sinks import Sink, reopen, stalled
 from follower.sinks.terminal import render_pipelines
 
 
@@ -116,9 +114,8 @@ class _Reloader:
 
     async def __call__(self) -> None:
         log = structlog.get_logger("follower")
-        if isinstance(self._sink, FileSink):
-            self._sink.reopen()
-            log.info("output_reopened", folder=str(self._sink.directory))
+        if reopen(self._sink):
+            log.info("output_reopened", sink=type(self._sink).__name__)
         try:
             new = _load(self._ns)
         except ConfigError as exc:
@@ -175,7 +172,7 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     except FollowerError as exc:
         return _fail(exc, stopping="nothing was requested")
     code = _follow_until_signalled(ns, config, sink, clock)
-    if isinstance(sink, JsonLinesSink) and sink.stalled:
+    if stalled(sink):
         _exit_now(code)
     return code
 

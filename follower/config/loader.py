@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 from follower.api import listing
 from follower.api.secret import ServiceKey
@@ -43,6 +43,9 @@ from follower.core.tail_errors import compile_patterns
 from follower.errors import ConfigError
 
 Since = Literal["start", "now"]
+OutputKind = Literal["stdout", "file"]
+"""Where events go: `output.kind`, one choice per sink `engine.service.build_sink` builds."""
+OUTPUT_KINDS: Final[tuple[str, ...]] = get_args(OutputKind)
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 
@@ -102,7 +105,7 @@ class Config:
     shard_count: int = 1
     listen: tuple[str, int] | None = None
     """Where the ops server (/metrics, /healthz, /readyz) listens; None: not at all."""
-    output: Literal["stdout", "file"] = "stdout"
+    output: OutputKind = "stdout"
     output_dir: Path | None = None
     output_layout: Literal["single", "per-pipeline"] = "single"
     output_max_bytes: int = 100 * 1024 * 1024
@@ -180,7 +183,7 @@ FIELDS: Final[dict[str, tuple[str, Converter]]] = {
     "shard.count": ("shard_count", integer(1, 100_000)),
     "shard.from_hostname": ("shard_from_hostname", boolean),
     "ops.listen": ("listen", listen_address),
-    "output.kind": ("output", choice(Literal["stdout", "file"])),
+    "output.kind": ("output", choice(OutputKind)),
     "output.dir": ("output_dir", path),
     "output.layout": ("output_layout", choice(Literal["single", "per-pipeline"])),
     "output.max_bytes": ("output_max_bytes", integer(1024, 1 << 40)),
