@@ -52,6 +52,9 @@ DIR_MODE: Final = 0o750
 DEFAULT_MAX_BYTES: Final = 100 * 1024 * 1024
 DEFAULT_MAX_FILES: Final = 5
 DEFAULT_MAX_OPEN: Final = 128
+DEFAULT_LAYOUT: Final[Layout] = "single"
+DEFAULT_FSYNC: Final[FsyncMode] = "interval"
+DEFAULT_FSYNC_INTERVAL_S: Final = 1.0
 # O_NOFOLLOW: a planted symlink fails the open; O_NONBLOCK: a planted FIFO cannot hang it.
 _OPEN_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
 
@@ -221,11 +224,11 @@ class FileSink:
         directory: Path,
         *,
         clock: Clock,
-        layout: Layout = "single",
+        layout: Layout = DEFAULT_LAYOUT,
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_files: int = DEFAULT_MAX_FILES,
-        fsync: FsyncMode = "interval",
-        fsync_interval_s: float = 1.0,
+        fsync: FsyncMode = DEFAULT_FSYNC,
+        fsync_interval_s: float = DEFAULT_FSYNC_INTERVAL_S,
         max_open_files: int = DEFAULT_MAX_OPEN,
         fsync_hook: Callable[[int], None] = os.fsync,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
