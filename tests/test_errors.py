@@ -98,6 +98,13 @@ class Invented(FollowerError):
         return "an invented failure, said in one line"
 
 
+@pytest.fixture(autouse=True)
+def _diagnostics_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commands below would point structlog at this test's captured stderr for good, and
+    later tests would log to a closed file: they keep the diagnostics as they are."""
+    monkeypatch.setattr(cli, "_configure_diagnostics", lambda level, config: None)
+
+
 def exit_of(argv: list[str]) -> int:
     with pytest.raises(SystemExit) as stopped:
         cli.main(argv)
