@@ -1,4 +1,8 @@
-"""The error taxonomy the poll loop acts on.
+"""The follower's errors: one hierarchy rooted in `FollowerError`, exit codes on the errors.
+
+Every error that can end the process carries the exit code it ends it with (`exit_code`, from the
+table in docs/operations.md) and the one line the CLI prints for it (`describe()`), so the CLI
+maps any `FollowerError` the same way and a new error needs no CLI code.
 
 The HTTP client translates every aiohttp exception, HTTP status and malformed body into one of these
 classes at the boundary, so nothing above the client ever sees an aiohttp type. Each class says
@@ -9,19 +13,94 @@ string is what `api_error` events and diagnostics carry.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import ClassVar, Final, Protocol
+
+EXIT_OK: Final = 0
+"""Stopped cleanly: SIGTERM/SIGINT, or --duration elapsed."""
+EXIT_FAILURE: Final = 1
+"""A runtime failure: the output closed or refusing writes, no pipeline left to follow."""
+EXIT_CONFIG: Final = 2
+"""Invalid configuration or state file, reported before any request."""
+EXIT_START: Final = 3
+"""Could not start: the output folder cannot be used."""
+EXIT_INTERRUPTED: Final = 130
+"""A second SIGINT cut the shutdown short."""
 
 
 class FollowerError(Exception):
-    """Base class of every error the follower raises on purpose."""
+    """Base class of every error the follower raises on purpose.
+
+    `exit_code` is the code the process exits with when this error ends it; `describe()` is the
+    one line the CLI prints for it, after `follower: `.
+    """
+
+    exit_code: ClassVar[int] = EXIT_FAILURE
+
+    def describe(self) -> str:
+        """The one line saying what went wrong (and what to do), for stderr."""
+        return str(self)
 
 
 class ConfigError(FollowerError):
     """The configuration is invalid; `problems` names every bad key at once."""
 
+    exit_code = EXIT_CONFIG
+
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = tuple(problems)
         super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in self.problems))
+
+
+RESET_HINT: Final = (
+    "Fix or move it, or start with --reset-state to begin afresh (every pod then starts with "
+    "a gap event)"
+)
+
+
+class FilePath(Protocol):
+    """A file's path (a `pathlib.Path`), named without importing pathlib: core imports this
+    module, and core touches no files (tests/test_layout.py)."""
+
+    def __fspath__(self) -> str: ...
+
+
+class StateFileError(FollowerError):
+    """The state file cannot be used; the message names the file, the reason and the choice."""
+
+    exit_code = EXIT_CONFIG
+
+    def __init__(self, path: FilePath, reason: str, hint: str = RESET_HINT) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"state file {str(path)!r} cannot be used: {reason}. {hint}")
+
+
+class SinkError(FollowerError):
+    """The output cannot take events any more; the run ends (exit 1) with the poll undone."""
+
+
+class SinkClosedError(SinkError):
+    """Nothing more can be delivered: the reader went away (EPIPE), or the output refuses writes
+    (a full device, a closed descriptor)."""
+
+
+class FileSinkError(SinkError):
+    """Writing an events file failed (disk full, no permission, folder gone, a symlink planted
+    at a rotation or reopen); nothing was cut."""
+
+
+class OutputFolderError(FileSinkError):
+    """At start, the output folder cannot be created or listed, or holds an events file that is
+    a symbolic link or not a regular file."""
+
+    exit_code = EXIT_START
+
+    def describe(self) -> str:
+        return f"--output-dir: {self}"
+
+
+class UnknownPipelineError(FollowerError):
+    """A name or id given to `follower tail` matches no pipeline the key can see."""
 
 
 class ApiError(FollowerError):

@@ -16,7 +16,8 @@ from follower.core.pending import Pending
 from follower.core.schedule import Learned
 from follower.core.tracker import PodState
 from follower.engine import checkpoint
-from follower.engine.checkpoint import Saved, StateFileError
+from follower.engine.checkpoint import Saved
+from follower.errors import StateFileError
 
 PIPE = "pipe_abc123"
 

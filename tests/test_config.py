@@ -274,3 +274,33 @@ def test_default_budget_keeps_an_explicit_interval(given: dict[str, Any], expect
 
     config = load_config(config_path=None, env=ENV, flags=flags(**given))
     assert effective_budget_rps(config) == expected
+
+
+def test_config_defaults_are_the_engines_defaults() -> None:
+    """Each default is written once: a Config left at its defaults becomes exactly the engine's
+    default settings, the adaptive schedule (no fixed interval) included."""
+    from follower.api.secret import ServiceKey
+    from follower.config import Config
+    from follower.engine.service import run_settings, source_settings
+    from follower.engine.settings import RunSettings
+    from follower.engine.sources import SourceSettings
+
+    assert RunSettings().interval_s is None and Config(key=None, pipelines=()).interval_s is None
+    assert run_settings(Config(key=None, pipelines=())) == RunSettings()
+    pipeline = "pipe_" + "a" * 26
+    config = Config(key=ServiceKey("k"), pipelines=(pipeline,))
+    assert source_settings(config) == (SourceSettings(pipelines=(pipeline,)),)
+
+
+def test_loading_nothing_but_a_key_gives_the_default_config() -> None:
+    """`follower run --pipeline P` with no file: every value is Config's default, so the
+    defaults the loader checks against are the ones Config holds."""
+    from follower.config import Config
+
+    pipeline = "pipe_" + "a" * 26
+    config = load_config(config_path=None, env={"GOLDRUSH_SERVICE_KEY": "k", "HOME": "/home/u"},
+                         flags={"pipelines": [pipeline]})
+    default = Config(key=config.key, pipelines=(pipeline,))
+    for name in ("interval_s", "since", "budget_burst", "floor_s", "ceiling_s", "shard_count",
+                 "output_fsync", "max_line_bytes", "discover_interval_s", "backoff_max_s"):
+        assert getattr(config, name) == getattr(default, name), name

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import signal
 from pathlib import Path
 
+import anyio
+import pytest
 from test_cli import follower, served
+
+from follower.cli import main as cli
+from follower.config import Config
+from follower.engine.poller import PollStats
+from follower.sinks import Reopenable
+from follower.testing import MemorySink
 
 
 def write_config(path: Path, base_url: str, pipelines: list[str], interval: float) -> None:
@@ -81,3 +91,35 @@ async def test_sighup_reopens_output_files_after_an_external_rotation(tmp_path: 
         numbers = [seq for p, seq in seqs if p == pod]
         assert numbers == list(range(1, len(numbers) + 1))
     assert any(e["event"] == "log" for e in new)
+
+
+class ReopenableSink(MemorySink):
+    """A sink of some future kind that holds files: it defines reopen()."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reopened = anyio.Event()
+
+    def reopen(self) -> None:
+        self.reopened.set()
+
+
+async def test_sighup_calls_reopen_on_any_sink_that_defines_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The CLI reopens by the Reopenable Protocol, not by sink class: a real SIGHUP reaches the
+    reopen() of a sink it has never heard of; a sink without one is left alone."""
+    config = Config(key=None, pipelines=())
+    monkeypatch.setattr(cli, "_load", lambda ns: config)
+    sink = ReopenableSink()
+    reloader = cli._Reloader(argparse.Namespace(), config, sink)
+
+    async def body(stop: anyio.Event) -> PollStats:
+        os.kill(os.getpid(), signal.SIGHUP)
+        with anyio.fail_after(10):
+            await sink.reopened.wait()
+        return PollStats()
+
+    assert await cli._until_signalled(body, 0.0, reloader) is not None
+    assert isinstance(sink, Reopenable) and not isinstance(MemorySink(), Reopenable)
+    await cli._Reloader(argparse.Namespace(), config, MemorySink())()  # nothing to reopen

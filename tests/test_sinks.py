@@ -19,7 +19,8 @@ from follower.core.events import (
     PodRemovedEvent,
     TailErrorEvent,
 )
-from follower.sinks.jsonlines import JsonLinesSink, SinkClosedError, encode, never_blocks
+from follower.errors import SinkClosedError
+from follower.sinks.jsonlines import JsonLinesSink, encode, never_blocks
 
 P = "pipe_3e8678c5fc9e48a7bf9879ca729"
 POD = "pipeline-covalent-postgres-pipe-3e8678c5fc9e48a7bf9879ca7mlm2"

@@ -14,9 +14,10 @@ import orjson
 import pytest
 
 from follower.core.events import Event, GapEvent, LogEvent, PodAddedEvent
+from follower.errors import FileSinkError
 from follower.sinks import Sink
 from follower.sinks import files as files_module
-from follower.sinks.files import FileSink, FileSinkError, rotated_name
+from follower.sinks.files import FileSink, rotated_name
 from follower.testing import FakeClock
 
 P1 = "pipe_3e8678c5fc9e48a7bf9879ca729"

@@ -54,6 +54,13 @@ class ListingTruncated(FollowerError):
             "pipelines read)"
         )
 
+    def describe(self) -> str:
+        """The error and the keys that raise the caps (when it ends `tail` or `pipelines`)."""
+        return (
+            f"{self}; raise discovery.max_pages or discovery.max_pipelines in the config file "
+            "if the key really sees that many pipelines"
+        )
+
 
 def page_sizes(page_size: int) -> list[int | None]:
     """The page sizes to try in turn when the API refuses one: the configured size, a quarter of

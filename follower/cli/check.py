@@ -34,7 +34,6 @@ from follower.core.selection import Selection, followed_ids
 from follower.core.tail_errors import TailErrorMatcher
 from follower.core.tracker import PipelineTracker
 from follower.engine import checkpoint
-from follower.engine.checkpoint import StateFileError
 from follower.engine.service import make_api, run_settings
 from follower.errors import (
     ApiError,
@@ -42,6 +41,7 @@ from follower.errors import (
     ForbiddenError,
     NetworkError,
     NotFoundError,
+    StateFileError,
     ThrottledError,
 )
 

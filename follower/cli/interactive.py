@@ -23,16 +23,12 @@ from follower.core.events import Event, LogEvent, PodAddedEvent, TailErrorEvent
 from follower.core.model import PIPELINE_ID_RE, PipelineInfo, PipelineStatus
 from follower.engine.poller import PollStats
 from follower.engine.service import follow, make_api
-from follower.errors import ApiError, NotFoundError
+from follower.errors import ApiError, NotFoundError, UnknownPipelineError
 from follower.sinks import Sink
 from follower.sinks.jsonlines import JsonLinesSink
 from follower.sinks.terminal import PipelineRow, TerminalSink
 
 STATUS_CONCURRENCY = 8
-
-
-class UnknownPipelineError(Exception):
-    """A name or id given to `follower tail` matches no pipeline the key can see."""
 
 
 def resolve(wanted: list[str], listed: list[PipelineInfo]) -> tuple[list[str], dict[str, str]]:

@@ -2,7 +2,9 @@
 
 Exit codes: 0 stopped cleanly (SIGTERM/SIGINT, or --duration elapsed), 1 stopped by a runtime
 failure (output closed, no pipeline left to follow), 2 invalid configuration (nothing was
-requested), 3 could not start, 130 a second SIGINT cut the shutdown short.
+requested), 3 could not start, 130 a second SIGINT cut the shutdown short. An error that ends
+the process is a `FollowerError`, which carries its exit code and its one line (follower.errors):
+`_fail` maps every one the same way.
 """
 
 from __future__ import annotations
@@ -22,31 +24,30 @@ import anyio
 import anyio.abc
 import structlog
 
-from follower.api.listing import ListingTruncated
 from follower.api.secret import remember
 from follower.cli.check import config_failure, render, run_checks
 from follower.cli.demo import demo
-from follower.cli.interactive import PodFilter, UnknownPipelineError, pipeline_rows, tail
+from follower.cli.interactive import PodFilter, pipeline_rows, tail
 from follower.cli.parser import DEFAULT_TAIL_LINES, FLAG_KEYS, build_parser, config_flags
 from follower.clock import SystemClock
 from follower.config import DEFAULT_SOURCE, Config, load_config, only_source
-from follower.engine.checkpoint import StateFileError
 from follower.engine.poller import PollStats
 from follower.engine.runner import Runner
 from follower.engine.service import build_sink, follow, reload
-from follower.errors import ApiError, ConfigError
+from follower.errors import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    ConfigError,
+    FollowerError,
+    SinkClosedError,
+    SinkError,
+)
 from follower.ops import diagnostics
 from follower.simulator.cli import run_simulate
-from follower.sinks import Sink
-from follower.sinks.files import FileSink, FileSinkError
-from follower.sinks.jsonlines import JsonLinesSink, SinkClosedError
+from follower.sinks import Sink, reopen, stalled
 from follower.sinks.terminal import render_pipelines
-
-EXIT_OK: Final = 0
-EXIT_FAILURE: Final = 1
-EXIT_CONFIG: Final = 2
-EXIT_START: Final = 3
-EXIT_INTERRUPTED: Final = 130
 
 
 async def _until_signalled(
@@ -113,9 +114,8 @@ class _Reloader:
 
     async def __call__(self) -> None:
         log = structlog.get_logger("follower")
-        if isinstance(self._sink, FileSink):
-            self._sink.reopen()
-            log.info("output_reopened", folder=str(self._sink.directory))
+        if reopen(self._sink):
+            log.info("output_reopened", sink=type(self._sink).__name__)
         try:
             new = _load(self._ns)
         except ConfigError as exc:
@@ -139,25 +139,40 @@ def _print_notices(config: Config) -> None:
         print(f"follower: note: {notice}", file=sys.stderr)
 
 
+def _fail(error: FollowerError, *, stopping: str | None = None) -> int:
+    """Print the one line `error` ends the process with; its exit code.
+
+    `stopping` says what a runtime failure (exit 1) leaves behind: such a line reads
+    "stopping: <error>; <stopping>".
+    """
+    text = error.describe()
+    if stopping is not None and error.exit_code == EXIT_FAILURE:
+        text = f"stopping: {text}; {stopping}"
+    print(f"follower: {text}", file=sys.stderr)
+    return error.exit_code
+
+
+def _worst(errors: Sequence[FollowerError]) -> FollowerError:
+    """The error to report when several ended a run together: the highest exit code (a bad
+    state file or start problem explains a run better than the failures it caused), the first
+    among equals."""
+    return max(errors, key=lambda error: error.exit_code)
+
+
 def _cmd_run(ns: argparse.Namespace) -> int:
     try:
         config = _load(ns)
-    except ConfigError as exc:
-        print(f"follower: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    except FollowerError as exc:
+        return _fail(exc)
     _print_notices(config)
     _configure_diagnostics(config.log_level, config)
     clock = SystemClock()
     try:
         sink = build_sink(config, clock)
-    except FileSinkError as exc:
-        print(f"follower: --output-dir: {exc}", file=sys.stderr)
-        return EXIT_START
-    except SinkClosedError as exc:
-        print(f"follower: stopping: {exc}; nothing was requested", file=sys.stderr)
-        return EXIT_FAILURE
+    except FollowerError as exc:
+        return _fail(exc, stopping="nothing was requested")
     code = _follow_until_signalled(ns, config, sink, clock)
-    if isinstance(sink, JsonLinesSink) and sink.stalled:
+    if stalled(sink):
         _exit_now(code)
     return code
 
@@ -178,8 +193,7 @@ def _exit_now(code: int) -> NoReturn:
 def _follow_until_signalled(
     ns: argparse.Namespace, config: Config, sink: Sink, clock: SystemClock
 ) -> int:
-    closed: list[BaseException] = []
-    bad_state: list[BaseException] = []
+    failed: list[FollowerError] = []
     stats: PollStats | None = None
     reloader = _Reloader(ns, config, sink)
 
@@ -196,20 +210,15 @@ def _follow_until_signalled(
             ns.duration,
             reloader,
         )
-    except* (SinkClosedError, FileSinkError) as group:
-        closed.extend(_leaves(group))
-    except* StateFileError as group:
-        bad_state.extend(_leaves(group))
-    if bad_state:
-        print(f"follower: {bad_state[0]}", file=sys.stderr)
-        return EXIT_CONFIG
-    if closed:
-        # Nothing can reach the reader any more; point stdout at /dev/null so the interpreter's
-        # own flush at exit does not print a second, confusing BrokenPipeError.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        print(f"follower: stopping: {closed[0]}; the checkpoint holds what was written",
-              file=sys.stderr)
-        return EXIT_FAILURE
+    except* FollowerError as group:
+        failed.extend(_leaves(group))
+    if failed:
+        error = _worst(failed)
+        if isinstance(error, SinkError):
+            # Nothing can reach the reader any more; point stdout at /dev/null so the
+            # interpreter's own flush at exit does not print a second, confusing BrokenPipeError.
+            _silence_stdout()
+        return _fail(error, stopping="the checkpoint holds what was written")
     if stats is None:
         return EXIT_INTERRUPTED
     listed = sum(len(source.pipelines) for source in config.sources)
@@ -220,9 +229,9 @@ def _follow_until_signalled(
     return EXIT_OK
 
 
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    """The exceptions inside (nested) task-group exception groups."""
-    found: list[BaseException] = []
+def _leaves(group: BaseExceptionGroup[FollowerError]) -> list[FollowerError]:
+    """The errors inside (nested) task-group exception groups."""
+    found: list[FollowerError] = []
     for exc in group.exceptions:
         found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
     return found
@@ -294,13 +303,12 @@ def _cmd_tail(ns: argparse.Namespace) -> int:
         exclude = _patterns(ns.exclude, "--exclude")
         pods = PodFilter(tuple(_patterns(ns.pod, "--pod")),
                          tuple(_patterns(ns.exclude_pod, "--exclude-pod")))
-    except ConfigError as exc:
-        print(f"follower: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    except FollowerError as exc:
+        return _fail(exc)
     _configure_diagnostics(ns.log_level, config)
     clock = SystemClock()
-    failed: list[BaseException] = []
-    closed: list[BaseException] = []
+    failed: list[FollowerError] = []
+    closed: list[FollowerError] = []
     stats: PollStats | None = None
     try:
         stats = anyio.run(
@@ -314,40 +322,26 @@ def _cmd_tail(ns: argparse.Namespace) -> int:
         )
     except* SinkClosedError as group:
         closed.extend(_leaves(group))
-    except* (UnknownPipelineError, ApiError, ListingTruncated) as group:
+    except* FollowerError as group:
         failed.extend(_leaves(group))
     if closed:  # `follower tail ... | head`: the reader has what it wanted; say nothing
         _silence_stdout()
         return EXIT_OK
     if failed:
-        print(f"follower: {_failure_text(failed[0])}", file=sys.stderr)
-        return EXIT_FAILURE
+        return _fail(_worst(failed))
     return EXIT_OK if stats is not None else EXIT_INTERRUPTED
-
-
-def _failure_text(error: BaseException) -> str:
-    """What a people command says when it fails: the error, and for a listing cut short by its
-    caps, the keys that raise them."""
-    if isinstance(error, ListingTruncated):
-        return (
-            f"{error}; raise discovery.max_pages or discovery.max_pipelines in the config file "
-            "if the key really sees that many pipelines"
-        )
-    return str(error)
 
 
 def _cmd_pipelines(ns: argparse.Namespace) -> int:
     try:
         config = _people_config(ns)
-    except ConfigError as exc:
-        print(f"follower: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    except FollowerError as exc:
+        return _fail(exc)
     _configure_diagnostics("warning", config)
     try:
         rows = anyio.run(pipeline_rows, config, SystemClock())
-    except (ApiError, ListingTruncated) as exc:
-        print(f"follower: {_failure_text(exc)}", file=sys.stderr)
-        return EXIT_FAILURE
+    except FollowerError as exc:
+        return _fail(exc)
     if ns.output == "json":
         text = json.dumps([row.to_json() for row in rows], indent=2, ensure_ascii=False)
     else:

@@ -12,6 +12,7 @@ from typing import Final
 
 from follower import __version__
 from follower.cli.check import DEFAULT_LOOK_S, DEFAULT_SAMPLE
+from follower.config import OUTPUT_KINDS
 from follower.errors import ConfigError
 from follower.simulator.cli import add_simulate_arguments
 
@@ -185,8 +186,9 @@ def _add_follow_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard-from-hostname", action="store_const", const=True, default=None,
                         help="take the shard index from the hostname's trailing ordinal "
                         "(StatefulSet pod follower-2 is shard 2)")
-    parser.add_argument("--output", choices=("stdout", "file"),
-                        help="where events go: stdout (default) or rotated files")
+    parser.add_argument("--output", choices=OUTPUT_KINDS,
+                        help="where events go (default stdout; file: rotated files in "
+                        "--output-dir; every kind: output.kind in docs/configuration.md)")
     parser.add_argument("--output-dir", type=Path, metavar="DIR",
                         help="folder of the event files (with --output file)")
     parser.add_argument("--listen", metavar="HOST:PORT",

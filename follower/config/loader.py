@@ -13,9 +13,9 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
-from follower.api import listing
+from follower.api.client import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT_S
 from follower.api.secret import ServiceKey
 from follower.config import sources as config_sources
 from follower.config.sources import DEFAULT_SOURCE, Inherited, SourceConfig
@@ -40,9 +40,21 @@ from follower.config.values import (
 )
 from follower.core.sharding import ordinal_from_hostname, validate_shard
 from follower.core.tail_errors import compile_patterns
+from follower.core.tracker import Since
+from follower.engine.settings import DiscoverySettings, RunSettings
+from follower.engine.sources import SourceSettings
 from follower.errors import ConfigError
+from follower.sinks import files
 
-Since = Literal["start", "now"]
+# The defaults are the engine's (and the core's and sinks' beneath it): `Config` refers to the
+# settings it is turned into, so each default is written once.
+_RUN: Final = RunSettings()
+_DISCOVERY: Final = DiscoverySettings()
+_SOURCE: Final = SourceSettings()
+
+OutputKind = Literal["stdout", "file"]
+"""Where events go: `output.kind`, one choice per sink `engine.service.build_sink` builds."""
+OUTPUT_KINDS: Final[tuple[str, ...]] = get_args(OutputKind)
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 
@@ -60,15 +72,15 @@ class Config:
     """The top-level key; None when only `[[sources]]` are followed."""
     pipelines: tuple[str, ...]
     base_url: str = DEFAULT_BASE_URL
-    interval_s: float | None = None
+    interval_s: float | None = _RUN.interval_s
     """Fixed seconds between polls of a pipeline; None plans each poll from what tails show."""
-    since: Since = "start"
-    timeout_s: float = 10.0
-    max_response_bytes: int = 8 * 1024 * 1024
-    max_in_flight: int = 8
-    backoff_initial_s: float = 1.0
-    backoff_max_s: float = 60.0
-    shutdown_timeout_s: float = 5.0
+    since: Since = _RUN.since
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    max_in_flight: int = _RUN.max_in_flight
+    backoff_initial_s: float = _RUN.backoff.initial_s
+    backoff_max_s: float = _RUN.backoff.max_s
+    shutdown_timeout_s: float = _RUN.shutdown_timeout_s
     allow_insecure_http: bool = False
     tail_error_patterns: tuple[str, ...] = ()
     log_level: LogLevel = "info"
@@ -79,37 +91,37 @@ class Config:
     state_file_default: bool = False
     """`state_file` is the default location, whose folder the follower may create (None there:
     no default location could be found, neither XDG_STATE_HOME nor HOME being set)."""
-    checkpoint_interval_s: float = 5.0
-    partial_flush_s: float = 5.0
-    pod_grace_s: float = 60.0
-    discover: bool = False
-    discover_interval_s: float = 300.0
+    checkpoint_interval_s: float = _RUN.checkpoint_interval_s
+    partial_flush_s: float = _RUN.lines.partial_flush_s
+    pod_grace_s: float = _RUN.lines.pod_grace_s
+    discover: bool = _DISCOVERY.enabled
+    discover_interval_s: float = _DISCOVERY.interval_s
     discover_names: tuple[str, ...] = ()
     discover_projects: tuple[str, ...] = ()
     discover_statuses: tuple[str, ...] = ()
-    discover_page_size: int = listing.PAGE_SIZE
-    discover_max_pages: int = listing.MAX_PAGES
-    discover_max_pipelines: int = listing.MAX_PIPELINES
+    discover_page_size: int = _DISCOVERY.page_size
+    discover_max_pages: int = _DISCOVERY.max_pages
+    discover_max_pipelines: int = _DISCOVERY.max_pipelines
     budget_rps: float | None = None
     """Requests per second for everything the key sends; None: see `effective_budget_rps`."""
-    budget_burst: int = 20
-    floor_s: float = 1.0
-    ceiling_s: float = 60.0
-    fill_target: float = 0.5
-    probe_s: float = 5.0
-    target_utilization: float = 0.5
-    shard_index: int = 0
-    shard_count: int = 1
+    budget_burst: int = _SOURCE.budget_burst
+    floor_s: float = _RUN.schedule.floor_s
+    ceiling_s: float = _RUN.schedule.ceiling_s
+    fill_target: float = _RUN.schedule.fill_target
+    probe_s: float = _RUN.schedule.probe_s
+    target_utilization: float = _RUN.schedule.target_utilization
+    shard_index: int = _RUN.shard_index
+    shard_count: int = _RUN.shard_count
     listen: tuple[str, int] | None = None
     """Where the ops server (/metrics, /healthz, /readyz) listens; None: not at all."""
-    output: Literal["stdout", "file"] = "stdout"
+    output: OutputKind = "stdout"
     output_dir: Path | None = None
-    output_layout: Literal["single", "per-pipeline"] = "single"
-    output_max_bytes: int = 100 * 1024 * 1024
-    output_max_files: int = 5
-    output_fsync: Literal["never", "interval", "always"] = "interval"
-    output_fsync_interval_s: float = 1.0
-    max_line_bytes: int = 16 * 1024
+    output_layout: files.Layout = files.DEFAULT_LAYOUT
+    output_max_bytes: int = files.DEFAULT_MAX_BYTES
+    output_max_files: int = files.DEFAULT_MAX_FILES
+    output_fsync: files.FsyncMode = files.DEFAULT_FSYNC
+    output_fsync_interval_s: float = files.DEFAULT_FSYNC_INTERVAL_S
+    max_line_bytes: int = _RUN.lines.max_bytes
     parse_json: bool = False
     detect_level: bool = False
     detect_line_ts: bool = False
@@ -138,6 +150,11 @@ class Config:
             key_file=self.key_file,
         )
         return (default, *self.extra_sources)
+
+
+def _default(name: str) -> Any:
+    """The default of `Config.<name>`, for checks that read a value which may not be given."""
+    return _DEFAULTS[name]
 
 
 # TOML layout: a key's dotted name -> (Config field, converter). The converter raises ValueError
@@ -180,12 +197,12 @@ FIELDS: Final[dict[str, tuple[str, Converter]]] = {
     "shard.count": ("shard_count", integer(1, 100_000)),
     "shard.from_hostname": ("shard_from_hostname", boolean),
     "ops.listen": ("listen", listen_address),
-    "output.kind": ("output", choice(Literal["stdout", "file"])),
+    "output.kind": ("output", choice(OutputKind)),
     "output.dir": ("output_dir", path),
-    "output.layout": ("output_layout", choice(Literal["single", "per-pipeline"])),
+    "output.layout": ("output_layout", choice(files.Layout)),
     "output.max_bytes": ("output_max_bytes", integer(1024, 1 << 40)),
     "output.max_files": ("output_max_files", integer(2, 10_000)),
-    "output.fsync": ("output_fsync", choice(Literal["never", "interval", "always"])),
+    "output.fsync": ("output_fsync", choice(files.FsyncMode)),
     "output.fsync_interval_s": ("output_fsync_interval_s", number(0.0, 3_600)),
     "output.max_line_bytes": ("max_line_bytes", integer(64, 16 * 1024 * 1024)),
     "pods.partial_flush_s": ("partial_flush_s", number(0.0, 3_600)),
@@ -193,6 +210,12 @@ FIELDS: Final[dict[str, tuple[str, Converter]]] = {
     "enrich.parse_json": ("parse_json", boolean),
     "enrich.level": ("detect_level", boolean),
     "enrich.line_ts": ("detect_line_ts", boolean),
+}
+
+_DEFAULTS: Final[dict[str, Any]] = {
+    field.name: field.default
+    for field in dataclasses.fields(Config)
+    if field.default is not dataclasses.MISSING
 }
 
 FORBIDDEN_KEYS: Final = {"service_key", "key", "api_key", "http.service_key"}
@@ -338,7 +361,8 @@ def _check_shard(values: dict[str, Any], hostname: str, problems: list[str]) -> 
             problems.append(f"shard.from_hostname: {exc}")
             return
     try:
-        validate_shard(values.get("shard_index", 0), values.get("shard_count", 1))
+        validate_shard(values.get("shard_index", _default("shard_index")),
+                       values.get("shard_count", _default("shard_count")))
     except ValueError as exc:
         problems.append(f"shard.index: {exc}")
 
@@ -363,20 +387,22 @@ def _finish(
     _state_location(values, env)
     if values.get("output") == "file" and values.get("output_dir") is None:
         problems.append("output.dir: --output file needs --output-dir DIR (where to write)")
-    if values.get("floor_s", 1.0) > values.get("ceiling_s", 60.0):
+    if values.get("floor_s", _default("floor_s")) > values.get("ceiling_s", _default("ceiling_s")):
         problems.append("schedule.floor_s: must not exceed schedule.ceiling_s")
     notes: list[str] = []
     values["base_url"] = check_base_url(
-        values.get("base_url", DEFAULT_BASE_URL),
-        values.get("allow_insecure_http", False),
+        values.get("base_url", _default("base_url")),
+        values.get("allow_insecure_http", _default("allow_insecure_http")),
         problems,
         where=base_url_from,
         notes=notes,
     )
-    if values.get("backoff_initial_s", 1.0) > values.get("backoff_max_s", 60.0):
+    if values.get("backoff_initial_s", _default("backoff_initial_s")) > values.get(
+        "backoff_max_s", _default("backoff_max_s")
+    ):
         problems.append("backoff.initial_s: must not exceed backoff.max_s")
     try:
-        compile_patterns(values.get("tail_error_patterns", ()))
+        compile_patterns(values.get("tail_error_patterns", _default("tail_error_patterns")))
     except ValueError as exc:
         problems.append(str(exc))
     extra = _extra_sources(values, env, problems, sources, notes)
@@ -411,9 +437,9 @@ def _extra_sources(
         return ()
     inherited = Inherited(
         base_url=values["base_url"],
-        allow_insecure_http=values.get("allow_insecure_http", False),
+        allow_insecure_http=values.get("allow_insecure_http", _default("allow_insecure_http")),
         budget_rps=values.get("budget_rps"),
-        budget_burst=values.get("budget_burst", 20),
+        budget_burst=values.get("budget_burst", _default("budget_burst")),
         interval_s=values.get("interval_s"),
     )
     return config_sources.parse_sources(sources, inherited, env, problems, notes)

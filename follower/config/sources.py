@@ -24,9 +24,12 @@ from typing import Any, Final
 
 from follower.api.secret import ServiceKey
 from follower.config import values as cv
+from follower.engine.sources import DEFAULT_SOURCE, SourceSettings
 
-DEFAULT_SOURCE: Final = "default"
-"""The source made of the top-level key and pipelines; the name is reserved."""
+__all__ = ["DEFAULT_SOURCE", "FIELDS", "Inherited", "SourceConfig", "parse_sources"]
+
+_SOURCE: Final = SourceSettings()
+"""The engine's defaults for a source: its budget."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +44,8 @@ class SourceConfig:
     discover_names: tuple[str, ...] = ()
     discover_projects: tuple[str, ...] = ()
     discover_statuses: tuple[str, ...] = ()
-    budget_rps: float = 10.0
-    budget_burst: int = 20
+    budget_rps: float = _SOURCE.budget_rps
+    budget_burst: int = _SOURCE.budget_burst
     key_file: Path | None = None
     key_env: str | None = None
 

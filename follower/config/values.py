@@ -16,6 +16,7 @@ from typing import Any, Final, Literal, cast, get_args
 from yarl import URL
 
 from follower.core.model import validate_pipeline_id
+from follower.engine.sources import SourceSettings
 
 DEFAULT_BASE_URL: Final = "https://api.covalenthq.com"
 
@@ -228,13 +229,13 @@ def check_selection(
     values["pipelines"] = tuple(dict.fromkeys(pipelines))
 
 
-DEFAULT_BUDGET_RPS: Final = 10.0
+DEFAULT_BUDGET_RPS: Final = SourceSettings().budget_rps
 
 
 def default_budget_rps(interval_s: float | None, pipelines: int) -> float:
-    """10 requests/s, raised with a fixed interval to what polling every listed pipeline at that
-    interval needs (plus a quarter for retries), so an explicit interval is kept; 429s still
-    slow it down if the API allows less."""
+    """`DEFAULT_BUDGET_RPS` (10 requests/s), raised with a fixed interval to what polling every
+    listed pipeline at that interval needs (plus a quarter for retries), so an explicit interval
+    is kept; 429s still slow it down if the API allows less."""
     if interval_s is None:
         return DEFAULT_BUDGET_RPS
     return max(DEFAULT_BUDGET_RPS, 1.25 * pipelines / interval_s)

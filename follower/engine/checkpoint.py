@@ -44,26 +44,12 @@ from follower.core.model import format_ts, validate_pipeline_id
 from follower.core.pending import Pending
 from follower.core.schedule import Learned
 from follower.core.tracker import PodState
+from follower.errors import StateFileError
 
 STATE_VERSION: Final = 3
 READABLE_VERSIONS: Final = (1, 2, 3)
 XXH3 = "xxh3-64"
 BLAKE2B = "blake2b-64"
-
-
-RESET_HINT: Final = (
-    "Fix or move it, or start with --reset-state to begin afresh (every pod then starts with "
-    "a gap event)"
-)
-
-
-class StateFileError(Exception):
-    """The state file cannot be used; the message names the file, the reason and the choice."""
-
-    def __init__(self, path: Path, reason: str, hint: str = RESET_HINT) -> None:
-        self.path = path
-        self.reason = reason
-        super().__init__(f"state file {str(path)!r} cannot be used: {reason}. {hint}")
 
 
 PipelineState = dict[str, PodState]

@@ -33,10 +33,11 @@ from follower.engine.poller import PollStats
 from follower.engine.runner import Runner
 from follower.engine.settings import Checkpointer, DiscoverySettings, RunSettings
 from follower.engine.sources import Source, SourceSettings
+from follower.errors import SinkClosedError
 from follower.ops.server import ops_server
 from follower.sinks import Sink
 from follower.sinks.files import FileSink
-from follower.sinks.jsonlines import JsonLinesSink, SinkClosedError
+from follower.sinks.jsonlines import JsonLinesSink
 
 
 def run_settings(config: Config) -> RunSettings:
@@ -147,7 +148,8 @@ class KeyHolder:
 def build_sink(config: Config, clock: Clock) -> Sink:
     """The sink the configuration asks for: JSON Lines on stdout, or rotated files.
 
-    Raises SinkClosedError when stdout is closed, FileSinkError when the folder cannot be used.
+    The one place that knows the sink classes. Raises SinkClosedError when stdout is closed,
+    OutputFolderError when the folder cannot be used.
     """
     if config.output == "file" and config.output_dir is not None:
         return FileSink(
@@ -222,7 +224,7 @@ async def follow(
     """Follow the configured pipelines until `stop` is set or none is left; close the sink.
 
     With a state file, start from the saved state (unless `reset_state`) and checkpoint to it;
-    a damaged state file raises `checkpoint.StateFileError` before any request.
+    a damaged state file raises `StateFileError` before any request.
     """
     with contextlib.ExitStack() as held:
         restored = None

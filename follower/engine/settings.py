@@ -1,7 +1,9 @@
 """The poll loop's settings: one frozen value the service builds from a Config.
 
 Kept apart from the runner so the knobs (and how fixed-interval mode overrides the adaptive
-schedule) read in one place, and a reload can swap them whole.
+schedule) read in one place, and a reload can swap them whole. Their defaults (and those of the
+core settings they hold: `BackoffPolicy`, `ScheduleSettings`, `LineSettings`) are the
+follower's defaults: `follower.config.Config` refers to them instead of writing them again.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ class DiscoverySettings:
 class RunSettings:
     """The loop's knobs, taken from `Config` by the service (or set directly by tests)."""
 
-    interval_s: float | None = 5.0
-    """Fixed interval between polls of one pipeline; None: adaptive planning."""
+    interval_s: float | None = None
+    """Fixed interval between polls of one pipeline; None (the default, as for `follower run`
+    without --interval): adaptive planning."""
     since: Since = "start"
     max_in_flight: int = 8
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)

@@ -18,7 +18,7 @@ Guarantees:
   name afresh, creating the file if logrotate renamed it away.
 - An events file that is a symbolic link or not a regular file (a FIFO, a device) is refused,
   never followed: a daemon writing as root into a shared folder must not append to whatever a
-  planted link points at. The folder is checked at start (`FileSinkError`, exit 3); every open
+  planted link points at. The folder is checked at start (`OutputFolderError`, exit 3); every open
   also refuses them (O_NOFOLLOW, fstat), which ends the run (exit 1) with the poll undone.
 - A poll's events are encoded and written in pieces of whole lines (follower/sinks/encoding.py),
   each line within `max_line_bytes`; when a piece fails the poll is undone, so the lines of its
@@ -40,6 +40,7 @@ import anyio.to_thread
 from follower.clock import Clock
 from follower.core.events import Event
 from follower.core.model import DEFAULT_MAX_LINE_BYTES, PIPELINE_ID_RE
+from follower.errors import FileSinkError, OutputFolderError
 from follower.sinks.encoding import PIECE_BYTES, PIECE_EVENTS, encode_line, line_limit
 
 Layout = Literal["single", "per-pipeline"]
@@ -51,12 +52,11 @@ DIR_MODE: Final = 0o750
 DEFAULT_MAX_BYTES: Final = 100 * 1024 * 1024
 DEFAULT_MAX_FILES: Final = 5
 DEFAULT_MAX_OPEN: Final = 128
+DEFAULT_LAYOUT: Final[Layout] = "single"
+DEFAULT_FSYNC: Final[FsyncMode] = "interval"
+DEFAULT_FSYNC_INTERVAL_S: Final = 1.0
 # O_NOFOLLOW: a planted symlink fails the open; O_NONBLOCK: a planted FIFO cannot hang it.
 _OPEN_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
-
-
-class FileSinkError(Exception):
-    """Writing an events file failed (disk full, no permission, folder gone); nothing was cut."""
 
 
 def file_name(event: Event, layout: Layout) -> str:
@@ -193,15 +193,20 @@ def _refuse_special(path: Path) -> None:
 
 
 def check_folder(directory: Path) -> None:
-    """FileSinkError naming the first events file in `directory` that would be refused (a
+    """OutputFolderError naming the first events file in `directory` that would be refused (a
     symbolic link or not a regular file), so a planted one stops the follower at start."""
     try:
         names = sorted(os.listdir(directory))
     except OSError as exc:
-        raise FileSinkError(f"cannot list the output folder {directory}: {exc.strerror}") from exc
+        raise OutputFolderError(
+            f"cannot list the output folder {directory}: {exc.strerror}"
+        ) from exc
     for name in names:
         if name.endswith(".jsonl"):
-            _refuse_special(directory / name)
+            try:
+                _refuse_special(directory / name)
+            except FileSinkError as exc:  # at start, not while writing: exit 3, not 1
+                raise OutputFolderError(str(exc)) from None
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -219,18 +224,18 @@ class FileSink:
         directory: Path,
         *,
         clock: Clock,
-        layout: Layout = "single",
+        layout: Layout = DEFAULT_LAYOUT,
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_files: int = DEFAULT_MAX_FILES,
-        fsync: FsyncMode = "interval",
-        fsync_interval_s: float = 1.0,
+        fsync: FsyncMode = DEFAULT_FSYNC,
+        fsync_interval_s: float = DEFAULT_FSYNC_INTERVAL_S,
         max_open_files: int = DEFAULT_MAX_OPEN,
         fsync_hook: Callable[[int], None] = os.fsync,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     ) -> None:
         """`max_files` counts the live file and its rotated copies (like Docker's `max-file`).
 
-        Raises FileSinkError if `directory` cannot be created or holds an events file that is a
+        Raises OutputFolderError if `directory` cannot be created or holds an events file that is a
         symbolic link or not a regular file; ValueError for bad settings.
         """
         if max_bytes < 1 or max_files < 2 or max_open_files < 1 or fsync_interval_s < 0:
@@ -242,7 +247,7 @@ class FileSink:
         try:
             directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         except OSError as exc:
-            raise FileSinkError(f"cannot create the output folder {directory}: {exc}") from exc
+            raise OutputFolderError(f"cannot create the output folder {directory}: {exc}") from exc
         check_folder(directory)
         self.directory = directory
         self._line_limit = line_limit(max_line_bytes)

@@ -23,25 +23,21 @@ import anyio.to_thread
 
 from follower.core.events import Event
 from follower.core.model import DEFAULT_MAX_LINE_BYTES
+from follower.errors import SinkClosedError
 from follower.sinks.encoding import encode, pieces
 
-__all__ = ["JsonLinesSink", "SinkClosedError", "encode", "never_blocks"]
+__all__ = ["JsonLinesSink", "encode", "never_blocks"]
 
 
-class SinkClosedError(Exception):
-    """Nothing more can be delivered: the reader went away (EPIPE), or the output refuses writes
-    (a full device, a closed descriptor)."""
-
-    @classmethod
-    def of(cls, exc: OSError | ValueError) -> SinkClosedError:
-        """The error for a failed write, in one line."""
-        if isinstance(exc, BrokenPipeError):
-            return cls("the output was closed by its reader (broken pipe)")
-        if isinstance(exc, OSError) and exc.errno is not None:
-            reason = exc.strerror or os.strerror(exc.errno)
-            name = errno.errorcode.get(exc.errno, str(exc.errno))
-            return cls(f"cannot write the output: {reason} ({name})")
-        return cls(f"cannot write the output: {exc}")
+def closed_error(exc: OSError | ValueError) -> SinkClosedError:
+    """The error for a failed write, in one line."""
+    if isinstance(exc, BrokenPipeError):
+        return SinkClosedError("the output was closed by its reader (broken pipe)")
+    if isinstance(exc, OSError) and exc.errno is not None:
+        reason = exc.strerror or os.strerror(exc.errno)
+        name = errno.errorcode.get(exc.errno, str(exc.errno))
+        return SinkClosedError(f"cannot write the output: {reason} ({name})")
+    return SinkClosedError(f"cannot write the output: {exc}")
 
 
 def never_blocks(stream: BinaryIO) -> bool:
@@ -115,7 +111,7 @@ class JsonLinesSink:
                     else:
                         await self._write_in_thread(data)
                 except (OSError, ValueError) as exc:  # ValueError: the stream was closed
-                    raise SinkClosedError.of(exc) from exc
+                    raise closed_error(exc) from exc
 
     async def aclose(self) -> None:
         if self.stalled:  # the abandoned thread holds the stream: nothing can be flushed

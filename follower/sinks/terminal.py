@@ -30,7 +30,7 @@ from follower.core.events import (
     TailErrorEvent,
 )
 from follower.core.model import PipelineInfo, PipelineStatus, format_ts
-from follower.sinks.jsonlines import SinkClosedError
+from follower.errors import SinkClosedError
 
 PALETTE: Final = (31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96)
 """ANSI foreground colours for pod prefixes: red to cyan, normal and bright."""
