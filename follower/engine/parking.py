@@ -70,6 +70,16 @@ class Parking:
         self.in_flight -= 1
         self.wake()
 
+    async def idle_sleep(self, seconds: float) -> None:
+        """Sleep on the clock in the middle of work (a listing waiting for a token), not counted
+        in flight meanwhile: waiting for a token is not work in flight."""
+        self.in_flight -= 1
+        try:
+            await self.sleep(seconds)
+        finally:
+            self.in_flight += 1
+            self.signal()
+
     def signal(self) -> None:
         """Tell a watching test that `parked`, the work in flight or `sleepers` changed."""
         self._changed.set()
