@@ -1,8 +1,8 @@
 """The dispatcher: spends each source's request budget on the due pipelines most at risk.
 
 It takes a token whenever one is free and some pipeline is due, gives it to the due pipeline most
-at risk of losing lines (`most_urgent` in follower/core/schedule.py decides), and starts that
-request in its task group; `Poller` executes it. With several
+at risk of losing lines (`most_urgent` in follower/core/schedule.py decides), and hands that
+request to one of `max_in_flight` long-lived workers, which run it through `Poller`. With several
 sources, a pipeline may go when it is due and its own source has a token. Once a second it
 re-plans each source's spare-budget scale and reports a budget that cannot cover its plan; it
 also writes the partial snapshots of open lines as they fall due. How it waits is
@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import anyio
 import anyio.abc
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from follower.clock import Clock
 from follower.core.schedule import (
@@ -44,6 +45,10 @@ REPLAN_S: Final = 1.0
 """How often each source's spare-budget scale and shortfall are computed from the plans."""
 
 __all__ = ["Dispatcher"]
+
+Job = tuple[Followed, float]
+"""A chosen pipeline and when its token was taken (monotonic)."""
+
 
 class Dispatcher:
     """Chooses the next request, hands it to a worker, and waits when it can start none."""
@@ -83,6 +88,8 @@ class Dispatcher:
         self._planned_at = -math.inf
         self._reported_at = -math.inf
         self._workers: anyio.abc.TaskGroup | None = None
+        self._jobs: MemoryObjectReceiveStream[Job] | None = None
+        self._worker_count = 0
 
     @property
     def schedule(self) -> ScheduleSettings:
@@ -90,11 +97,13 @@ class Dispatcher:
         return self._schedule
 
     def reconfigure(self, settings: RunSettings) -> None:
-        """Apply reloaded settings: every pipeline's due time is re-planned."""
+        """Apply reloaded settings: every pipeline's due time is re-planned; more workers are
+        started if `max_in_flight` grew."""
         self._settings = settings
         self._schedule = settings.schedule_settings()
         for followed in self._roster:
             self.replan(followed)
+        self._hire()
         self._parking.wake()
 
     def stop(self) -> None:
@@ -110,13 +119,50 @@ class Dispatcher:
     # --- running -------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Start requests until stopped or nothing is left to follow, then let the requests in
-        flight finish."""
-        async with anyio.create_task_group() as requests:
-            self._workers = requests  # (cancelled by `cancel`)
-            await self._dispatch(requests)
+        """Start requests until stopped or nothing is left to follow, then let the workers
+        finish the requests they have."""
+        send, receive = anyio.create_memory_object_stream[Job](math.inf)
+        async with anyio.create_task_group() as workers:
+            self._workers, self._jobs = workers, receive
+            while self._worker_count < self._settings.max_in_flight:
+                # Started (and waiting for a job) before the first job is sent.
+                self._worker_count += 1
+                await workers.start(self._work, receive.clone())
+            with send:
+                await self._dispatch(send)
+            receive.close()
+            self._jobs = None
 
-    async def _dispatch(self, requests: anyio.abc.TaskGroup) -> None:
+    def _hire(self) -> None:
+        """Start more workers if `max_in_flight` grew (each takes one job at a time)."""
+        if self._workers is None or self._jobs is None:
+            return
+        while self._worker_count < self._settings.max_in_flight:
+            self._worker_count += 1
+            self._workers.start_soon(self._work, self._jobs.clone())
+
+    async def _work(
+        self,
+        jobs: MemoryObjectReceiveStream[Job],
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run jobs one after the other until the dispatcher closes the stream."""
+        task_status.started()
+        with jobs:
+            while True:
+                try:  # a job already waiting is taken without a trip through the event loop
+                    followed, sent_at = jobs.receive_nowait()
+                except anyio.WouldBlock:
+                    try:
+                        followed, sent_at = await jobs.receive()
+                    except anyio.EndOfStream:
+                        return
+                except anyio.EndOfStream:
+                    return
+                await self._request(followed, sent_at)
+
+    async def _dispatch(self, send: MemoryObjectSendStream[Job]) -> None:
         while not self._stopping:
             if not len(self._roster) and not self._discovering:
                 return
@@ -133,7 +179,7 @@ class Dispatcher:
             chosen.in_flight = True
             chosen.source.in_flight += 1
             self._parking.in_flight += 1
-            requests.start_soon(self._request, chosen, now)
+            send.send_nowait((chosen, now))
 
     @property
     def _discovering(self) -> bool:
