@@ -214,13 +214,13 @@ class Dispatcher:
         later: list[float] = []
 
         def due() -> Iterator[tuple[str, PipelinePlan]]:
-            for followed in self._roster:
+            for pipeline_id, followed in self._roster.items():
                 source_at = ready[followed.source]
                 if followed.in_flight or source_at is None:
                     continue
                 at = followed.due_at if followed.due_at > source_at else source_at
                 if at <= now:
-                    yield followed.pipeline_id, followed.plan
+                    yield pipeline_id, followed.plan
                 else:
                     later.append(at)
 

@@ -9,7 +9,7 @@ change it through `add`, `drop`, `owned_by` and `is_followed`; the dispatcher re
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, ItemsView, Iterator, Mapping
 from typing import Any
 
 import anyio
@@ -64,6 +64,10 @@ class Roster:
 
     def __iter__(self) -> Iterator[Followed]:
         return iter(self._followed.values())
+
+    def items(self) -> ItemsView[str, Followed]:
+        """(id, state) of every followed pipeline (a live view: do not hold it across awaits)."""
+        return self._followed.items()
 
     def ids(self) -> tuple[str, ...]:
         """The pipelines followed right now."""
