@@ -219,7 +219,8 @@ async def run_floor(base_url: str, counts: dict[str, int], in_flight: int) -> Ro
     root = f"{base_url}{PREFIX}"
     # Round robin over the pipelines, so each one's requests are spread over the run.
     order: list[str] = []
-    left = dict(counts)
+    # Only the pipelines the follower polled: a zero count would never run down to zero.
+    left = {pipeline_id: count for pipeline_id, count in counts.items() if count > 0}
     while left:
         for pipeline_id in list(left):
             order.append(pipeline_id)
