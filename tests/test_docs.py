@@ -39,7 +39,7 @@ from typing import IO
 
 import pytest
 
-from follower.cli import build_parser
+from follower.cli.parser import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
