@@ -4,15 +4,15 @@ What to follow is decided by pure functions: follower/api/listing.py (pagination
 follower/core/selection.py (filters, changes) and follower/core/sharding.py. This module runs
 the listing requests (each waits for its source's token like every other request, and pages
 after the first take at most half the rate) and applies the result to the followed set through
-the runner's `Roster`: the pipelines of each page are followed as soon as it is read, the ones
-no longer listed are dropped once a listing has read to its end.
+the public methods of follower/engine/roster.py: the pipelines of each page are followed as soon
+as it is read, the ones no longer listed are dropped once a listing has read to its end.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from typing import Any, Final, Protocol
+from collections.abc import Sequence
+from typing import Any, Final
 
 import anyio
 import anyio.abc
@@ -21,7 +21,9 @@ from follower.api import listing
 from follower.clock import Clock
 from follower.core import selection, sharding
 from follower.core.model import PipelineInfo, PipelinePage
+from follower.engine.keys import KeyWatch
 from follower.engine.parking import Parking
+from follower.engine.roster import Roster
 from follower.engine.settings import DiscoverySettings
 from follower.engine.sources import Source
 from follower.errors import ApiError
@@ -29,18 +31,6 @@ from follower.ops.metrics import Metrics
 
 LIST_SHARE: Final = 0.5
 """The share of a source's request rate that the pages of a listing may take, after the first."""
-
-
-class Roster(Protocol):
-    """The followed set as the discovery loops change it (the runner)."""
-
-    def owned_by(self, source: Source) -> list[str]: ...
-
-    def is_followed(self, pipeline_id: str) -> bool: ...
-
-    async def add(self, pipeline_id: str, name: str | None, source: Source) -> None: ...
-
-    async def drop(self, pipeline_id: str, reason: str) -> None: ...
 
 
 class Discoverer:
@@ -54,16 +44,14 @@ class Discoverer:
         clock: Clock,
         metrics: Metrics,
         log: Any,
-        shard: Callable[[], tuple[int, int]],
-        labels: Callable[[Source], dict[str, str]],
+        keys: KeyWatch,
     ) -> None:
         self._roster = roster
         self._parking = parking
         self._clock = clock
         self._metrics = metrics
         self._log = log
-        self._shard = shard
-        self._labels = labels
+        self._keys = keys
         self._paced: dict[Source, float] = {}
         """When each source's next list page may go (see `_list_page`)."""
 
@@ -108,7 +96,7 @@ class Discoverer:
             first log polls."""
             names = {item.id: item.name for item in items}
             listed = selection.followed_ids((), items, settings.selection)
-            for pipeline_id in sharding.select(listed, *self._shard()):
+            for pipeline_id in sharding.select(listed, *self._roster.shard()):
                 if not self._roster.is_followed(pipeline_id):  # nor through another source
                     await self._roster.add(pipeline_id, names.get(pipeline_id), source)
                     added.append(pipeline_id)
@@ -123,7 +111,7 @@ class Discoverer:
         except listing.ListingTruncated as partial:
             items, truncated = partial.items, True
             self._log.warning(
-                "discovery_truncated", **self._labels(source), pages=partial.pages,
+                "discovery_truncated", **self._keys.labels(source), pages=partial.pages,
                 pipelines=len(items), max_pages=settings.max_pages,
                 max_pipelines=settings.max_pipelines,
                 hint=f"the list did not end within {partial.cap}; the pipelines read are "
@@ -131,18 +119,18 @@ class Discoverer:
                 "the key really sees more",
             )
         except ApiError as error:
-            self._log.warning("discovery_failed", **self._labels(source),
+            self._log.warning("discovery_failed", **self._keys.labels(source),
                               error=error.kind, message=str(error))
             if not added:
                 return
             items, truncated = [], True
         listed = selection.followed_ids(source.explicit, items, settings.selection)
-        mine = sharding.select(listed, *self._shard())
+        mine = sharding.select(listed, *self._roster.shard())
         _, removed = selection.changes(self._roster.owned_by(source), mine)
         for pipeline_id in [] if truncated else removed:
             await self._roster.drop(pipeline_id, "not_listed")
         if added or (removed and not truncated):
-            self._log.info("pipelines_changed", **self._labels(source), added=len(added),
+            self._log.info("pipelines_changed", **self._keys.labels(source), added=len(added),
                            removed=0 if truncated else len(removed))
             self._parking.wake()
 
@@ -157,12 +145,7 @@ class Discoverer:
         budget, clock = source.budget, self._clock
         paced = -math.inf if page_number == 1 else self._paced.get(source, -math.inf)
         while (at := max(paced, budget.available_at(clock.monotonic()))) > clock.monotonic():
-            self._parking.in_flight -= 1  # waiting for a token is not work in flight
-            try:
-                await self._parking.sleep(at - clock.monotonic())
-            finally:
-                self._parking.in_flight += 1
-                self._parking.signal()
+            await self._parking.idle_sleep(at - clock.monotonic())
         budget.take(clock.monotonic())
         self._paced[source] = clock.monotonic() + 1.0 / (LIST_SHARE * budget.current_rate_per_s)
         self._metrics.sent()

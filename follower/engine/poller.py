@@ -1,8 +1,8 @@
 """One request for one pipeline: send it, fold the answer into the pure core, write the events.
 
-The dispatcher (runner.py) decides *which* pipeline gets the next token; this module executes the
-request it chose and applies what the pure core decides about the answer: the tracker turns tails
-into events, the lifecycle picks the next request and its delay, the plan learns the line rate
+The dispatcher (dispatcher.py) decides *which* pipeline gets the next token; this module executes
+the request it chose and applies what the pure core decides about the answer: the tracker turns
+tails into events, the lifecycle picks the next request and its delay, the plan learns the line rate
 and window, the budget learns about 429s. Nothing here decides timing by itself.
 """
 
@@ -58,7 +58,7 @@ class Followed:
     problems: frozenset[PodProblem] = frozenset()
     """The unusable parts of the last logs answer, reported when they first appear."""
     due_at: float = -math.inf
-    """`plan.due()` as of the last change of the plan or its scale (the runner keeps it), so the
+    """`plan.due()` as of the last change of the plan or its scale (the dispatcher keeps it), so the
     dispatcher's scan over every pipeline compares floats instead of re-planning each."""
 
     @property
@@ -88,7 +88,7 @@ class PollStats:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What the runner must know after a request: is the pipeline gone, was the key refused?"""
+    """What the dispatcher must know after a request: is the pipeline gone, was the key refused?"""
 
     gone: bool = False
     key_rejected: bool = False
@@ -113,7 +113,7 @@ class Poller:
         in_flight_limit: Callable[[], int] = lambda: 8,
         followed_count: Callable[[], int] = lambda: 1,
     ) -> None:
-        """`reject_key` pauses a source whose key got a 401 (the runner's; it sets the probe
+        """`reject_key` pauses a source whose key got a 401 (keys.py's; it sets the probe
         time, which the api_error event then reports as `retry_in_s`). `in_flight_limit`: the
         dispatcher's bound and `followed_count` the pipelines followed, for the diagnostic that says
         the planned interval is not kept."""

@@ -3,7 +3,7 @@
 GoldRush rate-limits per key, and a key sees only its own group's pipelines. A process that
 follows several groups therefore keeps one `Source` per key: each spends its own request budget,
 lists its own pipelines, and pauses alone when its key is refused (401) while the others go on.
-The dispatcher (runner.py) asks each source when it may send next; a pipeline is polled through
+The dispatcher (dispatcher.py) asks each source when it may send next; a pipeline is polled through
 the source that follows it.
 """
 
@@ -42,7 +42,7 @@ class Source:
         self.settings = settings or SourceSettings()
         self.budget = RequestBudget(self.settings.budget_rps, self.settings.budget_burst)
         self.explicit: tuple[str, ...] = ()
-        """This replica's share of `settings.pipelines` (set by the runner)."""
+        """This replica's share of `settings.pipelines` (set by the roster)."""
         self.in_flight = 0
         self.key_rejected = False
         self.probe_at = 0.0

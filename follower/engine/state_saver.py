@@ -1,0 +1,62 @@
+"""Saving the followed pipelines' state: at an interval, and once more when the run ends.
+
+The snapshot is taken under the commit lock, between two polls' writes, so a checkpoint never
+covers an event that was not written; the file itself is follower/engine/checkpoint.py's.
+"""
+
+from __future__ import annotations
+
+import anyio
+
+from follower.clock import Clock
+from follower.engine.parking import Parking
+from follower.engine.roster import Roster
+from follower.engine.settings import Checkpointer
+
+__all__ = ["StateSaver"]
+
+
+class StateSaver:
+    """Takes snapshots of the roster and hands them to the checkpointer."""
+
+    def __init__(
+        self,
+        roster: Roster,
+        *,
+        commit: anyio.Lock,
+        clock: Clock,
+        parking: Parking,
+        checkpointer: Checkpointer | None,
+    ) -> None:
+        self._roster = roster
+        self._commit = commit
+        self._clock = clock
+        self._parking = parking
+        self._checkpointer = checkpointer
+        self._saved_at: float | None = None
+
+    @property
+    def enabled(self) -> bool:
+        """False without a checkpointer (no state file)."""
+        return self._checkpointer is not None
+
+    async def save(self) -> None:
+        """Save a snapshot taken between two commits (no-op without a checkpointer)."""
+        if self._checkpointer is None:
+            return
+        async with self._commit:
+            state = self._roster.snapshot()
+        if await self._checkpointer(state):
+            self._saved_at = self._clock.monotonic()
+
+    async def every(self, interval_s: float) -> None:
+        """Save every `interval_s` seconds, until cancelled."""
+        while True:
+            await self._parking.sleep(interval_s)
+            await self.save()
+
+    def age(self) -> float:
+        """Seconds since the last saved checkpoint (NaN before the first)."""
+        if self._saved_at is None:
+            return float("nan")
+        return self._clock.monotonic() - self._saved_at
