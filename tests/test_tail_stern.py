@@ -160,21 +160,30 @@ async def test_exclude_pod_and_json_output_piped() -> None:
 async def test_tail_into_a_closed_pipe_exits_0_silently() -> None:
     """`follower tail ... | head -n 3`: once the reader leaves, exit 0 and nothing on stderr."""
     async with served() as sim:
-        process = subprocess.Popen(  # noqa: ASYNC220 - a blocking read of 3 lines is the point
-            [sys.executable, "-m", "follower", "tail", sim.world.pipeline_ids[0], "--base-url",
-             sim.base_url, "--tail", "-1", "--interval", "0.2"],
-            env=env_with(GOLDRUSH_SERVICE_KEY=KEY), stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+        got, code, stderr = await head_of(
+            ["tail", sim.world.pipeline_ids[0], "--base-url", sim.base_url, "--tail", "-1",
+             "--interval", "0.2"],
+            env_with(GOLDRUSH_SERVICE_KEY=KEY),
         )
-        assert process.stdout is not None and process.stderr is not None
-        got = await run_blocking(lambda: [process.stdout.readline() for _ in range(3)])
-        process.stdout.close()
-        code = await run_blocking(lambda: process.wait(timeout=30))
-        stderr = process.stderr.read()
-        process.stderr.close()
     assert len(got) == 3 and all(got)
     assert code == 0
     assert stderr == b""
+
+
+async def head_of(args: list[str], env: dict[str, str]) -> tuple[list[bytes], int, bytes]:
+    """`follower ARGS | head -n 3`: the three lines read, the exit code once the pipe is closed,
+    and what the process wrote on stderr."""
+    process = subprocess.Popen(  # noqa: ASYNC220 - a blocking read of 3 lines is the point
+        [sys.executable, "-m", "follower", *args], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    got = await run_blocking(lambda: [process.stdout.readline() for _ in range(3)])
+    process.stdout.close()
+    code = await run_blocking(lambda: process.wait(timeout=30))
+    stderr = process.stderr.read()
+    process.stderr.close()
+    return got, code, stderr
 
 
 async def run_blocking(call: Callable[[], T]) -> T:
@@ -254,16 +263,9 @@ async def test_json_output_and_pipelines_on_a_terminal() -> None:
 async def test_demo_into_a_closed_pipe_exits_0_silently(output: str) -> None:
     """`follower demo | head -n 3`: once the reader leaves, exit 0 and nothing on stderr but the
     demo's own introduction, like tail (was exit 1 with a traceback)."""
-    process = subprocess.Popen(  # noqa: ASYNC220 - a blocking read of 3 lines is the point
-        [sys.executable, "-m", "follower", "demo", "--duration", "60", "--output", output],
-        env=env_with(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    got, code, stderr = await head_of(
+        ["demo", "--duration", "60", "--output", output], env_with()
     )
-    assert process.stdout is not None and process.stderr is not None
-    got = await run_blocking(lambda: [process.stdout.readline() for _ in range(3)])
-    process.stdout.close()
-    code = await run_blocking(lambda: process.wait(timeout=30))
-    stderr = process.stderr.read()
-    process.stderr.close()
     assert len(got) == 3 and all(got)
     assert code == 0
     assert [line for line in stderr.splitlines() if not line.startswith(b"demo: ")] == []
