@@ -80,6 +80,12 @@ class Run:
                     raise AssertionError(f"exited {self.process.returncode}: {self.stderr}")
                 await self.changed.wait()
 
+    async def wait_for_file(self, path: Path) -> None:
+        """Wait until `path` exists (a first checkpoint), looking again at each output line."""
+        with anyio.fail_after(10):
+            while not path.exists():  # noqa: ASYNC240 - one stat of a local file per output line
+                await self.changed.wait()
+
     async def exit_code(self, within_s: float = 15.0) -> int:
         with anyio.fail_after(within_s):
             return await self.process.wait()
@@ -292,9 +298,7 @@ async def test_sigkill_then_restart_loses_nothing(tmp_path: Path) -> None:
         args = run_args(sim.base_url, ids, "--state-file", str(state), "--config", str(config))
         async with follower(*args) as run:
             await run.wait_for('"event":"log"', count=300)
-            with anyio.fail_after(10):
-                while not state.exists():
-                    await run.changed.wait()
+            await run.wait_for_file(state)
             run.process.kill()
             await run.exit_code()
         runs.append(run.events())

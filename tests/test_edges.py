@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import anyio
 import orjson
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -136,9 +135,7 @@ async def test_sigkill_of_a_busy_pod_never_gives_one_id_to_two_lines(tmp_path: P
         args = run_args(sim.base_url, ids, "--state-file", str(state), "--config", str(config))
         async with follower(*args) as run:
             await run.wait_for('"event":"log"', count=400)
-            with anyio.fail_after(10):
-                while not state.exists():
-                    await run.changed.wait()
+            await run.wait_for_file(state)
             await run.wait_for('"event":"log"', count=600)
             run.process.kill()
             await run.exit_code()
@@ -167,9 +164,7 @@ async def test_sigkill_redelivery_keeps_the_ids_of_the_lines_it_repeats(tmp_path
                         "--config", str(config))
         async with follower(*args) as run:
             await run.wait_for('"event":"log"', count=120)
-            with anyio.fail_after(10):
-                while not state.exists():
-                    await run.changed.wait()
+            await run.wait_for_file(state)
             run.process.kill()
             await run.exit_code()
         before = run.events()
