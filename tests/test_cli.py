@@ -23,7 +23,7 @@ from anyio.abc import Process
 from anyio.streams.text import TextReceiveStream
 
 from follower.clock import SystemClock
-from follower.simulator.app import CONTROL, create_app
+from follower.simulator.app import CONTROL, RECORDER, create_app
 from follower.simulator.faults import FaultSettings
 from follower.simulator.world import SimSettings, World
 
@@ -249,6 +249,10 @@ async def test_second_sigint_exits_at_once() -> None:
         *run_args(sim.base_url, sim.world.pipeline_ids[:1], "--timeout", "120")
     ) as run:
         await run.wait_for("follower_started", where="stderr")
+        recorder = sim.app[RECORDER]
+        with anyio.fail_after(10):  # a request in flight: the shutdown waits for it
+            while recorder.slowed < 1:
+                await SystemClock().sleep(0.05)
         run.process.send_signal(signal.SIGINT)
         await run.wait_for("shutdown_started", where="stderr")
         run.process.send_signal(signal.SIGINT)
@@ -287,7 +291,6 @@ async def test_sigkill_then_restart_loses_nothing(tmp_path: Path) -> None:
     """Killed with SIGKILL and restarted: every observed line is emitted; repeats come only after
     the last checkpoint."""
     from follower.engine import checkpoint
-    from follower.simulator.app import RECORDER
 
     state = tmp_path / "state.json"
     config = tmp_path / "follower.toml"
