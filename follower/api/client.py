@@ -8,6 +8,10 @@ and clips it, and every string of a body is masked by its parser with the same `
 the ServiceKey (in any letter case) nor an unbounded server text can reach a log or an event.
 
 The body parsers are `follower.api.parse` (pure functions over bytes, importable without aiohttp).
+
+Size: over 300 lines because this is the client side's one aiohttp boundary (requests, status
+mapping, capped reads, Retry-After, redaction): keeping it whole keeps aiohttp out of every other
+module. The pure body parsers are already apart, in parse.py.
 """
 
 from __future__ import annotations

@@ -42,6 +42,9 @@ Why these choices:
   drops it.
 - Every change of runtime phase seen on the status endpoint (the first one included) is handed
   back once as `phase_changed`, for a `pipeline_status` event a shipper can alert on (FAILED).
+
+Size: over 300 lines because it is one state machine: its outcomes, its decision and the
+transition table above read together, and the table is the specification the code follows.
 """
 
 from __future__ import annotations

@@ -19,6 +19,10 @@ runner guarantees the latter by snapshotting under the same lock it holds while 
 
 Decoding is strict: a damaged, truncated or future-version file raises `StateFileError` naming
 the file and the way out (`--reset-state`), never a silent fresh start.
+
+Size: over 300 lines because it is the state file's one format: the encoder and the strict
+decoder of versions 1 to 3 side by side, so that no field is written one way and read another,
+with the lock and the atomic write that guard the file.
 """
 
 from __future__ import annotations

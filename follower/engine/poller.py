@@ -4,6 +4,10 @@ The dispatcher (dispatcher.py) decides *which* pipeline gets the next token; thi
 the request it chose and applies what the pure core decides about the answer: the tracker turns
 tails into events, the lifecycle picks the next request and its delay, the plan learns the line rate
 and window, the budget learns about 429s. Nothing here decides timing by itself.
+
+Size: over 300 lines because it is one request's whole path: the logs and status requests,
+their failures and what each means, the undo of a poll whose events could not be written, and
+the per-pipeline record (`Followed`) and counters they update.
 """
 
 from __future__ import annotations

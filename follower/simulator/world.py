@@ -15,6 +15,9 @@ seed and a time `now` (seconds on the caller's monotonic clock):
   lines without a newline after the last one; `progress_bars` makes some lines `\r`-rewritten
   progress bars; `vanish_ratio` leaves a pod out of the answers of some one-second slots, as an
   API hiccup would.
+
+Size: over 300 lines because it is one world model whose every fact is a function of the seed
+and the time: incarnations, line times, texts and windows build on each other's arithmetic.
 """
 
 from __future__ import annotations

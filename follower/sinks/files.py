@@ -23,6 +23,9 @@ Guarantees:
 - A poll's events are encoded and written in pieces of whole lines (follower/sinks/encoding.py),
   each line within `max_line_bytes`; when a piece fails the poll is undone, so the lines of its
   earlier pieces may be repeated after a restart, never lost.
+
+Size: over 300 lines because it is one sink: the rotating file and the sink that routes events
+to files, with the link and FIFO refusals that both need.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ hash of the pod's name) and lifecycle events (gaps, tail errors, pods coming and
 are dim. No colour when the output is not a terminal, when `NO_COLOR` is set (no-color.org) or
 when `TERM=dumb`. Lines from the pods are shown as text: terminal escape sequences in them are
 dropped and other control characters shown as `\\xNN`, so a pod cannot drive the terminal.
+
+Size: over 300 lines because the two views people read, the stern-like line view and the
+pipelines table, share its colour, width and escaping helpers.
 """
 
 from __future__ import annotations
