@@ -176,9 +176,12 @@ def quiet_logs() -> None:
 
 async def run_follower(
     base_url: str, pipeline_ids: list[str], polls: int, in_flight: int,
-    profile: cProfile.Profile | None = None,
+    profile: cProfile.Profile | None = None, *, warm_pods: int = 0,
 ) -> Round:
-    """Follow every pipeline as fast as the CPU allows until `polls` logs polls succeeded."""
+    """Follow every pipeline as fast as the CPU allows until `polls` logs polls succeeded.
+
+    With `warm_pods`, the round counts only the `polls` polls after `warm_pods` pods were first
+    seen (bench/scaling.py: past every pipeline's first poll, which emits a whole tail)."""
     await control(base_url, "POST", "/reset")
     config = Config(
         key=ServiceKey(KEY), pipelines=tuple(pipeline_ids), base_url=base_url,
@@ -189,8 +192,17 @@ async def run_follower(
     runners: list[Runner] = []
     clock = SystemClock()
 
+    mark: list[tuple[float, float, int, int, int]] = []  # (cpu, wall, polls, lines, events)
+
     async def watch() -> None:
-        while not runners or runners[0].stats.polls_ok < polls:
+        while not runners or runners[0].stats.events.get("pod_added", 0) < warm_pods:
+            await clock.sleep(0.01)
+        stats = runners[0].stats
+        if warm_pods:
+            mark.append((time.process_time(), time.perf_counter(), stats.polls_ok,
+                         stats.events.get("log", 0), sum(stats.events.values())))
+        counted_from = stats.polls_ok
+        while stats.polls_ok < counted_from + polls:
             await clock.sleep(0.01)
         stop.set()
 
@@ -201,6 +213,7 @@ async def run_follower(
             if profile is not None:
                 profile.enable()
             wall, cpu = time.perf_counter(), time.process_time()
+            started_cpu, started_wall = cpu, wall
             stats = await follow(
                 config, sink=sink, clock=clock, stop=stop, rng=random.Random(1),
                 on_runner=runners.append,
@@ -210,7 +223,14 @@ async def run_follower(
                 profile.disable()
     if stats.polls_failed:
         raise RuntimeError(f"{stats.polls_failed} polls failed")
-    return Round(cpu, wall, stats.polls_ok, stats.events.get("log", 0), sum(stats.events.values()))
+    total = Round(cpu, wall, stats.polls_ok, stats.events.get("log", 0), sum(stats.events.values()))
+    if not mark:
+        return total
+    cpu_at, wall_at, polls_at, lines_at, events_at = mark[0]
+    return Round(
+        total.cpu_s - (cpu_at - started_cpu), total.wall_s - (wall_at - started_wall),
+        total.polls - polls_at, total.lines - lines_at, total.events - events_at,
+    )
 
 
 async def run_floor(base_url: str, counts: dict[str, int], in_flight: int) -> Round:
