@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import anyio.to_thread
 import orjson
@@ -20,7 +23,7 @@ from follower.core.events import (
     TailErrorEvent,
 )
 from follower.errors import SinkClosedError
-from follower.sinks.jsonlines import JsonLinesSink, encode, never_blocks
+from follower.sinks.jsonlines import JsonLinesSink, encode, never_blocks, pipe_capacity
 
 P = "pipe_3e8678c5fc9e48a7bf9879ca729"
 POD = "pipeline-covalent-postgres-pipe-3e8678c5fc9e48a7bf9879ca7mlm2"
@@ -97,22 +100,61 @@ async def test_regular_file_is_written_without_a_thread(
     assert path.read_bytes() == encode(EVERY_KIND[:2])
 
 
-async def test_pipe_is_written_through_a_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A pipe may block when its reader stops: the write goes through a worker thread."""
-    hops = []
+@pytest.fixture
+def hops(monkeypatch: pytest.MonkeyPatch) -> list[tuple[object, ...]]:
+    """The calls of `anyio.to_thread.run_sync` during the test (each still runs)."""
+    calls: list[tuple[object, ...]] = []
     run_sync = anyio.to_thread.run_sync
 
     async def counting(*args: object, **kwargs: object) -> object:
-        hops.append(args)
+        calls.append(args)
         return await run_sync(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
+    return calls
+
+
+@pytest.fixture
+def pipe() -> Iterator[tuple[int, BinaryIO]]:
+    """A pipe's read end and a binary stream on its write end."""
     read_end, write_end = os.pipe()
     try:
-        with os.fdopen(write_end, "wb", closefd=False) as pipe:
-            await JsonLinesSink(pipe).write(EVERY_KIND[:1])
-        assert os.read(read_end, 65536) == encode(EVERY_KIND[:1])
+        with os.fdopen(write_end, "wb", closefd=False) as stream:
+            yield read_end, stream
     finally:
         os.close(read_end)
         os.close(write_end)
-    assert len(hops) == 1
+
+
+@pytest.mark.skipif(
+    not hasattr(fcntl, "F_GETPIPE_SZ"), reason="the platform cannot tell a pipe's room"
+)
+async def test_a_pipe_with_room_is_written_without_a_thread(
+    pipe: tuple[int, BinaryIO], hops: list[tuple[object, ...]]
+) -> None:
+    """A pipe whose reader keeps up has room for the poll: no hop to a thread and back."""
+    read_end, stream = pipe
+    await JsonLinesSink(stream).write(EVERY_KIND[:1])
+    assert os.read(read_end, 65536) == encode(EVERY_KIND[:1])
+    assert hops == []
+
+
+async def test_a_pipe_without_room_is_written_through_a_thread(
+    pipe: tuple[int, BinaryIO], hops: list[tuple[object, ...]]
+) -> None:
+    """A pipe filling up may block until its reader reads: the write goes through a worker
+    thread, and the event loop keeps running."""
+    read_end, stream = pipe
+    capacity = pipe_capacity(stream) or 65536
+    stream.write(b"x" * (capacity - 1024))  # the reader is behind: the pipe is nearly full
+    stream.flush()
+    sink = JsonLinesSink(stream)
+    async with anyio.create_task_group() as group:
+        group.start_soon(sink.write, EVERY_KIND[:1])
+        await anyio.wait_all_tasks_blocked()
+        assert len(hops) == 1  # the write waits in its thread, not on the event loop
+        received = b""
+        expected = capacity - 1024 + len(encode(EVERY_KIND[:1]))
+        while len(received) < expected:
+            received += await anyio.to_thread.run_sync(os.read, read_end, 65536)
+    assert received.endswith(encode(EVERY_KIND[:1]))

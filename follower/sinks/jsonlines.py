@@ -9,14 +9,17 @@ all its encodings at once. When a piece cannot be written the poll is undone
 
 from __future__ import annotations
 
+import array
 import contextlib
 import errno
+import fcntl
 import io
 import os
 import stat
+import termios
 import threading
 from collections.abc import Sequence
-from typing import BinaryIO
+from typing import BinaryIO, Final
 
 import anyio
 import anyio.to_thread
@@ -58,6 +61,36 @@ def never_blocks(stream: BinaryIO) -> bool:
     return False
 
 
+PAGE: Final = 4096
+"""A pipe holds its bytes in pages; a partly read first page and a partly filled last one can
+each hold a page's room that a write cannot use."""
+
+
+def pipe_capacity(stream: BinaryIO) -> int | None:
+    """The capacity in bytes of the pipe `stream` writes to, or None when it is no pipe (or the
+    platform cannot say: then every write to it goes through a thread)."""
+    get_size = getattr(fcntl, "F_GETPIPE_SZ", None)  # Linux only
+    if get_size is None:
+        return None
+    try:
+        fd = stream.fileno()
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return None
+        return int(fcntl.fcntl(fd, get_size))
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
+
+
+def queued(fd: int) -> int | None:
+    """Bytes written to the pipe `fd` and not read yet (None when it cannot be told)."""
+    count = array.array("i", [0])
+    try:
+        fcntl.ioctl(fd, termios.FIONREAD, count, True)
+    except OSError:
+        return None
+    return count[0]
+
+
 class JsonLinesSink:
     """Writes events to a binary stream, such as stdout's buffer or an open file.
 
@@ -68,7 +101,9 @@ class JsonLinesSink:
     is undone, later writes wait for the thread, and `stalled` tells the CLI that the process
     must end without waiting for it. A regular file or /dev/null never waits for a reader, so it
     is written from the event loop: the hop to a thread and back would cost more CPU than the
-    write (docs/design.md). A lock keeps polls whole and in order.
+    write (docs/design.md). Nor does a pipe with room for the whole piece (Linux tells how many
+    bytes wait in it): a shipper that keeps up leaves room, so only a pipe filling up costs the
+    hop. A lock keeps polls whole and in order.
     """
 
     def __init__(self, stream: BinaryIO, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
@@ -76,6 +111,7 @@ class JsonLinesSink:
         self._max_line_bytes = max_line_bytes
         self._lock = anyio.Lock(fast_acquire=True)  # no yield to the loop when uncontended
         self._direct = never_blocks(stream)
+        self._pipe_capacity = None if self._direct else pipe_capacity(stream)
         self._abandoned: threading.Event | None = None  # set when the abandoned write returns
 
     @property
@@ -106,12 +142,21 @@ class JsonLinesSink:
         async with self._lock:
             for data in pieces(events, self._max_line_bytes):
                 try:
-                    if self._direct:
+                    if self._direct or self._fits_in_pipe(len(data)):
                         self._write_blocking(data)
                     else:
                         await self._write_in_thread(data)
                 except (OSError, ValueError) as exc:  # ValueError: the stream was closed
                     raise closed_error(exc) from exc
+
+    def _fits_in_pipe(self, size: int) -> bool:
+        """Whether writing `size` bytes to the pipe returns at once: only this process writes to
+        it and its reader only makes room, so the room seen now can only grow. Never while an
+        abandoned write still waits (it must go first)."""
+        if self._pipe_capacity is None or self.stalled:
+            return False
+        waiting = queued(self._stream.fileno())
+        return waiting is not None and waiting + size + 2 * PAGE <= self._pipe_capacity
 
     async def aclose(self) -> None:
         if self.stalled:  # the abandoned thread holds the stream: nothing can be flushed
