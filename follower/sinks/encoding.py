@@ -26,11 +26,10 @@ about `PIECE_BYTES`, each written before the next is encoded.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import operator
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Final
 
 import orjson
@@ -79,33 +78,18 @@ _NOTHING: Final = object()
 """What no field of an event is (the run key before the first plain log event)."""
 
 
-@functools.lru_cache(maxsize=256)
-def log_head(ts: float, pipeline_id: str, pod: str, epoch: str | None) -> tuple[bytes, bytes]:
+def _log_head(ts: float, pipeline_id: str, pod: str, epoch: str | None) -> tuple[bytes, bytes]:
     """What a run of one pod's plain log events share: the line up to `seq` (without the comma)
-    and the id's JSON up to its `seq` (opening quote included, closing quote not)."""
+    and the id's JSON up to its `seq` (opening quote included, closing quote not). Not cached
+    beyond the run: a hostile pod name can make it megabytes."""
     head = _dumps({"ts": format_ts(ts), "event": LogEvent.kind, "pipeline_id": pipeline_id,
                    "pod": pod})
     return head[:-1], _dumps(seq_prefix(pipeline_id, pod, epoch) + "/")[:-1]
 
 
-def plain(event: LogEvent) -> bool:
-    """Whether `event` has none of the optional fields, so its line is `_LOG_LINE`'s."""
-    return not (
-        event.truncated or event.partial or event.level is not None
-        or event.line_ts is not None or event.fields is not None
-    )
-
-
 def encode_line(event: Event, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> bytes:
     """`event` as one JSON line (newline included) of at most `line_limit(max_line_bytes)` bytes."""
-    if type(event) is LogEvent and plain(event):
-        head, id_head = log_head(event.ts, event.pipeline_id, event.pod, event.epoch)
-        seq = event.seq
-        line = _LOG_LINE % (head, seq, _dumps(event.message), id_head, seq)
-    else:
-        line = _dumps(event.to_wire(), option=_NEWLINE)
-    limit = line_limit(max_line_bytes)
-    return line if len(line) <= limit else fit(event.to_wire(), limit)
+    return next(encoded_lines((event,), max_line_bytes))
 
 
 def encode(events: Sequence[Event], max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> bytes:
@@ -113,38 +97,42 @@ def encode(events: Sequence[Event], max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     return b"".join(pieces(events, max_line_bytes))
 
 
-def pieces(events: Sequence[Event], max_line_bytes: int) -> Iterator[bytes]:
-    """The JSON Lines of `events`, in order, in pieces of whole lines: at most `PIECE_EVENTS`
-    events, and a piece ends once it holds `PIECE_BYTES`.
+def encoded_lines(events: Iterable[Event], max_line_bytes: int) -> Iterator[bytes]:
+    """Each event's JSON line (newline included), in order, each within the line limit.
 
     The hot path: a plain log event of the same run as the one before (the same `ts`, pipeline,
     pod and epoch objects, as `LineSettings.events` builds them) costs one `%` of the template
-    and one `orjson.dumps` of its message.
+    and one `orjson.dumps` of its message; the first of a run also encodes the run's head.
     """
     limit = line_limit(max_line_bytes)
     dumps, newline, template, log = _dumps, _NEWLINE, _LOG_LINE, LogEvent  # locals
     ts: object = _NOTHING
     pipeline_id = pod = epoch = ts
     head = id_head = b""
-    lines: list[bytes] = []
-    size = 0
     for event in events:
         if type(event) is log and not (
             event.truncated or event.partial or event.level is not None
             or event.line_ts is not None or event.fields is not None
-        ):  # plain(event), inlined
+        ):  # a plain log event: its line is the template's
             if (
                 event.pod is not pod or event.ts is not ts
                 or event.pipeline_id is not pipeline_id or event.epoch is not epoch
             ):  # a new run: identity, not equality, is enough to know the head still holds
                 ts, pipeline_id, pod, epoch = event.ts, event.pipeline_id, event.pod, event.epoch
-                head, id_head = log_head(event.ts, event.pipeline_id, event.pod, event.epoch)
+                head, id_head = _log_head(event.ts, event.pipeline_id, event.pod, event.epoch)
             seq = event.seq
             line = template % (head, seq, dumps(event.message), id_head, seq)
         else:
             line = dumps(event.to_wire(), option=newline)
-        if len(line) > limit:
-            line = fit(event.to_wire(), limit)
+        yield line if len(line) <= limit else fit(event.to_wire(), limit)
+
+
+def pieces(events: Sequence[Event], max_line_bytes: int) -> Iterator[bytes]:
+    """The JSON Lines of `events`, in order, in pieces of whole lines: at most `PIECE_EVENTS`
+    events, and a piece ends once it holds `PIECE_BYTES`."""
+    lines: list[bytes] = []
+    size = 0
+    for line in encoded_lines(events, max_line_bytes):
         lines.append(line)
         size += len(line)
         if len(lines) >= PIECE_EVENTS or size >= PIECE_BYTES:
