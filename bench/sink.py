@@ -1,9 +1,10 @@
 """How fast events leave the follower: encoding, stdout (to /dev/null and to a pipe) and files.
 
 Run from the project root: `PYTHONPATH=. python bench/sink.py`. Prints three tables: the cost of
-encoding one event (to_wire() and orjson against the stdlib's json.dumps of the same dicts),
-events per second through the stdout sink, and events per second through the file sink for each
-fsync mode and layout, with rotation. Batches are one poll's worth of events (200) and figures
+encoding one event (to_wire() and orjson against the stdlib's json.dumps of the same dicts, and
+the sinks' encoder `pieces()`, which writes plain log lines from a template), events per second
+through the stdout sink, and events per second through the file sink for each fsync mode and
+layout, with rotation. Batches are one poll's worth of events (200) and figures
 are the best of several runs, the run least disturbed by the rest of the machine.
 """
 
@@ -25,6 +26,8 @@ import orjson
 
 from follower.clock import SystemClock
 from follower.core.events import Event, GapEvent, LogEvent, TailErrorEvent
+from follower.core.model import DEFAULT_MAX_LINE_BYTES
+from follower.sinks.encoding import pieces
 from follower.sinks.files import FileSink, FsyncMode, Layout
 from follower.sinks.jsonlines import JsonLinesSink
 
@@ -90,6 +93,7 @@ def bench_encoding(events: Sequence[Event]) -> None:
             json.dumps(e.to_wire(), ensure_ascii=False, separators=(",", ":")).encode()
             for e in events
         ],
+        "pieces() (sinks' encoder)": lambda: list(pieces(events, DEFAULT_MAX_LINE_BYTES)),
     }
     seconds = {name: best(function) for name, function in rows.items()}
     print(f"  {'step':28} {'ns/event':>9} {'events/s':>12}")

@@ -443,7 +443,7 @@ def main() -> int:
         ("  parse_logs_body (orjson + checks)", steps["parse"]),
         ("  tracker.apply (split, diff, events)", steps["apply"]),
         ("  JsonLinesSink.write", steps["write"]),
-        ("    of which encode (to_wire + orjson)", steps["encode"]),
+        ("    of which encode (template or to_wire)", steps["encode"]),
         ("    of which to_thread.run_sync (empty)", steps["hop"]),
         ("  rest: HTTP, dispatcher, plan, event loop", rest),
         ("floor, measured end to end", b_per_poll),

@@ -88,14 +88,20 @@ class LineSettings:
         """The log events of consecutive new lines, numbered from `first_seq`.
 
         The hot path of a busy pod: without enrichment, a line short enough that even 4-byte
-        characters fit the limit becomes its event directly, without `event`'s checks.
+        characters fit the limit becomes its event directly, without `event`'s checks, and with
+        every argument positional (keywords made the call a third dearer). The events share
+        `now`, `pipeline_id`, `pod` and `epoch` objects, so the encoder recognises the run and
+        encodes its common fields once (`follower.sinks.encoding.pieces`).
         """
         if self.enrich.enabled:
             return [self.event(now, pipeline_id, pod, seq, line, epoch=epoch)
                     for seq, line in enumerate(lines, start=first_seq)]
         short = self.max_bytes // 4
+        log = LogEvent
         return [
-            LogEvent(now, pipeline_id, pod, seq, line, epoch=epoch) if len(line) <= short
+            # ts, pipeline_id, pod, seq, message, truncated, level, line_ts, fields, epoch
+            log(now, pipeline_id, pod, seq, line, False, None, None, None, epoch)
+            if len(line) <= short
             else self.event(now, pipeline_id, pod, seq, line, epoch=epoch)
             for seq, line in enumerate(lines, start=first_seq)
         ]

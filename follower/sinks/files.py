@@ -44,7 +44,7 @@ from follower.clock import Clock
 from follower.core.events import Event
 from follower.core.model import DEFAULT_MAX_LINE_BYTES, PIPELINE_ID_RE
 from follower.errors import FileSinkError, OutputFolderError
-from follower.sinks.encoding import PIECE_BYTES, PIECE_EVENTS, encode_line, line_limit
+from follower.sinks.encoding import PIECE_BYTES, PIECE_EVENTS, encoded_lines, line_limit
 
 Layout = Literal["single", "per-pipeline"]
 FsyncMode = Literal["never", "interval", "always"]
@@ -278,8 +278,7 @@ class FileSink:
             )
             piece: dict[str, list[bytes]] = {}
             count = size = 0
-            for event in events:
-                line = encode_line(event, self._line_limit)
+            for event, line in zip(events, encoded_lines(events, self._line_limit), strict=True):
                 piece.setdefault(file_name(event, self._layout), []).append(line)
                 count, size = count + 1, size + len(line)
                 if count >= PIECE_EVENTS or size >= PIECE_BYTES:
