@@ -41,8 +41,8 @@ import anyio
 import structlog
 from throughput import answer_server
 
-from follower.api.client import HttpSettings
 from follower.api.secret import ServiceKey
+from follower.api.settings import HttpSettings
 from follower.clock import SystemClock
 from follower.config import Config
 from follower.core.budget import BudgetSettings

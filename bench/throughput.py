@@ -46,9 +46,10 @@ import orjson
 import structlog
 from aiohttp import hdrs, web
 
-from follower.api.client import HttpSettings, create_session
+from follower.api.client import create_session
 from follower.api.parse import parse_logs_body
 from follower.api.secret import ServiceKey
+from follower.api.settings import HttpSettings
 from follower.clock import SystemClock
 from follower.config import Config
 from follower.core.budget import BudgetSettings

@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 from harness import Harness, simulated
 
-from follower.api.client import HttpSettings
+from follower.api.settings import HttpSettings
 from follower.core.backoff import BackoffPolicy
 from follower.core.events import ApiErrorEvent, GapEvent, LogEvent
 from follower.engine.poller import PollStats

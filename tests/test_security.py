@@ -31,8 +31,9 @@ from harness import simulated
 from structlog.testing import capture_logs
 from test_cli import WORLD, env_with, follower
 
-from follower.api.client import HttpSettings, PipelineApi, create_session
+from follower.api.client import PipelineApi, create_session
 from follower.api.secret import MASK, ServiceKey
+from follower.api.settings import HttpSettings
 from follower.clock import SystemClock
 from follower.config import Config, load_config
 from follower.core.backoff import BackoffPolicy

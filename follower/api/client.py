@@ -16,7 +16,6 @@ import math
 import re
 import ssl
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Final, Protocol, TypeVar
@@ -51,7 +50,6 @@ from follower.errors import (
 
 __all__ = [
     "NETWORK_ERRORS",
-    "HttpSettings",
     "PipelineApi",
     "TailSource",
     "api_root",
@@ -65,21 +63,6 @@ __all__ = [
 DEFAULT_USER_AGENT: Final = f"goldrush-follower/{__version__} aiohttp/{aiohttp.__version__}"
 DEFAULT_TIMEOUT_S: Final = 10.0
 DEFAULT_MAX_RESPONSE_BYTES: Final = 8 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class HttpSettings:
-    """How the follower talks to the API: `http.*` in the configuration."""
-
-    timeout_s: float = DEFAULT_TIMEOUT_S
-    """Every request, connect to last byte (the client's default too)."""
-    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
-    max_in_flight: int = 8
-    """Requests outstanding at once, over every source (the runner's workers)."""
-    allow_insecure_http: bool = False
-    """Plain http to a host that is not loopback (the ServiceKey would travel unencrypted)."""
-
-
 MAX_RETRY_AFTER_S: Final = 3600.0
 """A longer Retry-After is cut to this: a typo or a hostile proxy must not park us for days."""
 

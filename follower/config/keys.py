@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, Final
 
-from follower.api.client import HttpSettings
+from follower.api.settings import HttpSettings
 from follower.config.tree import (
     LoggingSettings,
     LogLevel,
@@ -144,19 +144,3 @@ def build_sections(
         raise ValueError(f"keys of sections not built: {sorted(given)}")
     return built
 
-
-def defaults() -> dict[str, Any]:
-    """The default of every key, as `build_sections` reads it: what a `Config` holds when no
-    file, variable or flag says otherwise (the settings classes' own defaults)."""
-    sections = build_sections({})
-    shown: dict[str, Any] = {}
-    for dotted in FIELDS:
-        section, _, name = dotted.partition(".")
-        if not name or section not in sections:
-            continue
-        holder = sections[section]
-        if section == "discovery" and name in SELECTION:
-            holder = holder.selection
-        if name != "from_hostname":
-            shown[dotted] = getattr(holder, name)
-    return shown

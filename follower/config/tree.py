@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
-from follower.api.client import HttpSettings
 from follower.api.secret import ServiceKey
+from follower.api.settings import HttpSettings
 from follower.config.values import DEFAULT_BASE_URL
 from follower.core.backoff import BackoffPolicy
 from follower.core.budget import BudgetSettings

@@ -1,8 +1,9 @@
 """Reading configuration values: converters that name what is wrong, TOML flattening, the
 pipeline selection rule, URL and key checks.
 
-Shared by the top-level settings (follower/config/loader.py) and the `[[sources]]` tables
-(follower/config/sources.py), so a value means the same, and is checked the same, in both.
+Shared by the top-level keys (follower/config/keys.py, follower/config/loader.py) and the
+`[[sources]]` tables (follower/config/sources.py), so a value means the same, and is checked the
+same, in both.
 """
 
 from __future__ import annotations

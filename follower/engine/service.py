@@ -247,8 +247,8 @@ async def _follow(
     session = create_session(user_agent=f"goldrush-follower/{__version__}")
     try:
         sources = [
-            Source(make_api(config, session, clock, source), settings)
-            for source, settings in zip(config.sources, source_settings(config), strict=True)
+            Source(make_api(config, session, clock, source), source.settings)
+            for source in config.sources
         ]
         runner = Runner(
             sources=sources,

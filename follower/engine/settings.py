@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from follower.api import listing
-from follower.api.client import HttpSettings
+from follower.api.settings import HttpSettings
 from follower.core.backoff import BackoffPolicy
 from follower.core.lifecycle import LifecycleSettings
 from follower.core.schedule import ScheduleSettings
