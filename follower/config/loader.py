@@ -12,7 +12,7 @@ import dataclasses
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from follower.api.secret import ServiceKey
 from follower.config import sources as config_sources
@@ -153,7 +153,7 @@ def _check_shard(values: dict[str, Any], hostname: str, problems: list[str]) -> 
         except ValueError as exc:
             problems.append(f"shard.from_hostname: {exc}")
             return
-    shard = build_sections(values)["shard"]
+    shard = build_sections({k: v for k, v in values.items() if k.startswith("shard.")})["shard"]
     try:
         validate_shard(shard.index, shard.count)
     except ValueError as exc:
@@ -180,8 +180,8 @@ def _finish(
     else:
         values["pipelines"] = ()
     key_file = values.pop("service_key_file", None)
-    config = Config(**build_sections(values))
-    config = _state_location(config, values.get("state_file"), env)
+    state_file = values.pop("state_file", None)
+    config = _state_location(Config(**build_sections(values)), state_file, env)
     if config.output.kind == "file" and config.output.dir is None:
         problems.append("output.dir: --output file needs --output-dir DIR (where to write)")
     if config.schedule.floor_s > config.schedule.ceiling_s:
@@ -214,12 +214,12 @@ def _finish(
     )
 
 
-def _state_location(config: Config, given: Any, env: Mapping[str, str]) -> Config:
-    """`state_file` as given (false: None, no state), or the default location."""
-    if given is False:
-        return dataclasses.replace(config, state_file=None)
+def _state_location(
+    config: Config, given: Path | Literal[False] | None, env: Mapping[str, str]
+) -> Config:
+    """`config` with `state_file` as given (false: None, no state), or the default location."""
     if given is None:  # None with state_file_default: no default location (said at start)
         return dataclasses.replace(
             config, state_file=default_state_file(env), state_file_default=True
         )
-    return config
+    return dataclasses.replace(config, state_file=given or None)
