@@ -17,7 +17,7 @@ from follower.config.loader import (
     load_config,
 )
 from follower.config.sources import DEFAULT_SOURCE
-from follower.config.tree import Config, SourceConfig, only_source
+from follower.config.tree import LOG_LEVELS, Config, SourceConfig, only_source
 from follower.config.values import DEFAULT_BASE_URL, read_key_file
 from follower.core.tracker import Since
 from follower.errors import ConfigError
@@ -30,6 +30,7 @@ __all__ = [
     "ENV_KEY",
     "ENV_KEY_FILE",
     "ENV_STATE_FILE",
+    "LOG_LEVELS",
     "OUTPUT_KINDS",
     "Config",
     "ConfigError",

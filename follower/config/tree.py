@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 from follower.api.secret import ServiceKey
 from follower.api.settings import HttpSettings
@@ -32,6 +32,7 @@ _RUN: Final = RunSettings()
 _LINES: Final = LineSettings()
 
 LogLevel = Literal["debug", "info", "warning", "error"]
+LOG_LEVELS: Final[tuple[str, ...]] = get_args(LogLevel)
 
 
 @dataclass(frozen=True, slots=True)
