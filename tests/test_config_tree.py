@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import tomllib
 from pathlib import Path
 
 from follower.config import Config, load_config
 from follower.config import sources as config_sources
 from follower.config.keys import FIELDS, SECTIONS, SELECTION, TOP_LEVEL_NAMES
+from follower.config.values import flatten
 from follower.core.budget import BudgetSettings
 from follower.core.tracker import LineSettings
 from follower.engine.service import run_settings
@@ -79,3 +81,33 @@ def test_the_config_package_writes_no_number_of_its_own() -> None:
                         and type(statement.value.value) in (int, float)):
                     found.append(f"{module.name}: {node.name}.{ast.unparse(statement.target)}")
     assert found == []
+
+
+def default_of(dotted: str) -> object:
+    """The default `Config` holds for key `dotted` (from the settings classes)."""
+    section, _, name = dotted.partition(".")
+    if not name:
+        return getattr(Config(), TOP_LEVEL_NAMES.get(dotted, dotted))
+    holder = getattr(Config(), section)
+    if section == "discovery" and name in SELECTION:
+        holder = holder.selection
+    return getattr(holder, name)
+
+
+def test_the_example_config_states_the_defaults_the_classes_hold() -> None:
+    """config/follower.toml writes each key at its default (the documented copy): every value
+    it sets is the one the settings classes give, so the example cannot drift from the code."""
+    example = Path(__file__).parent.parent / "config" / "follower.toml"
+    table = tomllib.loads(example.read_text(encoding="utf-8"))
+    table.pop("sources", None)
+    given = flatten(table, FIELDS)
+    given.pop("pipelines")  # an example id: the default is none (then discovery)
+    assert set(given) <= set(FIELDS)
+    assert len(given) > 40, "the example sets (nearly) every key"
+    special: dict[str, object] = {
+        "budget.requests_per_s": BudgetSettings().rate_per_s,  # None: this, or more (interval)
+        "shard.from_hostname": False,  # the loader's switch, not a field
+    }
+    for dotted, value in given.items():
+        expected = special[dotted] if dotted in special else default_of(dotted)
+        assert FIELDS[dotted](value) == expected, dotted
