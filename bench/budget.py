@@ -62,7 +62,9 @@ from aiohttp.typedefs import Handler, Middleware
 
 from follower.api.secret import ServiceKey
 from follower.config import Config
+from follower.core.budget import BudgetSettings
 from follower.core.events import Event, GapEvent, LogEvent
+from follower.core.schedule import ScheduleSettings
 from follower.engine.runner import Runner
 from follower.engine.service import follow
 from follower.simulator.app import RECORDER, create_app
@@ -286,11 +288,10 @@ async def run_mode(
             pipelines=tuple(world.pipeline_ids),
             base_url=str(server.make_url("")).rstrip("/"),
             interval_s=interval_s,
-            budget_rps=budget_rps,
-            budget_burst=budget_burst,
-            floor_s=floor_s,
-            ceiling_s=ceiling_s,
-            fill_target=fill_target,
+            budget=BudgetSettings(budget_rps, budget_burst),
+            schedule=ScheduleSettings(
+                floor_s=floor_s, ceiling_s=ceiling_s, fill_target=fill_target
+            ),
         )
         runners: list[Runner] = []
         got_runner = anyio.Event()

@@ -42,8 +42,11 @@ import structlog
 from throughput import answer_server
 
 from follower.api.secret import ServiceKey
+from follower.api.settings import HttpSettings
 from follower.clock import SystemClock
 from follower.config import Config
+from follower.core.budget import BudgetSettings
+from follower.core.schedule import ScheduleSettings
 from follower.engine.runner import Runner
 from follower.engine.service import follow
 from follower.sinks.jsonlines import JsonLinesSink
@@ -88,8 +91,8 @@ async def measure(ns: argparse.Namespace, base_url: str) -> dict[str, object]:
     pipeline_ids = tuple(await answers(base_url))
     config = Config(
         key=ServiceKey(KEY), pipelines=pipeline_ids, base_url=base_url,
-        interval_s=0.05, floor_s=0.05, budget_rps=10_000.0, budget_burst=100_000,
-        max_in_flight=8,
+        interval_s=0.05, schedule=ScheduleSettings(floor_s=0.05),
+        budget=BudgetSettings(10_000.0, 100_000), http=HttpSettings(max_in_flight=8),
     )
     clock = SystemClock()
     stop = anyio.Event()

@@ -39,7 +39,9 @@ from aiohttp.test_utils import TestServer
 
 from follower.api.secret import ServiceKey
 from follower.config import Config
+from follower.core.budget import BudgetSettings
 from follower.core.events import LogEvent
+from follower.core.schedule import ScheduleSettings
 from follower.engine.service import follow
 from follower.simulator.app import create_app
 from follower.simulator.faults import FaultSettings
@@ -102,8 +104,9 @@ async def run_mode(learnt: bool, ns: argparse.Namespace) -> Outcome:
         async with TestServer(app, host="127.0.0.1") as server:
             config = Config(
                 key=ServiceKey(KEY), pipelines=(pipeline_id,),
-                base_url=str(server.make_url("")).rstrip("/"), interval_s=None, budget_rps=10.0,
-                state_file=state, target_utilization=0.5 if learnt else 0.0,
+                base_url=str(server.make_url("")).rstrip("/"), interval_s=None,
+                budget=BudgetSettings(10.0), state_file=state,
+                schedule=ScheduleSettings(target_utilization=0.5 if learnt else 0.0),
             )
             sinks, requests = [], 0
             for cycle in range(ns.cycles):

@@ -49,10 +49,13 @@ from aiohttp import hdrs, web
 from follower.api.client import create_session
 from follower.api.parse import parse_logs_body
 from follower.api.secret import ServiceKey
+from follower.api.settings import HttpSettings
 from follower.clock import SystemClock
 from follower.config import Config
+from follower.core.budget import BudgetSettings
 from follower.core.events import Event
 from follower.core.model import LogsSnapshot
+from follower.core.schedule import ScheduleSettings
 from follower.core.tail_errors import TailErrorMatcher
 from follower.core.tracker import PipelineTracker
 from follower.engine.runner import Runner
@@ -185,8 +188,8 @@ async def run_follower(
     await control(base_url, "POST", "/reset")
     config = Config(
         key=ServiceKey(KEY), pipelines=tuple(pipeline_ids), base_url=base_url,
-        interval_s=0.05, floor_s=0.05, budget_rps=10_000.0, budget_burst=100_000,
-        max_in_flight=in_flight,
+        interval_s=0.05, schedule=ScheduleSettings(floor_s=0.05),
+        budget=BudgetSettings(10_000.0, 100_000), http=HttpSettings(max_in_flight=in_flight),
     )
     stop = anyio.Event()
     runners: list[Runner] = []

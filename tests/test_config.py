@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,8 @@ def test_defaults_with_flags_only() -> None:
     assert config.base_url == "https://api.covalenthq.com"
     assert config.interval_s is None  # adaptive planning
     assert config.since == "start"
-    assert not config.discover
-    assert config.key.reveal() == "sk-test-123"
+    assert not config.discovery.enabled
+    assert config.key is not None and config.key.reveal() == "sk-test-123"
 
 
 def test_toml_file_with_tables(tmp_path: Path) -> None:
@@ -64,10 +65,11 @@ level = "debug"
 """,
     )
     config = load_config(config_path=path, env=ENV, flags={})
-    assert (config.interval_s, config.since, config.timeout_s) == (2.0, "now", 3.5)
-    assert (config.max_in_flight, config.backoff_initial_s, config.backoff_max_s) == (4, 0.5, 30.0)
-    assert config.tail_error_patterns == ("^custom failure$",)
-    assert config.log_level == "debug"
+    assert (config.interval_s, config.since, config.http.timeout_s) == (2.0, "now", 3.5)
+    assert (config.http.max_in_flight, config.backoff.initial_s, config.backoff.max_s) == (
+        4, 0.5, 30.0)
+    assert config.tail_errors.patterns == ("^custom failure$",)
+    assert config.logging.level == "debug"
 
 
 def test_precedence_flag_over_env_over_file(tmp_path: Path) -> None:
@@ -104,7 +106,7 @@ def test_flag_problems_are_named_as_flags() -> None:
 
 def test_no_pipelines_means_discovery() -> None:
     """Without --pipeline the follower follows every pipeline the key can see."""
-    assert load_config(config_path=None, env=ENV, flags={}).discover
+    assert load_config(config_path=None, env=ENV, flags={}).discovery.enabled
 
 
 def test_no_pipelines_with_discovery_off_and_no_key_are_both_reported() -> None:
@@ -126,7 +128,7 @@ def test_shard_from_flags_and_hostname(
 ) -> None:
     """The shard index comes from --shard-index or from the hostname's ordinal."""
     config = load_config(config_path=None, env=ENV, flags=flags(**flags_given), hostname=hostname)
-    assert (config.shard_index, config.shard_count) == expected
+    assert (config.shard.index, config.shard.count) == expected
 
 
 @pytest.mark.parametrize(
@@ -270,10 +272,8 @@ def test_the_example_config_is_valid() -> None:
 )
 def test_default_budget_keeps_an_explicit_interval(given: dict[str, Any], expected: float) -> None:
     """Without a configured budget, a fixed --interval over many pipelines raises the default."""
-    from follower.config import effective_budget_rps
-
     config = load_config(config_path=None, env=ENV, flags=flags(**given))
-    assert effective_budget_rps(config) == expected
+    assert config.sources[0].settings.budget.requests_per_s == expected
 
 
 def test_config_defaults_are_the_engines_defaults() -> None:
@@ -285,11 +285,14 @@ def test_config_defaults_are_the_engines_defaults() -> None:
     from follower.engine.settings import RunSettings
     from follower.engine.sources import SourceSettings
 
-    assert RunSettings().interval_s is None and Config(key=None, pipelines=()).interval_s is None
-    assert run_settings(Config(key=None, pipelines=())) == RunSettings()
+    assert RunSettings().interval_s is None and Config().interval_s is None
+    assert run_settings(Config()) == RunSettings()
     pipeline = "pipe_" + "a" * 26
     config = Config(key=ServiceKey("k"), pipelines=(pipeline,))
-    assert source_settings(config) == (SourceSettings(pipelines=(pipeline,)),)
+    (settings,) = source_settings(config)
+    assert dataclasses.replace(settings, budget=SourceSettings().budget) == SourceSettings(
+        pipelines=(pipeline,))
+    assert settings.budget.rate_per_s == SourceSettings().budget.rate_per_s
 
 
 def test_loading_nothing_but_a_key_gives_the_default_config() -> None:
@@ -301,6 +304,6 @@ def test_loading_nothing_but_a_key_gives_the_default_config() -> None:
     config = load_config(config_path=None, env={"GOLDRUSH_SERVICE_KEY": "k", "HOME": "/home/u"},
                          flags={"pipelines": [pipeline]})
     default = Config(key=config.key, pipelines=(pipeline,))
-    for name in ("interval_s", "since", "budget_burst", "floor_s", "ceiling_s", "shard_count",
-                 "output_fsync", "max_line_bytes", "discover_interval_s", "backoff_max_s"):
+    for name in ("interval_s", "since", "budget", "schedule", "shard", "output", "pods",
+                 "discovery", "backoff", "http", "enrich", "tail_errors", "ops", "logging"):
         assert getattr(config, name) == getattr(default, name), name

@@ -43,16 +43,18 @@ discovery = {{ names = ["prod-*"], statuses = ["running"] }}
     config = load_config(config_path=path, env={"ANALYTICS_KEY": "sk-analytics"}, flags={})
     payments, analytics = config.sources
     assert config.key is None
-    assert (payments.name, payments.key.reveal(), payments.pipelines) == (
+    assert (payments.name, payments.key.reveal(), payments.settings.pipelines) == (
         "payments", "sk-from-file", (PIPE,)
     )
     assert payments.base_url == "https://api.example.test"
-    assert (payments.budget_rps, payments.budget_burst, payments.discover) == (7.0, 3, False)
+    budget, discovery = payments.settings.budget, payments.settings.discovery
+    assert (budget.requests_per_s, budget.burst, discovery.enabled) == (7.0, 3, False)
     assert analytics.key.reveal() == "sk-analytics"
     assert analytics.base_url == "https://eu.example.test"
-    assert (analytics.budget_rps, analytics.budget_burst) == (2.5, 3)
-    assert analytics.discover and analytics.discover_names == ("prod-*",)
-    assert analytics.discover_statuses == ("running",)
+    budget, discovery = analytics.settings.budget, analytics.settings.discovery
+    assert (budget.requests_per_s, budget.burst) == (2.5, 3)
+    assert discovery.enabled and discovery.selection.names == ("prod-*",)
+    assert discovery.selection.statuses == ("running",)
 
 
 def test_top_level_pipelines_add_the_default_source(tmp_path: Path) -> None:
@@ -64,9 +66,9 @@ service_key_file = "{key_file(tmp_path)}"
 """)
     config = load_config(config_path=path, env=ENV, flags={"pipelines": [PIPE_B]})
     default, payments = config.sources
-    assert default.name == DEFAULT_SOURCE and default.pipelines == (PIPE_B,)
+    assert default.name == DEFAULT_SOURCE and default.settings.pipelines == (PIPE_B,)
     assert default.key.reveal() == "sk-test-123"
-    assert payments.discover and payments.pipelines == ()
+    assert payments.settings.discovery.enabled and payments.settings.pipelines == ()
     assert problems_of(config_path=path, env={}, flags={"pipelines": [PIPE_B]})[0].startswith(
         "GOLDRUSH_SERVICE_KEY: no ServiceKey"
     )

@@ -6,6 +6,7 @@ from collections import defaultdict
 
 from harness import simulated
 
+from follower.config.tree import PodSettings
 from follower.core.events import Event, GapEvent, LogEvent, TailErrorEvent
 from follower.core.tracker import Since
 from follower.engine.poller import PollStats
@@ -26,7 +27,9 @@ async def run_follower(
     """Serve `settings`, follow every pipeline for `steps` intervals of fake time, then stop."""
     sink = MemorySink()
     async with simulated(settings, world_age_s=world_age_s) as sim:
-        config = sim.config(interval_s=interval_s, since=since, pod_grace_s=pod_grace_s)
+        config = sim.config(
+            interval_s=interval_s, since=since, pods=PodSettings(grace_s=pod_grace_s)
+        )
         stats = await sim.follow(config, sink, steps=steps)
         return sim.world, sim.recorder, sink, stats, sim.clock.monotonic()
 

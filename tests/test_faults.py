@@ -12,6 +12,8 @@ from collections import Counter
 import pytest
 from harness import Harness, simulated
 
+from follower.api.settings import HttpSettings
+from follower.core.backoff import BackoffPolicy
 from follower.core.events import ApiErrorEvent, GapEvent, LogEvent
 from follower.engine.poller import PollStats
 from follower.simulator.app import CONTROL
@@ -106,7 +108,8 @@ async def test_slow_answers_are_waited_for() -> None:
 async def test_bodies_over_the_cap_are_errors_not_lines() -> None:
     """A body larger than max_response_bytes is a malformed_response event, never partial lines."""
     _, sink, stats = await run_with(
-        FaultSettings(), steps=3, world_age_s=60.0, exact=False, max_response_bytes=2048
+        FaultSettings(), steps=3, world_age_s=60.0, exact=False,
+        http=HttpSettings(max_response_bytes=2048),
     )
     assert error_kinds(sink) == Counter({"malformed_response": stats.polls_failed})
     assert not [e for e in sink.events if isinstance(e, LogEvent)]
@@ -147,7 +150,7 @@ async def test_key_revoked_and_restored() -> None:
             elif step == 8:
                 control.restore_key()
 
-        config = sim.config(backoff_max_s=4.0)
+        config = sim.config(backoff=BackoffPolicy(max_s=4.0))
         await sim.follow(config, sink, steps=30, on_step=flip)
         assert_observed_exactly_once(sim, sink)
     kinds = error_kinds(sink)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from harness import simulated
 
 from follower.core.events import LogEvent, PipelineAddedEvent, PipelineRemovedEvent
+from follower.core.sharding import ShardSettings
+from follower.engine.settings import DiscoverySettings
 from follower.simulator.app import CONTROL
 from follower.simulator.world import SimSettings
 from follower.testing import MemorySink
@@ -23,7 +25,8 @@ async def test_discovery_follows_every_pipeline_and_drops_deleted_ones() -> None
             if step == 4:
                 sim.app[CONTROL].delete_pipeline(gone)
 
-        config = sim.config(pipelines=(), discover=True, discover_interval_s=5.0, interval_s=1.0)
+        config = sim.config(pipelines=(), discovery=DiscoverySettings(enabled=True, interval_s=5.0),
+                            interval_s=1.0)
         await sim.follow(config, sink, steps=12, on_step=delete)
         listed = sim.recorder.by_endpoint["list", "ok"]
     added = [e.pipeline_id for e in sink.events if isinstance(e, PipelineAddedEvent)]
@@ -43,7 +46,7 @@ async def test_three_shards_split_the_pipelines_without_overlap() -> None:
     async with simulated(WORLD, world_age_s=5.0) as sim:
         for index in range(3):
             sink = MemorySink()
-            config = sim.config(shard_index=index, shard_count=3)
+            config = sim.config(shard=ShardSettings(index, 3))
             await sim.follow(config, sink, steps=2)
             for pipeline_id in {e.pipeline_id for e in sink.events if isinstance(e, LogEvent)}:
                 owners.setdefault(pipeline_id, []).append(index)

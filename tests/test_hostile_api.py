@@ -42,8 +42,11 @@ from test_security import count, eventually
 
 from follower.api.secret import ServiceKey
 from follower.config import Config
+from follower.core.backoff import BackoffPolicy
+from follower.core.budget import BudgetSettings
 from follower.engine.runner import Runner
 from follower.engine.service import follow
+from follower.engine.settings import DiscoverySettings
 from follower.testing import FakeClock, MemorySink, advance_to, first_of, settle
 
 KEY = "sk-HostileKey-7f3A9c0d"
@@ -183,7 +186,7 @@ async def follow_in_fake_time(
 
 
 def config_for(base_url: str, *pipelines: str, **fields: Any) -> Config:
-    values: dict[str, Any] = {"interval_s": 1.0, "backoff_max_s": 2.0, **fields}
+    values: dict[str, Any] = {"interval_s": 1.0, "backoff": BackoffPolicy(max_s=2.0), **fields}
     return Config(key=ServiceKey(KEY), pipelines=pipelines, base_url=base_url, **values)
 
 
@@ -257,7 +260,9 @@ async def test_a_confirmed_404_drops_the_pipeline_and_discovery_keeps_running() 
         api.script("/platform/pipeline-api/", listing([{"id": PIPE, "name": "n"}]),
                    listing([]))
         api.script(logs_path(PIPE), failure(404))
-        config = config_for(api.base_url, discover=True, discover_interval_s=30.0)
+        config = config_for(
+            api.base_url, discovery=DiscoverySettings(enabled=True, interval_s=30.0)
+        )
         run = await follow_in_fake_time(
             config, clock, lambda r: len(api.asked("/platform/pipeline-api/")) >= 3,
             limit_s=200)
@@ -280,7 +285,8 @@ async def test_retry_in_s_is_when_the_next_request_really_goes(answer: Answer) -
     clock = FakeClock()
     async with hostile_api(clock) as api:
         api.script(logs_path(PIPE), logs({"p": "a\n"}), answer, logs({"p": "a\nb\n"}))
-        run = await follow_in_fake_time(config_for(api.base_url, PIPE, budget_rps=1.0), clock,
+        config = config_for(api.base_url, PIPE, budget=BudgetSettings(1.0))
+        run = await follow_in_fake_time(config, clock,
                                         lambda r: len(r.kind("log")) >= 2, limit_s=120,
                                         step_s=0.25)
         times = api.times
@@ -307,8 +313,8 @@ async def test_an_endless_listing_is_capped_said_and_never_starves_log_polls() -
         api.script("/platform/pipeline-api/", endless_pages)
         api.default = logs({"p": "line\n"})
         start = clock.monotonic()
-        config = config_for(api.base_url, discover=True, interval_s=None, budget_rps=10.0,
-                            discover_page_size=50, discover_max_pages=20)
+        config = config_for(api.base_url, interval_s=None, budget=BudgetSettings(10.0),
+                            discovery=DiscoverySettings(enabled=True, page_size=50, max_pages=20))
         run = await follow_in_fake_time(config, clock, lambda r: False, limit_s=10.0)
         sent = [(r.path.endswith("/logs/"), t - start)
                 for r, t in zip(api.requests, api.times, strict=True)]
@@ -327,8 +333,8 @@ async def test_the_pipeline_cap_stops_a_listing_mid_page() -> None:
     async with hostile_api(clock) as api:
         api.script("/platform/pipeline-api/", endless_pages)
         api.default = logs({"p": "line\n"})
-        config = config_for(api.base_url, discover=True, discover_page_size=50,
-                            discover_max_pipelines=120)
+        config = config_for(api.base_url, discovery=DiscoverySettings(
+            enabled=True, page_size=50, max_pipelines=120))
         run = await follow_in_fake_time(config, clock, lambda r: False, limit_s=5.0)
     assert len(api.asked("/platform/pipeline-api/")) == 3
     assert len(run.kind("pipeline_added")) == 120
@@ -349,7 +355,7 @@ async def test_a_refused_page_size_is_made_smaller_then_left_out() -> None:
     async with hostile_api(clock) as api:
         api.script("/platform/pipeline-api/", picky)
         api.script(logs_path(PIPE), logs({"p": "line\n"}))
-        config = config_for(api.base_url, discover=True)
+        config = config_for(api.base_url, discovery=DiscoverySettings(enabled=True))
         run = await follow_in_fake_time(config, clock, lambda r: bool(r.kind("log")), limit_s=5.0)
     asked = api.asked("/platform/pipeline-api/")
     assert [r.query.get("page_size") for r in asked] == ["100", "25", None]

@@ -12,6 +12,7 @@ from aiohttp.typedefs import Handler
 from harness import KEY, Harness, simulated
 from test_end_to_end import check_against_truth
 
+from follower.core.budget import BudgetSettings
 from follower.core.events import GapEvent, LogEvent
 from follower.simulator.app import create_app
 from follower.simulator.faults import FaultSettings
@@ -29,7 +30,7 @@ async def test_five_hundred_pipelines_lose_nothing() -> None:
     )
     sink = MemorySink()
     async with simulated(settings) as sim:
-        config = sim.config(interval_s=None, budget_rps=100.0, budget_burst=100)
+        config = sim.config(interval_s=None, budget=BudgetSettings(100.0, 100))
         stats = await sim.follow(config, sink, steps=60, tick_s=1.0)
         until = sim.clock.monotonic()
         checked = check_against_truth(sim.world, sim.recorder, sink, until)
@@ -88,7 +89,7 @@ async def test_requests_never_exceed_the_budget(burst: int) -> None:
     app.middlewares.append(arrivals.middleware)
     async with TestServer(app, host="127.0.0.1") as server:
         sim = Harness(clock, world, app, str(server.make_url("")).rstrip("/"))
-        config = sim.config(interval_s=1.0, budget_rps=rate, budget_burst=burst)
+        config = sim.config(interval_s=1.0, budget=BudgetSettings(rate, burst))
         stats = await sim.follow(config, MemorySink(), steps=60)
         recorder = sim.recorder
     assert recorder.outcomes["rate_limited"] == 0

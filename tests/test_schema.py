@@ -16,6 +16,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
 from follower import schema
+from follower.config.tree import PodSettings
 from follower.core.events import (
     EVENT_KINDS,
     ApiErrorEvent,
@@ -274,7 +275,8 @@ async def follow_rough_run(
         sink = FileSink(
             files, clock=sim.clock, layout="per-pipeline", max_bytes=2_048, max_files=1000
         )
-        await sim.follow(sim.config(interval_s=1.0, pod_grace_s=10.0), Tee(memory, sink), steps=60)
+        config = sim.config(interval_s=1.0, pods=PodSettings(grace_s=10.0))
+        await sim.follow(config, Tee(memory, sink), steps=60)
         # A second follower started with --reset-state: every pod begins with a state_reset gap.
         await sim.follow(sim.config(interval_s=1.0), restarted, steps=3, reset_state=True)
         pipeline_ids = list(sim.world.pipeline_ids)

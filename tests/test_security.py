@@ -33,8 +33,10 @@ from test_cli import WORLD, env_with, follower
 
 from follower.api.client import PipelineApi, create_session
 from follower.api.secret import MASK, ServiceKey
+from follower.api.settings import HttpSettings
 from follower.clock import SystemClock
 from follower.config import Config, load_config
+from follower.core.backoff import BackoffPolicy
 from follower.core.model import DEFAULT_MAX_LINE_BYTES
 from follower.engine.runner import Runner
 from follower.engine.service import follow
@@ -120,7 +122,8 @@ async def follow_until(base_url: str, done: Callable[[MemorySink], bool]) -> lis
     """Follow `pipe_x` in-process on fake time, a second at a time, until `done(sink)`; stop;
     return the events as the stdout sink's exact bytes, parsed strictly."""
     config = Config(key=ServiceKey(KEY), pipelines=("pipe_x",), base_url=base_url,
-                    interval_s=1.0, max_response_bytes=CAP, backoff_max_s=2.0)
+                    interval_s=1.0, http=HttpSettings(max_response_bytes=CAP),
+                    backoff=BackoffPolicy(max_s=2.0))
     clock, stop, started, sink = FakeClock(), anyio.Event(), anyio.Event(), MemorySink()
     runners: list[Runner] = []
 
@@ -280,7 +283,7 @@ def test_https_is_required_except_to_loopback_or_when_allowed(
         with pytest.raises(ConfigError, match="base_url: "):
             load_config(config_path=toml, env=env, flags=flags)
     default = load_config(config_path=None, env=env, flags={"pipelines": ["pipe_a"]})
-    assert default.base_url == "https://api.covalenthq.com" and not default.allow_insecure_http
+    assert default.base_url == "https://api.covalenthq.com" and not default.http.allow_insecure_http
 
 
 @pytest.mark.parametrize("base_url", [

@@ -7,6 +7,7 @@ and a refused key pauses only its own source.
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,10 +21,11 @@ from test_runner import A, B, C, ScriptedSource, logs
 
 from follower.api.secret import ServiceKey
 from follower.config import Config, SourceConfig
+from follower.core.budget import BudgetSettings
 from follower.core.events import LogEvent, PipelineAddedEvent
 from follower.core.tail_errors import TailErrorMatcher
 from follower.engine.runner import Runner
-from follower.engine.settings import RunSettings
+from follower.engine.settings import DiscoverySettings, RunSettings
 from follower.engine.sources import Source, SourceSettings
 from follower.simulator.app import CONTROL, RECORDER
 from follower.simulator.faults import FaultSettings
@@ -49,17 +51,16 @@ async def two_groups(
 
 def two_sources(a: Harness, b: Harness, *, rps_a: float = 50.0, rps_b: float = 50.0) -> Config:
     """Source "payments" lists its pipelines; "analytics" discovers every pipeline it sees."""
-    payments = SourceConfig(
-        name="payments", key=ServiceKey(KEY_A), base_url=a.base_url,
-        pipelines=tuple(a.world.pipeline_ids), budget_rps=rps_a, budget_burst=2,
-    )
-    analytics = SourceConfig(
-        name="analytics", key=ServiceKey(KEY_B), base_url=b.base_url, discover=True,
-        budget_rps=rps_b, budget_burst=2,
-    )
+    discovery = DiscoverySettings(interval_s=30.0)
+    payments = SourceConfig(ServiceKey(KEY_A), a.base_url, SourceSettings(
+        "payments", tuple(a.world.pipeline_ids), BudgetSettings(rps_a, 2), discovery,
+    ))
+    analytics = SourceConfig(ServiceKey(KEY_B), b.base_url, SourceSettings(
+        "analytics", budget=BudgetSettings(rps_b, 2),
+        discovery=dataclasses.replace(discovery, enabled=True),
+    ))
     return Config(
-        key=None, pipelines=(), interval_s=1.0, discover_interval_s=30.0,
-        extra_sources=(payments, analytics),
+        interval_s=1.0, discovery=discovery, extra_sources=(payments, analytics),
     )
 
 
@@ -175,8 +176,8 @@ async def test_reload_changes_each_source_by_name_and_keeps_the_rest() -> None:
     sink = MemorySink()
     runner = Runner(
         sources=[
-            Source(one, SourceSettings("one", (A, B), budget_rps=5.0, budget_burst=1)),
-            Source(two, SourceSettings("two", (C,), budget_burst=1)),
+            Source(one, SourceSettings("one", (A, B), BudgetSettings(5.0, 1))),
+            Source(two, SourceSettings("two", (C,), BudgetSettings(burst=1))),
         ],
         sink=sink, clock=clock, settings=RunSettings(interval_s=0.25),
         matcher=TailErrorMatcher(),
@@ -187,8 +188,8 @@ async def test_reload_changes_each_source_by_name_and_keeps_the_rest() -> None:
         await advance_to(runner, clock, 2.0)
         added, removed = await runner.reconfigure(
             RunSettings(interval_s=0.25),
-            [SourceSettings("one", (A,), budget_rps=1.0, budget_burst=1),
-             SourceSettings("two", (C, d), budget_burst=1),
+            [SourceSettings("one", (A,), BudgetSettings(1.0, 1)),
+             SourceSettings("two", (C, d), BudgetSettings(burst=1)),
              SourceSettings("three", (B,))],
             TailErrorMatcher(),
         )
@@ -208,7 +209,7 @@ def test_a_source_with_a_refused_key_waits_for_its_one_probe() -> None:
     """ready_at: the token time normally; the probe time (or later) once refused; None while the
     probe is out; the token time again once the key is accepted."""
     clock = FakeClock(start=0.0)
-    source = Source(ScriptedSource(clock, {}), SourceSettings("s", budget_rps=1.0, budget_burst=1))
+    source = Source(ScriptedSource(clock, {}), SourceSettings("s", budget=BudgetSettings(1.0, 1)))
     assert source.ready_at(0.0) == 0.0
     source.budget.take(0.0)
     assert source.ready_at(0.0) == 1.0

@@ -34,11 +34,11 @@ from follower.config.values import DEFAULT_BASE_URL
 from follower.core import sharding
 from follower.core.model import LogsSnapshot, PipelineInfo, PipelinePage
 from follower.core.schedule import PipelinePlan, ScheduleSettings, demand_per_s
-from follower.core.selection import Selection, followed_ids
+from follower.core.selection import followed_ids
 from follower.core.tail_errors import TailErrorMatcher
 from follower.core.tracker import PipelineTracker
 from follower.engine import checkpoint
-from follower.engine.service import make_api, run_settings
+from follower.engine.service import make_api
 from follower.errors import (
     ApiError,
     AuthError,
@@ -270,7 +270,7 @@ async def check_source(
     """Every check of one source, in order; stops at the first that leaves nothing to check."""
     label = "" if len(config.sources) == 1 else f"[{source.name}] "
     findings = [Finding(f"{label}key source", True, f"{_key_origin(source)} (never printed)")]
-    matcher = TailErrorMatcher(config.tail_error_patterns)
+    matcher = TailErrorMatcher(config.tail_errors.patterns)
     async with create_session() as session:
         api = make_api(config, session, clock, source)
         sent = clock.monotonic()
@@ -286,13 +286,12 @@ async def check_source(
             f"{took_ms:.0f} ms)",
         ))
         names = {info.id: info.name for info in listed}
-        selection = Selection(
-            source.discover_names, source.discover_projects, source.discover_statuses
-        )
-        wanted = followed_ids(source.pipelines, listed if source.discover else [], selection)
-        mine = sharding.select(wanted, config.shard_index, config.shard_count)
-        shard = ("not sharded" if config.shard_count == 1
-                 else f"shard index {config.shard_index} of {config.shard_count} shards")
+        discovery = source.settings.discovery
+        wanted = followed_ids(source.settings.pipelines, listed if discovery.enabled else [],
+                              discovery.selection)
+        mine = sharding.select(wanted, config.shard.index, config.shard.count)
+        shard = ("not sharded" if config.shard.count == 1
+                 else f"shard index {config.shard.index} of {config.shard.count} shards")
         if not mine:
             findings.append(Finding(
                 f"{label}pipelines", False,
@@ -320,8 +319,7 @@ async def check_source(
             f"{label}poll", True,
             f"{names.get(first, first)} ({first}): {_describe_poll(snapshot, matcher)}",
         ))
-        settings = dataclasses.replace(run_settings(config).schedule,
-                                       fixed_interval_s=config.interval_s)
+        settings = dataclasses.replace(config.schedule, fixed_interval_s=config.interval_s)
         sampled = mine[: max(1, sample)]
         looks = _Looks(
             plans={pipeline_id: PipelinePlan() for pipeline_id in sampled},
@@ -336,10 +334,10 @@ async def check_source(
         except ApiError as error:
             failure = api_failure(error, source.base_url)
             return [*findings, dataclasses.replace(failure, check=f"{label}budget")]
-    listing_rps = pages / config.discover_interval_s if source.discover else 0.0
+    listing_rps = pages / discovery.interval_s if discovery.enabled else 0.0
     estimate = estimate_budget(
         list(looks.plans.values()), settings, followed=len(mine),
-        budget_rps=source.budget_rps, listing_rps=listing_rps,
+        budget_rps=source.settings.budget.rate_per_s, listing_rps=listing_rps,
     )
     finding = budget_finding(estimate)
     findings.append(dataclasses.replace(finding, check=label + finding.check))
@@ -357,7 +355,8 @@ async def run_checks(
     """The configuration's summary line, then every source's checks."""
     where = "defaults, environment and flags" if config_path is None else repr(config_path)
     sources = ", ".join(
-        f"{source.name} ({source.base_url}, budget {source.budget_rps:g} requests/s)"
+        f"{source.name} ({source.base_url}, "
+        f"budget {source.settings.budget.rate_per_s:g} requests/s)"
         for source in config.sources
     )
     findings = [Finding("config", True, f"valid ({where}); source(s): {sources}")]

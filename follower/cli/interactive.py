@@ -192,7 +192,10 @@ async def tail(
         )
     sink = PeopleSink(inner, pods or PodFilter(), FirstLook(history))
     since: Since = "now" if history == 0 else "start"
-    followed = dataclasses.replace(config, pipelines=tuple(ids), discover=False, since=since)
+    followed = dataclasses.replace(
+        config, pipelines=tuple(ids), since=since,
+        discovery=dataclasses.replace(config.discovery, enabled=False),
+    )
     return await follow(followed, sink=sink, clock=clock, stop=stop)
 
 

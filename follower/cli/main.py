@@ -169,7 +169,7 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     except FollowerError as exc:
         return _fail(exc)
     _print_notices(config)
-    _configure_diagnostics(config.log_level, config)
+    _configure_diagnostics(config.logging.level, config)
     clock = SystemClock()
     try:
         sink = build_sink(config, clock)
@@ -225,7 +225,7 @@ def _follow_until_signalled(
         return _fail(error, stopping="the checkpoint holds what was written")
     if stats is None:
         return EXIT_INTERRUPTED
-    listed = sum(len(source.pipelines) for source in config.sources)
+    listed = sum(len(source.settings.pipelines) for source in config.sources)
     if stats.pipelines_gone and len(stats.pipelines_gone) == listed:
         print("follower: every pipeline answered 404 (not found); check --pipeline and "
               "--base-url", file=sys.stderr)

@@ -11,10 +11,14 @@ from pathlib import Path
 from typing import Final
 
 from follower import __version__
+from follower.api.settings import HttpSettings
 from follower.cli.check import DEFAULT_LOOK_S, DEFAULT_SAMPLE
-from follower.config import OUTPUT_KINDS
+from follower.config import DEFAULT_BASE_URL, LOG_LEVELS, OUTPUT_KINDS
+from follower.core.budget import DEFAULT_REQUESTS_PER_S
 from follower.errors import ConfigError
 from follower.simulator.cli import add_simulate_arguments
+
+_HTTP: Final = HttpSettings()
 
 SOURCE_HELP: Final = "with [[sources]] in --config: use this source's key and API (default: the "\
     "top-level key, GOLDRUSH_SERVICE_KEY)"
@@ -74,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                       default=2.0, help="seconds between polls (default 2)")
     tail.add_argument("--config", type=Path, help="TOML configuration file")
     tail.add_argument("--source", metavar="NAME", help=SOURCE_HELP)
-    tail.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+    tail.add_argument("--log-level", choices=LOG_LEVELS,
                       default="warning")
 
     listing = commands.add_parser(
@@ -119,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="stop after this many seconds (default 0: run until Ctrl-C)")
     demo.add_argument("--output", choices=("text", "json"), default="text",
                       help="text for people (default) or the JSON events of `follower run`")
-    demo.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+    demo.add_argument("--log-level", choices=LOG_LEVELS,
                       default="warning")
 
     simulate = commands.add_parser(
@@ -133,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 BASE_URL_HELP: Final = (
-    "API base URL (default https://api.covalenthq.com; the form with /platform/pipeline-api/ "
+    f"API base URL (default {DEFAULT_BASE_URL}; the form with /platform/pipeline-api/ "
     "is accepted too); env GOLDRUSH_BASE_URL"
 )
 DEFAULT_TAIL_LINES: Final = 10
@@ -170,15 +174,17 @@ def _add_follow_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run without a state file: every start emits the tails afresh")
     parser.add_argument("--reset-state", action="store_true",
                         help="ignore the state file's content; every pod starts with a gap event")
-    parser.add_argument("--max-in-flight", type=int, help="requests in flight at most (default 8)")
+    parser.add_argument("--max-in-flight", type=int,
+                        help=f"requests in flight at most (default {_HTTP.max_in_flight})")
     parser.add_argument("--timeout", type=float, dest="timeout_s", metavar="SECONDS",
-                        help="per-request timeout (default 10)")
-    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+                        help=f"per-request timeout (default {_HTTP.timeout_s:g})")
+    parser.add_argument("--log-level", choices=LOG_LEVELS)
     parser.add_argument("--discover", action="store_const", const=True, default=None,
                         help="also follow every pipeline the key can see (default without "
                         "--pipeline)")
     parser.add_argument("--budget", type=float, dest="budget_rps", metavar="REQUESTS_PER_S",
-                        help="requests per second for all requests of the key (default 10)")
+                        help="requests per second for all requests of the key "
+                        f"(default {DEFAULT_REQUESTS_PER_S:g})")
     parser.add_argument("--shard-count", type=int, metavar="N",
                         help="split the pipelines among N followers by a stable hash")
     parser.add_argument("--shard-index", type=int, metavar="I",

@@ -10,50 +10,27 @@ follows several groups configures one table per key:
     budget = { requests_per_s = 4 }
     discovery = { names = ["prod-*"] }
 
-A source inherits the top-level `base_url`, `budget` and `discovery.interval_s`; its selection
-(pipelines, discovery filters) is its own. The key is never written in the file itself.
+A source inherits the top-level `base_url`, `budget` and `discovery.*` (interval and listing
+limits); its selection (pipelines, `discovery.enabled` and the filters) is its own. Its keys are
+read by the same converters as the top-level ones (follower/config/keys.py) into the same
+settings. The key is never written in the file itself.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 
 from follower.api.secret import ServiceKey
+from follower.config import keys
 from follower.config import values as cv
+from follower.config.tree import Config, SourceConfig
+from follower.core.selection import Selection
 from follower.engine.sources import DEFAULT_SOURCE, SourceSettings
 
-__all__ = ["DEFAULT_SOURCE", "FIELDS", "Inherited", "SourceConfig", "parse_sources"]
-
-_SOURCE: Final = SourceSettings()
-"""The engine's defaults for a source: its budget."""
-
-
-@dataclass(frozen=True, slots=True)
-class SourceConfig:
-    """One source, validated: its key (and where it came from), API, selection and budget."""
-
-    name: str
-    key: ServiceKey
-    base_url: str
-    pipelines: tuple[str, ...] = ()
-    discover: bool = False
-    discover_names: tuple[str, ...] = ()
-    discover_projects: tuple[str, ...] = ()
-    discover_statuses: tuple[str, ...] = ()
-    budget_rps: float = _SOURCE.budget_rps
-    budget_burst: int = _SOURCE.budget_burst
-    key_file: Path | None = None
-    key_env: str | None = None
-
-    @property
-    def identity(self) -> tuple[str, str, Path | None, str | None]:
-        """What a reload cannot change: the source's name, API and where its key comes from."""
-        return (self.name, self.base_url, self.key_file, self.key_env)
-
+__all__ = ["DEFAULT_SOURCE", "FIELDS", "SourceConfig", "parse_sources"]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -75,49 +52,39 @@ def _env_name(value: Any) -> str:
     return value
 
 
-FIELDS: Final[dict[str, tuple[str, cv.Converter]]] = {
-    "name": ("name", _name),  # read first: later problems name the source
-    "base_url": ("base_url", cv.string),
-    "service_key_file": ("key_file", cv.path),
-    "service_key_env": ("key_env", _env_name),
-    "pipelines": ("pipelines", cv.string_list),
-    "discovery.enabled": ("discover", cv.boolean),
-    "discovery.names": ("discover_names", cv.string_list),
-    "discovery.projects": ("discover_projects", cv.string_list),
-    "discovery.statuses": ("discover_statuses", cv.string_list),
-    "budget.requests_per_s": ("budget_rps", cv.number(0.01, 10_000)),
-    "budget.burst": ("budget_burst", cv.integer(1, 100_000)),
+_OWN: Final = (
+    "pipelines", "discovery.enabled", "discovery.names", "discovery.projects",
+    "discovery.statuses", "budget.requests_per_s", "budget.burst",
+)
+FIELDS: Final[dict[str, cv.Converter]] = {
+    "name": _name,  # read first: later problems name the source
+    "base_url": keys.FIELDS["base_url"],
+    "service_key_file": keys.FIELDS["service_key_file"],
+    "service_key_env": _env_name,
+    **{key: keys.FIELDS[key] for key in _OWN},
 }
+"""A source's keys: its name and key variable, and the top-level keys it may set for itself,
+read by the same converters."""
 
 _INLINE_KEYS: Final = {"service_key", "key", "api_key"}
 
 
-@dataclass(frozen=True, slots=True)
-class Inherited:
-    """What a source takes from the top level unless it says otherwise."""
-
-    base_url: str
-    allow_insecure_http: bool
-    budget_rps: float | None
-    budget_burst: int
-    interval_s: float | None
-
-
 def parse_sources(
     raw: Any,
-    inherited: Inherited,
+    top: Config,
     env: Mapping[str, str],
     problems: list[str],
     notes: list[str] | None = None,
 ) -> tuple[SourceConfig, ...]:
-    """The `[[sources]]` array of tables, checked; every problem goes to `problems`, and what
-    was corrected (a base URL with the API path) to `notes`."""
+    """The `[[sources]]` array of tables, checked, inheriting from the top level `top`; every
+    problem goes to `problems`, and what was corrected (a base URL with the API path) to
+    `notes`."""
     if not isinstance(raw, list) or not all(isinstance(table, dict) for table in raw):
         problems.append("sources: expected an array of tables ([[sources]]), one per key")
         return ()
     sources: list[SourceConfig] = []
     for index, table in enumerate(raw):
-        source = _parse_one(f"sources[{index}]", table, inherited, env, problems, notes=notes)
+        source = _parse_one(f"sources[{index}]", table, top, env, problems, notes=notes)
         if source is not None:
             sources.append(source)
     _check_distinct(sources, problems)
@@ -127,21 +94,22 @@ def parse_sources(
 def _parse_one(
     where: str,
     table: Mapping[str, Any],
-    inherited: Inherited,
+    top: Config,
     env: Mapping[str, str],
     problems: list[str],
     *,
     notes: list[str] | None = None,
 ) -> SourceConfig | None:
     values: dict[str, Any] = {}
+    name = ""
     before = len(problems)
     flat = cv.flatten(table, FIELDS)
     if "name" not in flat:
         problems.append(f'{where}.name: missing; give each source a name, e.g. name = "payments"')
     else:
         try:
-            values["name"] = _name(flat.pop("name"))
-            where = f"{where} ({values['name']})"
+            name = _name(flat.pop("name"))
+            where = f"{where} ({name})"
         except ValueError as exc:
             problems.append(f"{where}.name: {exc}")
     for dotted, value in flat.items():
@@ -153,30 +121,41 @@ def _parse_one(
         elif dotted not in FIELDS:
             problems.append(f"{where}.{dotted}: unknown key; valid keys are: {', '.join(FIELDS)}")
         else:
-            target, convert = FIELDS[dotted]
             try:
-                values[target] = convert(value)
+                values[dotted] = FIELDS[dotted](value)
             except ValueError as exc:
                 problems.append(f"{where}.{dotted}: {exc}")
-    key = _read_key(where, values, env, problems)
+    key_file, key_env = values.pop("service_key_file", None), values.pop("service_key_env", None)
+    key = _read_key(where, key_file, key_env, env, problems)
     cv.check_selection(
         values, problems, prefix=f"{where}.", nothing="list pipelines or enable discovery"
     )
-    values["base_url"] = cv.check_base_url(
-        values.get("base_url", inherited.base_url), inherited.allow_insecure_http, problems,
+    values.setdefault("discovery.enabled", False)
+    base_url = cv.check_base_url(
+        values.pop("base_url", top.base_url), top.http.allow_insecure_http, problems,
         where=f"{where}.base_url", notes=notes,
     )
-    values.setdefault("budget_burst", inherited.budget_burst)
-    values.setdefault("budget_rps", _default_budget(inherited, values["pipelines"]))
+    own_discovery = dataclasses.replace(top.discovery, selection=Selection())
+    sections = keys.build_sections(values, {"budget": top.budget, "discovery": own_discovery})
     if len(problems) > before or key is None:
         return None
-    return SourceConfig(key=key, **values)
+    pipelines = sections["pipelines"]
+    settings = SourceSettings(
+        name=name,
+        pipelines=pipelines,
+        budget=sections["budget"].resolved(top.interval_s, len(pipelines)),
+        discovery=sections["discovery"],
+    )
+    return SourceConfig(key, base_url, settings, key_file=key_file, key_env=key_env)
 
 
 def _read_key(
-    where: str, values: dict[str, Any], env: Mapping[str, str], problems: list[str]
+    where: str,
+    key_file: Any,
+    key_env: str | None,
+    env: Mapping[str, str],
+    problems: list[str],
 ) -> ServiceKey | None:
-    key_file, key_env = values.get("key_file"), values.get("key_env")
     if (key_file is None) == (key_env is None):
         problems.append(
             f"{where}: set exactly one of service_key_file (a file holding the key) and "
@@ -194,12 +173,6 @@ def _read_key(
         problems.append(f"{where}.service_key_env: the variable {key_env} is not set or empty")
         return None
     return ServiceKey(text)
-
-
-def _default_budget(inherited: Inherited, pipelines: tuple[str, ...]) -> float:
-    if inherited.budget_rps is not None:
-        return inherited.budget_rps
-    return cv.default_budget_rps(inherited.interval_s, len(pipelines))
 
 
 def _check_distinct(sources: list[SourceConfig], problems: list[str]) -> None:

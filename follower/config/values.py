@@ -1,8 +1,9 @@
 """Reading configuration values: converters that name what is wrong, TOML flattening, the
 pipeline selection rule, URL and key checks.
 
-Shared by the top-level settings (follower/config/loader.py) and the `[[sources]]` tables
-(follower/config/sources.py), so a value means the same, and is checked the same, in both.
+Shared by the top-level keys (follower/config/keys.py, follower/config/loader.py) and the
+`[[sources]]` tables (follower/config/sources.py), so a value means the same, and is checked the
+same, in both.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import Any, Final, Literal, cast, get_args
 from yarl import URL
 
 from follower.core.model import validate_pipeline_id
-from follower.engine.sources import SourceSettings
 
 DEFAULT_BASE_URL: Final = "https://api.covalenthq.com"
 
@@ -213,29 +213,18 @@ def flatten(table: Mapping[str, Any], fields: Iterable[str], prefix: str = "") -
 def check_selection(
     values: dict[str, Any], problems: list[str], *, prefix: str = "", nothing: str
 ) -> None:
-    """Check the listed pipeline ids; none listed means discover (unless disabled: `nothing`
-    is the fix to suggest). Repeated ids are followed once."""
+    """Check the listed pipeline ids in `values` (by dotted key, as read); none listed means
+    discover (unless disabled: `nothing` is the fix to suggest). Repeated ids are followed once."""
     pipelines = values.get("pipelines", ())
     for index, pipeline_id in enumerate(pipelines):
         try:
             validate_pipeline_id(pipeline_id)
         except ValueError as exc:
             problems.append(f"{prefix}pipelines[{index}]: {exc}")
-    if not pipelines and values.get("discover") is False:
+    if not pipelines and values.get("discovery.enabled") is False:
         problems.append(f"{prefix}pipelines: no pipeline to follow and discovery.enabled = false; "
                         f"{nothing}")
     if not pipelines:
-        values["discover"] = True  # follow every pipeline the key can see
+        values["discovery.enabled"] = True  # follow every pipeline the key can see
     values["pipelines"] = tuple(dict.fromkeys(pipelines))
 
-
-DEFAULT_BUDGET_RPS: Final = SourceSettings().budget_rps
-
-
-def default_budget_rps(interval_s: float | None, pipelines: int) -> float:
-    """`DEFAULT_BUDGET_RPS` (10 requests/s), raised with a fixed interval to what polling every
-    listed pipeline at that interval needs (plus a quarter for retries), so an explicit interval
-    is kept; 429s still slow it down if the API allows less."""
-    if interval_s is None:
-        return DEFAULT_BUDGET_RPS
-    return max(DEFAULT_BUDGET_RPS, 1.25 * pipelines / interval_s)

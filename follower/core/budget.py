@@ -15,8 +15,41 @@ drive it with plain numbers and never sleep.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 from typing import Final
+
+DEFAULT_REQUESTS_PER_S: Final = 10.0
+"""The budget of a key when none is configured (and no fixed interval asks for more)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetSettings:
+    """A key's request budget: `budget.*` in the configuration, per source in `[[sources]]`."""
+
+    requests_per_s: float | None = None
+    """Requests per second for everything the key sends; None: `DEFAULT_REQUESTS_PER_S`,
+    raised with a fixed interval (see `resolved`)."""
+    burst: int = 20
+
+    @property
+    def rate_per_s(self) -> float:
+        """The rate to use: the configured one, or `DEFAULT_REQUESTS_PER_S`."""
+        return DEFAULT_REQUESTS_PER_S if self.requests_per_s is None else self.requests_per_s
+
+    def resolved(self, interval_s: float | None, pipelines: int) -> BudgetSettings:
+        """These settings with the rate filled in: when none is configured, the default, raised
+        with a fixed interval to what polling `pipelines` at that interval needs (plus a quarter
+        for retries), so an explicit interval is kept; 429s still slow it down if the API allows
+        less."""
+        if self.requests_per_s is not None:
+            return self
+        rate = DEFAULT_REQUESTS_PER_S
+        if interval_s is not None:
+            rate = max(rate, 1.25 * pipelines / interval_s)
+        return dataclasses.replace(self, requests_per_s=rate)
+
 
 _EPSILON: Final = 1e-9
 """Slack for float rounding: `available_at` computes a time at which `take` must succeed."""

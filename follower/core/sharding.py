@@ -14,10 +14,19 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Final
 
 _ORDINAL: Final = re.compile(r"-([0-9]+)\Z")
 _PERSON: Final = b"gr-follower-shd"  # BLAKE2b personalisation: these scores are for sharding only
+
+
+@dataclass(frozen=True, slots=True)
+class ShardSettings:
+    """Which share of the pipelines this follower takes: `shard.*` in the configuration."""
+
+    index: int = 0
+    count: int = 1
 
 
 def _score(shard: int, pipeline_id: str) -> int:

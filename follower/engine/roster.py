@@ -87,7 +87,7 @@ class Roster:
 
     def shard(self) -> tuple[int, int]:
         """This replica's shard index and the number of shards."""
-        return self._settings.shard_index, self._settings.shard_count
+        return self._settings.shard.index, self._settings.shard.count
 
     def snapshot(self) -> dict[str, Saved]:
         """Every followed pipeline's pods as of the last written events, and what its plan
@@ -102,7 +102,7 @@ class Roster:
         """Set this replica's share of the source's explicit pipelines."""
         settings = self._settings
         source.explicit = tuple(
-            sharding.select(source.settings.pipelines, settings.shard_index, settings.shard_count)
+            sharding.select(source.settings.pipelines, settings.shard.index, settings.shard.count)
         )
 
     def follow(self, pipeline_id: str, source: Source) -> None:

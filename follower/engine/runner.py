@@ -213,7 +213,7 @@ class Runner:
             pipelines=len(self._roster),
             sources=len(self._sources),
             discovery=any(source.settings.discovery.enabled for source in self._sources),
-            shard=f"{self._settings.shard_index}/{self._settings.shard_count}",
+            shard=f"{self._settings.shard.index}/{self._settings.shard.count}",
             mode="fixed" if self._settings.interval_s is not None else "adaptive",
         )
         self._status.running = True

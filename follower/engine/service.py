@@ -11,7 +11,7 @@ import dataclasses
 import random
 import sys
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 import aiohttp
 import anyio
@@ -22,16 +22,11 @@ from follower.api.client import PipelineApi, create_session
 from follower.api.secret import ServiceKey, remember
 from follower.clock import Clock
 from follower.config import Config, SourceConfig, read_key_file
-from follower.core.backoff import BackoffPolicy
-from follower.core.enrich import EnrichSettings
-from follower.core.schedule import ScheduleSettings
-from follower.core.selection import Selection
 from follower.core.tail_errors import TailErrorMatcher
-from follower.core.tracker import LineSettings
 from follower.engine import checkpoint
 from follower.engine.poller import PollStats
 from follower.engine.runner import Runner
-from follower.engine.settings import Checkpointer, DiscoverySettings, RunSettings
+from follower.engine.settings import Checkpointer, RunSettings
 from follower.engine.sources import Source, SourceSettings
 from follower.errors import SinkClosedError
 from follower.ops.server import ops_server
@@ -41,50 +36,23 @@ from follower.sinks.jsonlines import JsonLinesSink
 
 
 def run_settings(config: Config) -> RunSettings:
-    """The loop's settings taken from a Config."""
+    """The loop's settings: the configuration's sections, as they are."""
     return RunSettings(
         interval_s=config.interval_s,
         since=config.since,
-        max_in_flight=config.max_in_flight,
-        backoff=BackoffPolicy(initial_s=config.backoff_initial_s, max_s=config.backoff_max_s),
+        max_in_flight=config.http.max_in_flight,
+        backoff=config.backoff,
         shutdown_timeout_s=config.shutdown_timeout_s,
         checkpoint_interval_s=config.checkpoint_interval_s,
-        schedule=ScheduleSettings(
-            floor_s=config.floor_s, ceiling_s=config.ceiling_s, fill_target=config.fill_target,
-            probe_s=config.probe_s, target_utilization=config.target_utilization,
-        ),
-        shard_index=config.shard_index,
-        shard_count=config.shard_count,
-        lines=LineSettings(
-            config.max_line_bytes,
-            EnrichSettings(config.parse_json, config.detect_level, config.detect_line_ts),
-            partial_flush_s=config.partial_flush_s,
-            pod_grace_s=config.pod_grace_s,
-        ),
+        schedule=config.schedule,
+        shard=config.shard,
+        lines=config.lines(),
     )
 
 
 def source_settings(config: Config) -> tuple[SourceSettings, ...]:
     """Each source's selection and budget, as the runner takes them."""
-    return tuple(
-        SourceSettings(
-            name=source.name,
-            pipelines=source.pipelines,
-            budget_rps=source.budget_rps,
-            budget_burst=source.budget_burst,
-            discovery=DiscoverySettings(
-                enabled=source.discover,
-                interval_s=config.discover_interval_s,
-                selection=Selection(
-                    source.discover_names, source.discover_projects, source.discover_statuses
-                ),
-                page_size=config.discover_page_size,
-                max_pages=config.discover_max_pages,
-                max_pipelines=config.discover_max_pipelines,
-            ),
-        )
-        for source in config.sources
-    )
+    return tuple(source.settings for source in config.sources)
 
 
 def state_file_checkpointer(config: Config, clock: Clock) -> Checkpointer | None:
@@ -151,43 +119,61 @@ def build_sink(config: Config, clock: Clock) -> Sink:
     The one place that knows the sink classes. Raises SinkClosedError when stdout is closed,
     OutputFolderError when the folder cannot be used.
     """
-    if config.output == "file" and config.output_dir is not None:
+    output = config.output
+    if output.kind == "file" and output.dir is not None:
         return FileSink(
-            config.output_dir,
+            output.dir,
             clock=clock,
-            layout=config.output_layout,
-            max_bytes=config.output_max_bytes,
-            max_files=config.output_max_files,
-            fsync=config.output_fsync,
-            fsync_interval_s=config.output_fsync_interval_s,
-            max_line_bytes=config.max_line_bytes,
+            layout=output.layout,
+            max_bytes=output.max_bytes,
+            max_files=output.max_files,
+            fsync=output.fsync,
+            fsync_interval_s=output.fsync_interval_s,
+            max_line_bytes=output.max_line_bytes,
         )
     if sys.stdout is None:  # started with stdout closed (`>&-`): Python leaves it None
         raise SinkClosedError("stdout is not open (closed by whoever started the follower)")
-    return JsonLinesSink(sys.stdout.buffer, max_line_bytes=config.max_line_bytes)
+    return JsonLinesSink(sys.stdout.buffer, max_line_bytes=output.max_line_bytes)
 
 
 # Settings a reload cannot change in a running process: they shape the HTTP client, the sink or
 # the servers. A reload that changes one says so and keeps the running value.
+# Named by their place in the tree (`Config.key_file` is the file's `service_key_file`).
 RESTART_ONLY: Final = (
-    "base_url", "key_file", "state_file", "listen", "output", "output_dir", "output_layout",
-    "output_max_bytes", "output_max_files", "output_fsync", "timeout_s", "max_response_bytes",
-    "allow_insecure_http", "log_level",
+    "base_url", "key_file", "state_file", "ops.listen", "output.kind", "output.dir",
+    "output.layout", "output.max_bytes", "output.max_files", "output.fsync", "http.timeout_s",
+    "http.max_response_bytes", "http.allow_insecure_http", "logging.level",
 )
+
+
+def _get(config: Config, dotted: str) -> Any:
+    section, _, name = dotted.partition(".")
+    value = getattr(config, section)
+    return getattr(value, name) if name else value
+
+
+def _keep(new: Config, running: Config, dotted: str) -> Config:
+    """`new` with the running value of setting `dotted`."""
+    section, _, name = dotted.partition(".")
+    if not name:
+        return dataclasses.replace(new, **{section: getattr(running, section)})
+    kept = dataclasses.replace(getattr(new, section), **{name: _get(running, dotted)})
+    return dataclasses.replace(new, **{section: kept})
 
 
 async def reload(runner: Runner, running: Config, new: Config) -> Config:
     """Apply `new` to a running follower; returns the configuration now in force."""
     log = structlog.get_logger("follower")
-    fixed = [name for name in RESTART_ONLY if getattr(running, name) != getattr(new, name)]
+    fixed = [name for name in RESTART_ONLY if _get(running, name) != _get(new, name)]
     if [s.identity for s in running.sources] != [s.identity for s in new.sources]:
         fixed.append("sources")  # a source has its own key and client: added at start only
     if fixed:
         log.warning("reload_needs_restart", keys=fixed, action="kept the running values")
-        kept = {name: getattr(running, name) for name in fixed if name != "sources"}
-        new = dataclasses.replace(new, **kept)
+        for name in fixed:
+            if name != "sources":
+                new = _keep(new, running, name)
     added, removed = await runner.reconfigure(
-        run_settings(new), source_settings(new), TailErrorMatcher(new.tail_error_patterns)
+        run_settings(new), source_settings(new), TailErrorMatcher(new.tail_errors.patterns)
     )
     log.info("config_reloaded", added=len(added), removed=len(removed),
              followed=len(runner.followed))
@@ -205,8 +191,8 @@ def make_api(
         base_url=source.base_url,
         key=holder,
         on_unauthorized=holder.rejected,
-        timeout_s=config.timeout_s,
-        max_response_bytes=config.max_response_bytes,
+        timeout_s=config.http.timeout_s,
+        max_response_bytes=config.http.max_response_bytes,
         clock=clock,
     )
 
@@ -261,15 +247,15 @@ async def _follow(
     session = create_session(user_agent=f"goldrush-follower/{__version__}")
     try:
         sources = [
-            Source(make_api(config, session, clock, source), settings)
-            for source, settings in zip(config.sources, source_settings(config), strict=True)
+            Source(make_api(config, session, clock, source), source.settings)
+            for source in config.sources
         ]
         runner = Runner(
             sources=sources,
             sink=sink,
             clock=clock,
             settings=run_settings(config),
-            matcher=TailErrorMatcher(config.tail_error_patterns),
+            matcher=TailErrorMatcher(config.tail_errors.patterns),
             rng=rng,
             restored=restored,
             reset_state=reset_state,
@@ -277,9 +263,9 @@ async def _follow(
         )
         if on_runner is not None:
             on_runner(runner)
-        if config.listen is None:
+        if config.ops.listen is None:
             return await runner.run(stop)
-        host, port = config.listen
+        host, port = config.ops.listen
         async with ops_server(runner, host, port) as url:
             structlog.get_logger("follower").info("ops_server_listening", url=url)
             return await runner.run(stop)

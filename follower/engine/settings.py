@@ -1,31 +1,37 @@
-"""The poll loop's settings: one frozen value the service builds from a Config.
+"""The poll loop's settings: one frozen value the service assembles from a Config's sections.
 
 Kept apart from the runner so the knobs (and how fixed-interval mode overrides the adaptive
-schedule) read in one place, and a reload can swap them whole. Their defaults (and those of the
-core settings they hold: `BackoffPolicy`, `ScheduleSettings`, `LineSettings`) are the
-follower's defaults: `follower.config.Config` refers to them instead of writing them again.
+schedule) read in one place, and a reload can swap them whole. The sections it holds are the
+configuration's own (`ScheduleSettings`, `BackoffPolicy`, `ShardSettings`, ...); the defaults of
+its top-level knobs are the follower's, which `follower.config.Config` refers to.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Final
 
 from follower.api import listing
+from follower.api.settings import HttpSettings
 from follower.core.backoff import BackoffPolicy
 from follower.core.lifecycle import LifecycleSettings
 from follower.core.schedule import ScheduleSettings
 from follower.core.selection import Selection
+from follower.core.sharding import ShardSettings
 from follower.core.tracker import LineSettings, Since
 from follower.engine.checkpoint import Saved
 
 Checkpointer = Callable[[dict[str, Saved]], Awaitable[bool]]
 """Saves a snapshot of every followed pipeline (see follower.engine.checkpoint); False: failed."""
 
+_HTTP: Final = HttpSettings()
+
 
 @dataclass(frozen=True, slots=True)
 class DiscoverySettings:
-    """Following every pipeline the key can see (filtered), re-listed on an interval."""
+    """Following every pipeline the key can see (filtered), re-listed on an interval:
+    `discovery.*` in the configuration (a source's own `enabled` and `selection`)."""
 
     enabled: bool = False
     interval_s: float = 300.0
@@ -37,20 +43,20 @@ class DiscoverySettings:
 
 @dataclass(frozen=True, slots=True)
 class RunSettings:
-    """The loop's knobs, taken from `Config` by the service (or set directly by tests)."""
+    """The loop's knobs, assembled from a `Config`'s sections by the service (or set directly
+    by tests)."""
 
     interval_s: float | None = None
     """Fixed interval between polls of one pipeline; None (the default, as for `follower run`
     without --interval): adaptive planning."""
     since: Since = "start"
-    max_in_flight: int = 8
+    max_in_flight: int = _HTTP.max_in_flight
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
     shutdown_timeout_s: float = 5.0
     checkpoint_interval_s: float = 5.0
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     lifecycle: LifecycleSettings | None = None
-    shard_index: int = 0
-    shard_count: int = 1
+    shard: ShardSettings = field(default_factory=ShardSettings)
     budget_report_s: float = 60.0
     lines: LineSettings = field(default_factory=LineSettings)
 

@@ -15,7 +15,7 @@ from typing import Final
 import anyio
 
 from follower.api.client import TailSource
-from follower.core.budget import RequestBudget
+from follower.core.budget import BudgetSettings, RequestBudget
 from follower.engine.settings import DiscoverySettings
 
 DEFAULT_SOURCE: Final = "default"
@@ -29,8 +29,7 @@ class SourceSettings:
     name: str = DEFAULT_SOURCE
     pipelines: tuple[str, ...] = ()
     """Pipelines listed explicitly (before sharding)."""
-    budget_rps: float = 10.0
-    budget_burst: int = 20
+    budget: BudgetSettings = field(default_factory=BudgetSettings)
     discovery: DiscoverySettings = field(default_factory=DiscoverySettings)
 
 
@@ -40,7 +39,7 @@ class Source:
     def __init__(self, api: TailSource, settings: SourceSettings | None = None) -> None:
         self.api = api
         self.settings = settings or SourceSettings()
-        self.budget = RequestBudget(self.settings.budget_rps, self.settings.budget_burst)
+        self.budget = RequestBudget(self.settings.budget.rate_per_s, self.settings.budget.burst)
         self.explicit: tuple[str, ...] = ()
         """This replica's share of `settings.pipelines` (set by the roster)."""
         self.in_flight = 0
@@ -58,7 +57,7 @@ class Source:
     def reconfigure(self, settings: SourceSettings) -> None:
         """Use reloaded settings; the budget keeps what it learnt from 429s."""
         self.settings = settings
-        self.budget.reconfigure(settings.budget_rps, settings.budget_burst)
+        self.budget.reconfigure(settings.budget.rate_per_s, settings.budget.burst)
 
     def ready_at(self, now: float) -> float | None:
         """When this source may send its next request (`now` or later).

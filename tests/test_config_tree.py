@@ -1,0 +1,113 @@
+"""The configuration tree: every key fills a field of a settings class, and every default is
+written once, in that class (the loader and `Config` only refer to it)."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import tomllib
+from pathlib import Path
+
+from follower.config import Config, load_config
+from follower.config import sources as config_sources
+from follower.config.keys import FIELDS, SECTIONS, SELECTION, TOP_LEVEL_NAMES
+from follower.config.values import flatten
+from follower.core.budget import BudgetSettings
+from follower.core.tracker import LineSettings
+from follower.engine.service import run_settings
+from follower.engine.settings import RunSettings
+from follower.engine.sources import DEFAULT_SOURCE, SourceSettings
+
+PIPE = "pipe_3e8678c5fc9e48a7bf9879ca729"
+CONFIG_PACKAGE = Path(__file__).parent.parent / "follower" / "config"
+
+
+def field_names(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def test_every_key_fills_a_field_of_its_section() -> None:
+    """`schedule.floor_s` is `ScheduleSettings.floor_s`: the key table names no field of its
+    own, so a setting cannot be read into one place and defaulted in another."""
+    for dotted in FIELDS:
+        section, _, name = dotted.partition(".")
+        if not name:
+            assert TOP_LEVEL_NAMES.get(dotted, dotted) in field_names(Config), dotted
+        elif dotted == "shard.from_hostname":  # read by the loader into shard.index
+            continue
+        elif section == "discovery" and name in SELECTION:
+            assert name in field_names(type(SECTIONS["discovery"]().selection)), dotted
+        else:
+            assert name in field_names(SECTIONS[section]), dotted
+    assert set(SECTIONS) <= field_names(Config)
+
+
+def test_loaded_defaults_are_the_settings_classes_defaults() -> None:
+    """With nothing but a key and a pipeline, each section is its settings class at its
+    defaults, and the engine gets exactly its own default settings."""
+    config = load_config(config_path=None, env={"GOLDRUSH_SERVICE_KEY": "k"},
+                         flags={"pipelines": [PIPE]})
+    for name, cls in SECTIONS.items():
+        assert getattr(config, name) == cls(), name
+    assert run_settings(config) == RunSettings()
+    assert config.lines() == LineSettings()
+    (source,) = config.sources
+    assert source.settings == SourceSettings(
+        DEFAULT_SOURCE, (PIPE,), BudgetSettings().resolved(None, 1), config.discovery
+    )
+    assert source.settings.budget.rate_per_s == SourceSettings().budget.rate_per_s
+
+
+def test_a_source_reads_its_keys_as_the_top_level_does() -> None:
+    """`[[sources]]` keys shared with the top level have the same converter (one range, one
+    message) and fill the same settings (`SourceSettings.budget`, `.discovery`)."""
+    shared = set(config_sources.FIELDS) & set(FIELDS)
+    assert {"pipelines", "budget.burst", "discovery.names", "base_url"} <= shared
+    for key in shared:
+        assert config_sources.FIELDS[key] is FIELDS[key], key
+
+
+def test_the_config_package_writes_no_number_of_its_own() -> None:
+    """No dataclass field under follower/config/ has a number as its default: defaults live in
+    the settings classes of the components (a second copy would drift)."""
+    found = []
+    for module in sorted(CONFIG_PACKAGE.glob("*.py")):
+        for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            for statement in node.body:
+                if (isinstance(statement, ast.AnnAssign)
+                        and isinstance(statement.value, ast.Constant)
+                        and type(statement.value.value) in (int, float)):
+                    found.append(f"{module.name}: {node.name}.{ast.unparse(statement.target)}")
+    assert found == []
+
+
+def default_of(dotted: str) -> object:
+    """The default `Config` holds for key `dotted` (from the settings classes)."""
+    section, _, name = dotted.partition(".")
+    if not name:
+        return getattr(Config(), TOP_LEVEL_NAMES.get(dotted, dotted))
+    holder = getattr(Config(), section)
+    if section == "discovery" and name in SELECTION:
+        holder = holder.selection
+    return getattr(holder, name)
+
+
+def test_the_example_config_states_the_defaults_the_classes_hold() -> None:
+    """config/follower.toml writes each key at its default (the documented copy): every value
+    it sets is the one the settings classes give, so the example cannot drift from the code."""
+    example = Path(__file__).parent.parent / "config" / "follower.toml"
+    table = tomllib.loads(example.read_text(encoding="utf-8"))
+    table.pop("sources", None)
+    given = flatten(table, FIELDS)
+    given.pop("pipelines")  # an example id: the default is none (then discovery)
+    assert set(given) <= set(FIELDS)
+    assert len(given) > 40, "the example sets (nearly) every key"
+    special: dict[str, object] = {
+        "budget.requests_per_s": BudgetSettings().rate_per_s,  # None: this, or more (interval)
+        "shard.from_hostname": False,  # the loader's switch, not a field
+    }
+    for dotted, value in given.items():
+        expected = special[dotted] if dotted in special else default_of(dotted)
+        assert FIELDS[dotted](value) == expected, dotted
