@@ -12,7 +12,8 @@ back to the full differ (`follower.core.differ`), which then decides exactly as 
 fast path gives the same answer as the full differ whenever it gives one (the property tests in
 tests/test_differ.py hold it to that).
 
-What is kept per pod (never the text: a 200-line tail is ~20 KB, its shape a few hundred bytes):
+What is kept per pod (never the text: a 200-line tail is ~20 KB, its shape a few hundred bytes,
+packed into one `bytes` by `pack`, since a pod's state is most of the follower's memory):
 - `digest`: the 128-bit XXH3 of the whole text. With 128 bits, two different tails of one pod
   compare equal with probability 2^-128 per poll: never, in practice (a 64-bit digest would
   already make it ~5e-20). XXH3 is not cryptographic, but log lines are not chosen to collide
@@ -36,6 +37,7 @@ import array
 import bisect
 import itertools
 import math
+import struct
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,6 +54,11 @@ ANCHOR_MAX_BYTES: Final = 512
 takes the full differ at the next poll."""
 _NEWLINE: Final = 0x0A
 _DIGEST_BYTES: Final = 16
+_HEAD: Final = struct.Struct("=16s16sQqII")
+"""A packed shape's head: digest, open_digest, size, phase, block_lines, number of offsets; the
+offsets (8 bytes each), the complete blocks' digests and the anchor follow. Native byte order: a
+shape is never saved (checkpoints keep only the fingerprints)."""
+_SIZE_AT: Final = 2 * _DIGEST_BYTES
 
 _line_digest: Final = xxhash.xxh3_64_digest
 _text_digest: Final = xxhash.xxh3_128_digest
@@ -77,6 +84,10 @@ class Shape:
     `offsets[t]` is where block t starts; the last offset starts the open block, which always
     holds at least one line. Block t covers lines `phase + t * block_lines` onwards and its bytes
     end with the newline before the next block. `digests` holds 16 bytes per complete block.
+
+    This is the working form of one poll; what a pod keeps between polls is `pack(shape)`: one
+    `bytes` of ~450 bytes for a 200-line tail, where this object and its eight values take
+    ~850 (an object, an array and three `bytes` headers each).
     """
 
     size: int
@@ -89,15 +100,46 @@ class Shape:
     open_digest: bytes
 
 
+def pack(shape: Shape) -> bytes:
+    """`shape` as one `bytes` (see `_HEAD`); `unpack` reads it back."""
+    offsets = shape.offsets
+    head = _HEAD.pack(
+        shape.digest, shape.open_digest, shape.size, shape.phase, shape.block_lines, len(offsets)
+    )
+    return b"".join((head, offsets.tobytes(), shape.digests, shape.anchor or b""))
+
+
+def unpack(packed: bytes) -> Shape:
+    """The shape `pack` packed."""
+    digest, open_digest, size, phase, block_lines, count = _HEAD.unpack_from(packed)
+    offsets_end = _HEAD.size + 8 * count
+    digests_end = offsets_end + (count - 1) * _DIGEST_BYTES
+    offsets = array.array("Q")
+    offsets.frombytes(packed[_HEAD.size : offsets_end])
+    return Shape(
+        size=size,
+        digest=digest,
+        anchor=packed[digests_end:] or None,  # an anchor holds two newlines at least
+        block_lines=block_lines,
+        phase=phase,
+        offsets=offsets,
+        digests=packed[offsets_end:digests_end],
+        open_digest=open_digest,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Aligned:
-    """A fast answer: the first `seen_from` previous lines left the window, `new` arrived."""
+    """A fast answer: the first `seen_from` previous lines left the window, `new` arrived.
+
+    `shape` is packed (`pack`), as the next poll's state keeps it.
+    """
 
     seen_from: int
     new: list[bytes]
     new_lines: list[str]
     fingerprints: array.array[int]
-    shape: Shape
+    shape: bytes
 
 
 def content_end(data: bytes) -> int:
@@ -148,13 +190,14 @@ def _anchor(last_line: bytes) -> bytes | None:
     return b"\n" + last_line + b"\n"
 
 
-def unchanged(shape: Shape, data: bytes) -> bool:
-    """Whether `data` is the very tail `shape` was built from (a final newline aside)."""
+def unchanged(packed: bytes, data: bytes) -> bool:
+    """Whether `data` is the very tail the packed shape was built from (a final newline aside)."""
     end = content_end(data)
-    return end == shape.size and _digest_to(data, end) == shape.digest
+    size = int.from_bytes(packed[_SIZE_AT : _SIZE_AT + 8], sys.byteorder)
+    return end == size and packed.startswith(_digest_to(data, end))
 
 
-def align(shape: Shape, previous: array.array[int], data: bytes) -> Aligned | None:
+def align(packed: bytes, previous: array.array[int], data: bytes) -> Aligned | None:
     """The full differ's answer for the new tail `data`, if the fast checks can prove it.
 
     The full differ takes a longer tail that starts with the previous one as grown; otherwise the
@@ -162,9 +205,12 @@ def align(shape: Shape, previous: array.array[int], data: bytes) -> Aligned | No
     before it are the previous tail's (or end with them). Here the first is one digest of the
     new tail's start, the last such line is found with `rfind`, the lines before it are checked by
     digests, and None means "not proven": anything but a tail that slid or grew, or a previous
-    last line that is long.
+    last line that is long. `packed` is the previous tail's packed shape.
     """
-    if shape.anchor is None or b"\r" in data:
+    if b"\r" in data:
+        return None
+    shape = unpack(packed)
+    if shape.anchor is None:
         return None
     end = content_end(data)
     if _grew(shape, data, end):
@@ -183,8 +229,8 @@ def align(shape: Shape, previous: array.array[int], data: bytes) -> Aligned | No
     if overlap_end < end:
         new = data[overlap_end + 1 : end].split(b"\n")
         new_lines = data[overlap_end + 1 : end].decode("utf-8", "surrogatepass").split("\n")
-    fingerprints = previous[seen_from:]
-    fingerprints.extend(line_fingerprints(new))
+    # A new array of the exact size: extending the slice would over-allocate it by ~1/16.
+    fingerprints = previous[seen_from:] + line_fingerprints(new)
     offsets = array.array("Q", [offset - start for offset in shape.offsets[first_block:]])
     digests = shape.digests[first_block * _DIGEST_BYTES :]
     phase = shape.phase + first_block * shape.block_lines - seen_from
@@ -201,7 +247,7 @@ def align(shape: Shape, previous: array.array[int], data: bytes) -> Aligned | No
         open_digest=b"",
     )
     closed = _close_blocks(slid, data, len(fingerprints) - len(new), overlap_end, new)
-    return Aligned(seen_from, new, new_lines, fingerprints, closed)
+    return Aligned(seen_from, new, new_lines, fingerprints, pack(closed))
 
 
 def _grew(shape: Shape, data: bytes, end: int) -> bool:
