@@ -3,6 +3,7 @@ most of the follower's memory (bench/memory.py); a bound here catches a saving b
 
 from __future__ import annotations
 
+import array
 import tracemalloc
 
 from follower.core import tailshape
@@ -52,4 +53,13 @@ def test_packed_shape_reads_back_as_built() -> None:
     for logs in (tail(0), tail(0) + "x" * (tailshape.ANCHOR_MAX_BYTES + 1) + "\n"):
         data = logs.encode()
         shape = tailshape.build(data, data[:-1].split(b"\n"))
+        assert tailshape.unpack(tailshape.pack(shape)) == shape
+
+
+def test_packed_shape_of_a_text_past_4_gib_keeps_8_byte_offsets() -> None:
+    """Offsets take 4 bytes while the text fits them, 8 past that; both read back."""
+    digest = bytes(range(16))
+    for size, code in ((2**32 - 1, "I"), (2**32 + 5, "Q")):
+        offsets = array.array(code, [0, 2**31, size - 3])
+        shape = tailshape.Shape(size, digest, b"\nlast\n", 16, 3, offsets, digest * 2, digest)
         assert tailshape.unpack(tailshape.pack(shape)) == shape

@@ -27,6 +27,9 @@ packed into one `bytes` by `pack`, since a pod's state is most of the follower's
   `block_lines`) are checked by their fingerprints, every later block by one digest of its bytes.
   So a poll costs O(new lines + block_lines + blocks) Python-level steps, not O(tail lines).
 
+The module runs past ~300 lines on purpose: the shape's layout (`pack`, `unpack`) and the checks
+that read it are one proof, and split they would share each other's private offsets.
+
 Tails with a "\\r" anywhere take the full differ (it strips one "\\r" per line, which would make
 byte equality and line equality differ), as do tails cut by `max_tail_lines`.
 """
@@ -41,7 +44,7 @@ import struct
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 import xxhash
 
@@ -56,12 +59,21 @@ _NEWLINE: Final = 0x0A
 _DIGEST_BYTES: Final = 16
 _HEAD: Final = struct.Struct("=16s16sQqII")
 """A packed shape's head: digest, open_digest, size, phase, block_lines, number of offsets; the
-offsets (8 bytes each), the complete blocks' digests and the anchor follow. Native byte order: a
-shape is never saved (checkpoints keep only the fingerprints)."""
+offsets (see `_offset_code`), the complete blocks' digests and the anchor follow. Native byte
+order: a shape is never saved (checkpoints keep only the fingerprints)."""
+_SHORT_OFFSETS: Final = 1 << (8 * array.array("I").itemsize)
+_OFFSET_BYTES: Final = {code: array.array(code).itemsize for code in "IQ"}
+_SIZE: Final = struct.Struct("=Q")
 _SIZE_AT: Final = 2 * _DIGEST_BYTES
 
 _line_digest: Final = xxhash.xxh3_64_digest
 _text_digest: Final = xxhash.xxh3_128_digest
+
+
+def _offset_code(size: int) -> str:
+    """The array typecode of a text's block offsets: 4 bytes each while they fit (any tail within
+    the API's body cap), else 8."""
+    return "I" if size < _SHORT_OFFSETS else "Q"
 
 
 def line_fingerprints(lines: Sequence[bytes]) -> array.array[int]:
@@ -77,8 +89,7 @@ def line_fingerprints(lines: Sequence[bytes]) -> array.array[int]:
     return fingerprints
 
 
-@dataclass(frozen=True, slots=True)
-class Shape:
+class Shape(NamedTuple):
     """The fast paths' memory of a tail's text (see the module docstring); offsets are in bytes.
 
     `offsets[t]` is where block t starts; the last offset starts the open block, which always
@@ -87,7 +98,8 @@ class Shape:
 
     This is the working form of one poll; what a pod keeps between polls is `pack(shape)`: one
     `bytes` of ~450 bytes for a 200-line tail, where this object and its eight values take
-    ~850 (an object, an array and three `bytes` headers each).
+    ~850 (an object, an array and three `bytes` headers each). A named tuple, not a frozen
+    dataclass: a poll builds three, and a frozen dataclass costs ~3 us to build.
     """
 
     size: int
@@ -112,20 +124,14 @@ def pack(shape: Shape) -> bytes:
 def unpack(packed: bytes) -> Shape:
     """The shape `pack` packed."""
     digest, open_digest, size, phase, block_lines, count = _HEAD.unpack_from(packed)
-    offsets_end = _HEAD.size + 8 * count
+    code = _offset_code(size)
+    offsets_end = _HEAD.size + _OFFSET_BYTES[code] * count
     digests_end = offsets_end + (count - 1) * _DIGEST_BYTES
-    offsets = array.array("Q")
+    offsets = array.array(code)
     offsets.frombytes(packed[_HEAD.size : offsets_end])
-    return Shape(
-        size=size,
-        digest=digest,
-        anchor=packed[digests_end:] or None,  # an anchor holds two newlines at least
-        block_lines=block_lines,
-        phase=phase,
-        offsets=offsets,
-        digests=packed[offsets_end:digests_end],
-        open_digest=open_digest,
-    )
+    anchor = packed[digests_end:] or None  # an anchor holds two newlines at least
+    digests = packed[offsets_end:digests_end]
+    return Shape(size, digest, anchor, block_lines, phase, offsets, digests, open_digest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +161,7 @@ def build(data: bytes, lines: Sequence[bytes], block_lines: int | None = None) -
     if block_lines is None:
         block_lines = max(MIN_BLOCK_LINES, math.isqrt(len(lines)))
     end = content_end(data)
-    offsets = array.array("Q")
+    offsets = array.array(_offset_code(end))
     digests = []
     position = 0
     complete = (len(lines) - 1) // block_lines  # the open block keeps one line at least
@@ -193,8 +199,9 @@ def _anchor(last_line: bytes) -> bytes | None:
 def unchanged(packed: bytes, data: bytes) -> bool:
     """Whether `data` is the very tail the packed shape was built from (a final newline aside)."""
     end = content_end(data)
-    size = int.from_bytes(packed[_SIZE_AT : _SIZE_AT + 8], sys.byteorder)
-    return end == size and packed.startswith(_digest_to(data, end))
+    if end != _SIZE.unpack_from(packed, _SIZE_AT)[0]:
+        return False
+    return packed.startswith(_text_digest(data if end == len(data) else data[:end]))
 
 
 def align(packed: bytes, previous: array.array[int], data: bytes) -> Aligned | None:
@@ -227,27 +234,23 @@ def align(packed: bytes, previous: array.array[int], data: bytes) -> Aligned | N
     new: list[bytes] = []
     new_lines: list[str] = []
     if overlap_end < end:
-        new = data[overlap_end + 1 : end].split(b"\n")
-        new_lines = data[overlap_end + 1 : end].decode("utf-8", "surrogatepass").split("\n")
+        added = data[overlap_end + 1 : end]
+        new = added.split(b"\n")
+        new_lines = added.decode("utf-8", "surrogatepass").split("\n")
     # A new array of the exact size: extending the slice would over-allocate it by ~1/16.
     fingerprints = previous[seen_from:] + line_fingerprints(new)
-    offsets = array.array("Q", [offset - start for offset in shape.offsets[first_block:]])
+    code = _offset_code(end)
+    offsets = array.array(code, [offset - start for offset in shape.offsets[first_block:]])
     digests = shape.digests[first_block * _DIGEST_BYTES :]
     phase = shape.phase + first_block * shape.block_lines - seen_from
     if first_block == len(shape.offsets):  # the new tail starts inside the old open block
-        offsets, phase = array.array("Q", [0]), 0
+        offsets, phase = array.array(code, [0]), 0
+    anchor = _anchor(new[-1]) if new else shape.anchor
     slid = Shape(
-        size=end,
-        digest=_digest_to(data, end),
-        anchor=_anchor(new[-1]) if new else shape.anchor,
-        block_lines=shape.block_lines,
-        phase=phase,
-        offsets=offsets,
-        digests=digests,
-        open_digest=b"",
+        end, _digest_to(data, end), anchor, shape.block_lines, phase, offsets, digests, b""
     )
-    closed = _close_blocks(slid, data, len(fingerprints) - len(new), overlap_end, new)
-    return Aligned(seen_from, new, new_lines, fingerprints, pack(closed))
+    packed = _close_blocks(slid, data, len(fingerprints) - len(new), overlap_end, new)
+    return Aligned(seen_from, new, new_lines, fingerprints, packed)
 
 
 def _grew(shape: Shape, data: bytes, end: int) -> bool:
@@ -320,14 +323,15 @@ def _blocks_match(shape: Shape, data: bytes, start: int, first_block: int) -> bo
 
 def _close_blocks(
     shape: Shape, data: bytes, kept: int, kept_end: int, new: list[bytes]
-) -> Shape:
-    """`shape` with its open block split into complete blocks until it holds at most a block.
+) -> bytes:
+    """`shape` with its open block split into complete blocks until it holds at most a block,
+    packed (as `pack` would, without building that shape first).
 
     The tail's first `kept` lines end at byte `kept_end` (they were in the previous tail); the
     `new` lines follow. Block ends are found from the new lines' lengths, without splitting.
     """
     size = shape.block_lines
-    offsets = array.array("Q", shape.offsets)
+    offsets = array.array(shape.offsets.typecode, shape.offsets)
     digests = [shape.digests]
     carried = kept - shape.phase - (len(offsets) - 1) * size  # kept lines in the open block
     ends = [0, *itertools.accumulate(map(len, new))]  # bytes of the new lines before each one
@@ -337,13 +341,6 @@ def _close_blocks(
         digests.append(_text_digest(data[position:stop]))
         offsets.append(stop)
         position = stop
-    return Shape(
-        size=shape.size,
-        digest=shape.digest,
-        anchor=shape.anchor,
-        block_lines=size,
-        phase=shape.phase,
-        offsets=offsets,
-        digests=b"".join(digests),
-        open_digest=_text_digest(data[position : shape.size]),
-    )
+    open_digest = _text_digest(data[position : shape.size])
+    head = _HEAD.pack(shape.digest, open_digest, shape.size, shape.phase, size, len(offsets))
+    return b"".join((head, offsets.tobytes(), *digests, shape.anchor or b""))
