@@ -97,9 +97,9 @@ class Shape(NamedTuple):
     end with the newline before the next block. `digests` holds 16 bytes per complete block.
 
     This is the working form of one poll; what a pod keeps between polls is `pack(shape)`: one
-    `bytes` of ~450 bytes for a 200-line tail, where this object and its eight values take
+    `bytes` of ~440 bytes for a 200-line tail, where this object and its eight values took
     ~850 (an object, an array and three `bytes` headers each). A named tuple, not a frozen
-    dataclass: a poll builds three, and a frozen dataclass costs ~3 us to build.
+    dataclass: a slid poll builds two, and a frozen dataclass cost ~3 us to build.
     """
 
     size: int
