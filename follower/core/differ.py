@@ -45,7 +45,6 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from follower.core import tailshape
-from follower.core.tailshape import Shape
 
 Fingerprint = int
 
@@ -101,12 +100,12 @@ class TailState:
     An array of unsigned 64-bit integers costs 8 bytes a line, against ~150 for the line itself.
     Treat it as immutable: the differ never changes an array it has handed out. `legacy`: the
     fingerprints are BLAKE2b-64 (from a version-1 checkpoint). `shape` is what the fast paths
-    know of the text (`follower.core.tailshape`); it is not saved, so a restored state has none.
+    know of the text, packed (`tailshape.pack`); it is not saved, so a restored state has none.
     """
 
     fingerprints: array.array[int]
     legacy: bool = False
-    shape: Shape | None = field(default=None, compare=False, repr=False)
+    shape: bytes | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.fingerprints.typecode != _TYPECODE:
@@ -222,8 +221,9 @@ def _full_diff(
         raw = raw[-max_lines:]
     fingerprints = tailshape.line_fingerprints(raw)
     seen = _seen(previous, raw, fingerprints)
-    shape = None if crlf or cut else tailshape.build(data, raw, block_lines)
-    state = TailState(fingerprints, shape=shape)
+    shape = None if crlf or cut else tailshape.pack(tailshape.build(data, raw, block_lines))
+    # The copy is of the exact size: `frombytes` over-allocated the array by ~1/16.
+    state = TailState(fingerprints[:], shape=shape)
     return Diff(_decode(raw[seen:]), _is_gap(previous, seen), state)
 
 

@@ -12,7 +12,8 @@ back to the full differ (`follower.core.differ`), which then decides exactly as 
 fast path gives the same answer as the full differ whenever it gives one (the property tests in
 tests/test_differ.py hold it to that).
 
-What is kept per pod (never the text: a 200-line tail is ~20 KB, its shape a few hundred bytes):
+What is kept per pod (never the text: a 200-line tail is ~20 KB, its shape a few hundred bytes,
+packed into one `bytes` by `pack`, since a pod's state is most of the follower's memory):
 - `digest`: the 128-bit XXH3 of the whole text. With 128 bits, two different tails of one pod
   compare equal with probability 2^-128 per poll: never, in practice (a 64-bit digest would
   already make it ~5e-20). XXH3 is not cryptographic, but log lines are not chosen to collide
@@ -26,6 +27,9 @@ What is kept per pod (never the text: a 200-line tail is ~20 KB, its shape a few
   `block_lines`) are checked by their fingerprints, every later block by one digest of its bytes.
   So a poll costs O(new lines + block_lines + blocks) Python-level steps, not O(tail lines).
 
+The module runs past ~300 lines on purpose: the shape's layout (`pack`, `unpack`) and the checks
+that read it are one proof, and split they would share each other's private offsets.
+
 Tails with a "\\r" anywhere take the full differ (it strips one "\\r" per line, which would make
 byte equality and line equality differ), as do tails cut by `max_tail_lines`.
 """
@@ -36,10 +40,11 @@ import array
 import bisect
 import itertools
 import math
+import struct
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 import xxhash
 
@@ -52,9 +57,23 @@ ANCHOR_MAX_BYTES: Final = 512
 takes the full differ at the next poll."""
 _NEWLINE: Final = 0x0A
 _DIGEST_BYTES: Final = 16
+_HEAD: Final = struct.Struct("=16s16sQqII")
+"""A packed shape's head: digest, open_digest, size, phase, block_lines, number of offsets; the
+offsets (see `_offset_code`), the complete blocks' digests and the anchor follow. Native byte
+order: a shape is never saved (checkpoints keep only the fingerprints)."""
+_SHORT_OFFSETS: Final = 1 << (8 * array.array("I").itemsize)
+_OFFSET_BYTES: Final = {code: array.array(code).itemsize for code in "IQ"}
+_SIZE: Final = struct.Struct("=Q")
+_SIZE_AT: Final = 2 * _DIGEST_BYTES
 
 _line_digest: Final = xxhash.xxh3_64_digest
 _text_digest: Final = xxhash.xxh3_128_digest
+
+
+def _offset_code(size: int) -> str:
+    """The array typecode of a text's block offsets: 4 bytes each while they fit (any tail within
+    the API's body cap), else 8."""
+    return "I" if size < _SHORT_OFFSETS else "Q"
 
 
 def line_fingerprints(lines: Sequence[bytes]) -> array.array[int]:
@@ -70,13 +89,17 @@ def line_fingerprints(lines: Sequence[bytes]) -> array.array[int]:
     return fingerprints
 
 
-@dataclass(frozen=True, slots=True)
-class Shape:
+class Shape(NamedTuple):
     """The fast paths' memory of a tail's text (see the module docstring); offsets are in bytes.
 
     `offsets[t]` is where block t starts; the last offset starts the open block, which always
     holds at least one line. Block t covers lines `phase + t * block_lines` onwards and its bytes
     end with the newline before the next block. `digests` holds 16 bytes per complete block.
+
+    This is the working form of one poll; what a pod keeps between polls is `pack(shape)`: one
+    `bytes` of ~440 bytes for a 200-line tail, where this object and its eight values took
+    ~850 (an object, an array and three `bytes` headers each). A named tuple, not a frozen
+    dataclass: a slid poll builds two, and a frozen dataclass cost ~3 us to build.
     """
 
     size: int
@@ -89,15 +112,40 @@ class Shape:
     open_digest: bytes
 
 
+def pack(shape: Shape) -> bytes:
+    """`shape` as one `bytes` (see `_HEAD`); `unpack` reads it back."""
+    offsets = shape.offsets
+    head = _HEAD.pack(
+        shape.digest, shape.open_digest, shape.size, shape.phase, shape.block_lines, len(offsets)
+    )
+    return b"".join((head, offsets.tobytes(), shape.digests, shape.anchor or b""))
+
+
+def unpack(packed: bytes) -> Shape:
+    """The shape `pack` packed."""
+    digest, open_digest, size, phase, block_lines, count = _HEAD.unpack_from(packed)
+    code = _offset_code(size)
+    offsets_end = _HEAD.size + _OFFSET_BYTES[code] * count
+    digests_end = offsets_end + (count - 1) * _DIGEST_BYTES
+    offsets = array.array(code)
+    offsets.frombytes(packed[_HEAD.size : offsets_end])
+    anchor = packed[digests_end:] or None  # an anchor holds two newlines at least
+    digests = packed[offsets_end:digests_end]
+    return Shape(size, digest, anchor, block_lines, phase, offsets, digests, open_digest)
+
+
 @dataclass(frozen=True, slots=True)
 class Aligned:
-    """A fast answer: the first `seen_from` previous lines left the window, `new` arrived."""
+    """A fast answer: the first `seen_from` previous lines left the window, `new` arrived.
+
+    `shape` is packed (`pack`), as the next poll's state keeps it.
+    """
 
     seen_from: int
     new: list[bytes]
     new_lines: list[str]
     fingerprints: array.array[int]
-    shape: Shape
+    shape: bytes
 
 
 def content_end(data: bytes) -> int:
@@ -113,7 +161,7 @@ def build(data: bytes, lines: Sequence[bytes], block_lines: int | None = None) -
     if block_lines is None:
         block_lines = max(MIN_BLOCK_LINES, math.isqrt(len(lines)))
     end = content_end(data)
-    offsets = array.array("Q")
+    offsets = array.array(_offset_code(end))
     digests = []
     position = 0
     complete = (len(lines) - 1) // block_lines  # the open block keeps one line at least
@@ -148,13 +196,15 @@ def _anchor(last_line: bytes) -> bytes | None:
     return b"\n" + last_line + b"\n"
 
 
-def unchanged(shape: Shape, data: bytes) -> bool:
-    """Whether `data` is the very tail `shape` was built from (a final newline aside)."""
+def unchanged(packed: bytes, data: bytes) -> bool:
+    """Whether `data` is the very tail the packed shape was built from (a final newline aside)."""
     end = content_end(data)
-    return end == shape.size and _digest_to(data, end) == shape.digest
+    if end != _SIZE.unpack_from(packed, _SIZE_AT)[0]:
+        return False
+    return packed.startswith(_text_digest(data if end == len(data) else data[:end]))
 
 
-def align(shape: Shape, previous: array.array[int], data: bytes) -> Aligned | None:
+def align(packed: bytes, previous: array.array[int], data: bytes) -> Aligned | None:
     """The full differ's answer for the new tail `data`, if the fast checks can prove it.
 
     The full differ takes a longer tail that starts with the previous one as grown; otherwise the
@@ -162,9 +212,12 @@ def align(shape: Shape, previous: array.array[int], data: bytes) -> Aligned | No
     before it are the previous tail's (or end with them). Here the first is one digest of the
     new tail's start, the last such line is found with `rfind`, the lines before it are checked by
     digests, and None means "not proven": anything but a tail that slid or grew, or a previous
-    last line that is long.
+    last line that is long. `packed` is the previous tail's packed shape.
     """
-    if shape.anchor is None or b"\r" in data:
+    if b"\r" in data:
+        return None
+    shape = unpack(packed)
+    if shape.anchor is None:
         return None
     end = content_end(data)
     if _grew(shape, data, end):
@@ -181,27 +234,23 @@ def align(shape: Shape, previous: array.array[int], data: bytes) -> Aligned | No
     new: list[bytes] = []
     new_lines: list[str] = []
     if overlap_end < end:
-        new = data[overlap_end + 1 : end].split(b"\n")
-        new_lines = data[overlap_end + 1 : end].decode("utf-8", "surrogatepass").split("\n")
-    fingerprints = previous[seen_from:]
-    fingerprints.extend(line_fingerprints(new))
-    offsets = array.array("Q", [offset - start for offset in shape.offsets[first_block:]])
+        added = data[overlap_end + 1 : end]
+        new = added.split(b"\n")
+        new_lines = added.decode("utf-8", "surrogatepass").split("\n")
+    # A new array of the exact size: extending the slice would over-allocate it by ~1/16.
+    fingerprints = previous[seen_from:] + line_fingerprints(new)
+    code = _offset_code(end)
+    offsets = array.array(code, [offset - start for offset in shape.offsets[first_block:]])
     digests = shape.digests[first_block * _DIGEST_BYTES :]
     phase = shape.phase + first_block * shape.block_lines - seen_from
     if first_block == len(shape.offsets):  # the new tail starts inside the old open block
-        offsets, phase = array.array("Q", [0]), 0
+        offsets, phase = array.array(code, [0]), 0
+    anchor = _anchor(new[-1]) if new else shape.anchor
     slid = Shape(
-        size=end,
-        digest=_digest_to(data, end),
-        anchor=_anchor(new[-1]) if new else shape.anchor,
-        block_lines=shape.block_lines,
-        phase=phase,
-        offsets=offsets,
-        digests=digests,
-        open_digest=b"",
+        end, _digest_to(data, end), anchor, shape.block_lines, phase, offsets, digests, b""
     )
-    closed = _close_blocks(slid, data, len(fingerprints) - len(new), overlap_end, new)
-    return Aligned(seen_from, new, new_lines, fingerprints, closed)
+    packed = _close_blocks(slid, data, len(fingerprints) - len(new), overlap_end, new)
+    return Aligned(seen_from, new, new_lines, fingerprints, packed)
 
 
 def _grew(shape: Shape, data: bytes, end: int) -> bool:
@@ -274,14 +323,15 @@ def _blocks_match(shape: Shape, data: bytes, start: int, first_block: int) -> bo
 
 def _close_blocks(
     shape: Shape, data: bytes, kept: int, kept_end: int, new: list[bytes]
-) -> Shape:
-    """`shape` with its open block split into complete blocks until it holds at most a block.
+) -> bytes:
+    """`shape` with its open block split into complete blocks until it holds at most a block,
+    packed (as `pack` would, without building that shape first).
 
     The tail's first `kept` lines end at byte `kept_end` (they were in the previous tail); the
     `new` lines follow. Block ends are found from the new lines' lengths, without splitting.
     """
     size = shape.block_lines
-    offsets = array.array("Q", shape.offsets)
+    offsets = array.array(shape.offsets.typecode, shape.offsets)
     digests = [shape.digests]
     carried = kept - shape.phase - (len(offsets) - 1) * size  # kept lines in the open block
     ends = [0, *itertools.accumulate(map(len, new))]  # bytes of the new lines before each one
@@ -291,13 +341,6 @@ def _close_blocks(
         digests.append(_text_digest(data[position:stop]))
         offsets.append(stop)
         position = stop
-    return Shape(
-        size=shape.size,
-        digest=shape.digest,
-        anchor=shape.anchor,
-        block_lines=size,
-        phase=shape.phase,
-        offsets=offsets,
-        digests=b"".join(digests),
-        open_digest=_text_digest(data[position : shape.size]),
-    )
+    open_digest = _text_digest(data[position : shape.size])
+    head = _HEAD.pack(shape.digest, open_digest, shape.size, shape.phase, size, len(offsets))
+    return b"".join((head, offsets.tobytes(), *digests, shape.anchor or b""))

@@ -1,0 +1,65 @@
+"""What a pod's differ state costs in memory: the follower holds one per pod, so its bytes are
+most of the follower's memory (bench/memory.py); a bound here catches a saving being lost."""
+
+from __future__ import annotations
+
+import array
+import tracemalloc
+
+from follower.core import tailshape
+from follower.core.differ import TailState, diff_logs
+
+WINDOW = 200
+MAX_STATE_BYTES = 2_350
+"""A 200-line state holds 1,600 bytes of fingerprints; the rest (the array's and the state's
+headers, the packed shape with its ~100-byte anchor) took ~620 bytes when this was written, and
+~1,050-1,100 before the shape was packed and the arrays were allocated to their exact size."""
+
+
+def tail(first: int) -> str:
+    """A 200-line tail of ~100-byte log lines, starting at line `first`."""
+    return "".join(
+        f"2026-12-02T11:{index % 60:02}:00.000Z INFO  worker-{index % 7} processed batch {index} "
+        f"of the nightly import in {index % 97} ms, queue depth {index % 13}\n"
+        for index in range(first, first + WINDOW)
+    )
+
+
+def retained_bytes(previous: TailState | None, logs: str) -> tuple[int, TailState]:
+    """The bytes allocated by diffing `logs` that its state keeps alive, and the state."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        state = diff_logs(previous, logs).state
+        return tracemalloc.get_traced_memory()[0] - before, state
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_200_line_state_with_its_shape_stays_small() -> None:
+    """Both the full differ's state and the fast path's (a slid tail) keep their fingerprints
+    and a packed shape in at most MAX_STATE_BYTES."""
+    retained_bytes(retained_bytes(None, tail(0))[1], tail(20))  # a tracer's first sight of a line
+    full, first = retained_bytes(None, tail(0))
+    slid, second = retained_bytes(first, tail(20))
+    assert first.shape is not None and second.shape is not None
+    assert len(second) == WINDOW
+    assert full <= MAX_STATE_BYTES
+    assert slid <= MAX_STATE_BYTES
+
+
+def test_packed_shape_reads_back_as_built() -> None:
+    """`unpack(pack(shape))` is the shape built from the tail, with and without an anchor."""
+    for logs in (tail(0), tail(0) + "x" * (tailshape.ANCHOR_MAX_BYTES + 1) + "\n"):
+        data = logs.encode()
+        shape = tailshape.build(data, data[:-1].split(b"\n"))
+        assert tailshape.unpack(tailshape.pack(shape)) == shape
+
+
+def test_packed_shape_of_a_text_past_4_gib_keeps_8_byte_offsets() -> None:
+    """Offsets take 4 bytes while the text fits them, 8 past that; both read back."""
+    digest = bytes(range(16))
+    for size, code in ((2**32 - 1, "I"), (2**32 + 5, "Q")):
+        offsets = array.array(code, [0, 2**31, size - 3])
+        shape = tailshape.Shape(size, digest, b"\nlast\n", 16, 3, offsets, digest * 2, digest)
+        assert tailshape.unpack(tailshape.pack(shape)) == shape
