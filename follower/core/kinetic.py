@@ -44,6 +44,7 @@ class RiskTournament:
         self._rate: list[float] = [0.0]
         self._last: list[float] = [0.0]
         self._window: list[int] = [1]
+        self._slope: list[float] = [0.0]
         self._winner: list[int] = [-1, -1]
         """Per node, the slot of its winner; -1: an empty subtree."""
         self._until: list[float] = [math.inf, math.inf]
@@ -71,6 +72,7 @@ class RiskTournament:
         self._rate[slot] = rate
         self._last[slot] = last
         self._window[slot] = window
+        self._slope[slot] = rate / window
         self._set_leaf(slot, slot)
 
     def remove(self, pipeline_id: str) -> None:
@@ -102,71 +104,56 @@ class RiskTournament:
         """Recompute the nodes whose certificate `now` passed, and their ancestors as needed."""
         self._now = max(self._now, now)
         now = self._now
-        expiring = self._expiring
-        if not expiring or expiring[0][0] >= now:
-            return
-        dirty: set[int] = set()
+        expiring, until = self._expiring, self._until
         while expiring and expiring[0][0] < now:
-            until, node = heapq.heappop(expiring)
-            if self._until[node] == until:
-                dirty.add(node)
-        order = [-node for node in dirty]
-        heapq.heapify(order)  # deepest first: a node after its children
-        while order:
-            node = -heapq.heappop(order)
-            if node not in dirty:
-                continue
-            dirty.discard(node)
-            if self._recompute(node) and node > 1 and (node >> 1) not in dirty:
-                dirty.add(node >> 1)
-                heapq.heappush(order, -(node >> 1))
+            at, node = heapq.heappop(expiring)
+            if until[node] == at:
+                while self._recompute(node) and node > 1:
+                    node >>= 1
 
     def _recompute(self, node: int) -> bool:
         """The node's winner and certificate at the current time; True if its winner changed."""
-        left, right = self._winner[2 * node], self._winner[2 * node + 1]
-        if left < 0 or right < 0:
-            winner, until = (right if left < 0 else left), math.inf
+        winners = self._winner
+        one, other = winners[2 * node], winners[2 * node + 1]
+        if one < 0 or other < 0:
+            winner, until = (other if one < 0 else one), math.inf
         else:
-            if self._beats(right, left):
-                left, right = right, left
-            winner, until = left, self._certificate(left, right)
+            # The risk as in schedule.urgency (same float operations), then the tie-breaks.
+            now, rate, last, window = self._now, self._rate, self._last, self._window
+            last_one, last_other = last[one], last[other]
+            risk_one = rate[one] * (now - last_one if now > last_one else 0.0) / window[one]
+            risk_other = rate[other] * (now - last_other if now > last_other else 0.0) / window[
+                other
+            ]
+            if risk_other > risk_one or (risk_other == risk_one and (
+                last_other < last_one
+                or (last_other == last_one and self._ids[other] < self._ids[one])
+            )):
+                one, other = other, one
+            winner, until = one, self._certificate(one, other)
         self._until[node] = until
         if until != math.inf:
             heapq.heappush(self._expiring, (until, node))
             if len(self._expiring) > 8 * self._size + 64:  # mostly stale: keep the live ones
                 self._expiring = [(u, n) for n, u in enumerate(self._until) if u != math.inf]
                 heapq.heapify(self._expiring)
-        changed = winner != self._winner[node]
-        self._winner[node] = winner
-        return changed
-
-    def _risk(self, slot: int) -> float:
-        last = self._last[slot]
-        elapsed = self._now - last if self._now > last else 0.0
-        return self._rate[slot] * elapsed / self._window[slot]  # as in schedule.urgency
-
-    def _beats(self, one: int, other: int) -> bool:
-        risk, risk_other = self._risk(one), self._risk(other)
-        if risk != risk_other:
-            return risk > risk_other
-        if self._last[one] != self._last[other]:
-            return self._last[one] < self._last[other]
-        return self._ids[one] < self._ids[other]
+        if winner == winners[node]:
+            return False
+        winners[node] = winner
+        return True
 
     def _certificate(self, winner: int, loser: int) -> float:
         """Until when `winner` (which beats `loser` now) is certain to go on beating it."""
-        rate_w, rate_l = self._rate[winner], self._rate[loser]
-        window_w, window_l = self._window[winner], self._window[loser]
-        last_w, last_l = self._last[winner], self._last[loser]
+        rate, window, last = self._rate, self._window, self._last
+        last_w, last_l = last[winner], last[loser]
         if (
-            rate_w >= rate_l and window_w <= window_l and last_w <= last_l
+            rate[winner] >= rate[loser] and window[winner] <= window[loser] and last_w <= last_l
             and (last_w < last_l or self._ids[winner] < self._ids[loser])
         ):
             return math.inf  # dominated: every risk operation rounds in the winner's favour
         now = self._now
-        slope_w, slope_l = rate_w / window_w, rate_l / window_l
-        risk_w, risk_l = slope_w * (now - last_w), slope_l * (now - last_l)
-        gap = risk_w * (1 - MARGIN) - risk_l * (1 + MARGIN)
+        slope_w, slope_l = self._slope[winner], self._slope[loser]
+        gap = slope_w * (now - last_w) * (1 - MARGIN) - slope_l * (now - last_l) * (1 + MARGIN)
         if gap <= SMALLEST:
             return now  # a near tie: compare again at the next later time
         closing = slope_l * (1 + MARGIN) - slope_w * (1 - MARGIN) + ROUNDING * (slope_l + slope_w)
@@ -183,6 +170,7 @@ class RiskTournament:
         self._rate += [0.0] * extra
         self._last += [0.0] * extra
         self._window += [1] * extra
+        self._slope += [0.0] * extra
         winner = [-1] * (2 * size)
         winner[size:size + old] = self._winner[old:2 * old]
         self._winner = winner
