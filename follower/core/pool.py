@@ -72,6 +72,7 @@ class Pool:
     # --- changing ------------------------------------------------------------------------------
 
     def put(self, pipeline_id: str, plan: PipelinePlan, due_at: float) -> None:
+        """Add a pipeline or tell its new due time or plan (placed at the next `advance`)."""
         member = self.members.get(pipeline_id)
         if member is not None and member.plan is plan:
             if member.group != _PENDING and due_at <= self.now:
@@ -88,6 +89,7 @@ class Pool:
             self._rebuild()
 
     def remove(self, pipeline_id: str) -> None:
+        """Take a pipeline out (nothing if it is not in)."""
         member = self.members.pop(pipeline_id, None)
         if member is None:
             return
