@@ -144,6 +144,22 @@ def test_a_never_polled_pipeline_past_the_ceiling_goes_first() -> None:
     assert ranking.pick(60.0, {"a": 60.0}) == ("new", None)
 
 
+def test_the_ceiling_is_reached_at_exactly_its_age() -> None:
+    """A pipeline unpolled for exactly `ceiling_s` is OVERDUE, as in the reference, whether it
+    was due before (and moves group) or falls due then."""
+    ranking: Ranking[str] = Ranking(60.0)
+    busy = PipelinePlan(last_poll=50.0, rate_lps=100.0, window=100, samples=1, polls=2)
+    quiet = PipelinePlan(last_poll=0.0, rate_lps=0.1, window=100, samples=1, polls=2)
+    late = PipelinePlan(last_poll=0.0, looks_busy=False, window=5, polls=1)
+    ranking.put("busy", busy, "a", 50.0)
+    ranking.put("quiet", quiet, "a", 10.0)
+    assert ranking.pick(59.0, {"a": 0.0}) == ("busy", None)
+    assert ranking.pick(60.0, {"a": 0.0}) == ("quiet", None)
+    ranking.remove("quiet")
+    ranking.put("late", late, "a", 60.0)
+    assert ranking.pick(60.0, {"a": 0.0}) == ("late", None)
+
+
 def test_equal_rounded_waits_go_to_the_smallest_id() -> None:
     """Two first polls overdue whose waits began apart but round to the same wait: the smallest
     id goes first, as in the reference (which sees only the rounded wait)."""
