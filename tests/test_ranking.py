@@ -192,3 +192,5 @@ def test_the_ceiling_must_be_positive() -> None:
     """A ceiling of 0 would make every pipeline overdue at once: refused."""
     with pytest.raises(ValueError, match="ceiling_s"):
         Ranking(0.0)
+    with pytest.raises(ValueError, match="ceiling_s"):
+        Ranking[str](60.0).reconfigure(-1.0)

@@ -27,9 +27,7 @@ class Ranking(Generic[S]):
     """The followed pipelines not in flight, per source, ranked as `most_at_risk` ranks them."""
 
     def __init__(self, ceiling_s: float = math.inf) -> None:
-        if not ceiling_s > 0:
-            raise ValueError(f"ceiling_s must be positive, got {ceiling_s!r}")
-        self._ceiling_s = ceiling_s
+        self._ceiling_s = _positive(ceiling_s)
         self._clear()
 
     def _clear(self) -> None:
@@ -61,7 +59,7 @@ class Ranking(Generic[S]):
 
     def reconfigure(self, ceiling_s: float) -> None:
         """A new ceiling: every pipeline is placed again."""
-        if ceiling_s == self._ceiling_s:
+        if _positive(ceiling_s) == self._ceiling_s:
             return
         members = [(p, m.plan, s, m.due_at) for s, pool in self._pools.items()
                    for p, m in pool.members.items()]
@@ -99,3 +97,10 @@ class Ranking(Generic[S]):
         if chosen is not None:
             return chosen.pipeline_id, None
         return None, None if wait == math.inf else wait
+
+
+def _positive(ceiling_s: float) -> float:
+    """A ceiling of 0 or less would make every pipeline overdue at once (and NaN none)."""
+    if not ceiling_s > 0:
+        raise ValueError(f"ceiling_s must be positive, got {ceiling_s!r}")
+    return ceiling_s
