@@ -12,8 +12,9 @@ diffed, every state at its steady size), then samples VmRSS while it keeps polli
 median. Another child repeats the first size under `tracemalloc` and reports the Python heap the
 follower holds (traced memory, which RSS includes along with allocator slack) and where it is.
 
-The dispatcher scans every followed pipeline for each request it starts, so a poll costs more CPU
-the more pipelines are followed; at 5,000 pipelines the run takes a few minutes for that reason.
+The dispatcher's choice of the next request costs O(log n) (follower/core/ranking.py), not a
+scan of every followed pipeline; a larger size takes longer mostly because every pipeline must be
+answered `--polls` times.
 
 Exits 1 when the RSS growth per 1,000 pods exceeds `--max-mb` (10 MB) at any size.
 """

@@ -33,7 +33,9 @@ what one look shows:
   that waited `ceiling_s` for its first poll goes before everything, so none starves.
 
 When the budget cannot cover every pipeline's interval, `most_at_risk` spends each token on the
-fullest window (the highest risk), and `shortfall` says by how many requests per second. When
+fullest window (the highest risk), and `shortfall` says by how many requests per second.
+`most_at_risk` and `most_urgent` scan every due pipeline: they are the reference the dispatcher's
+`Ranking` (follower/core/ranking.py, the same choice in O(log n) per token) is tested against. When
 the budget covers more than the rates need, `spare_scale` shortens every interval so the spare
 tokens shorten the time an idle or slow pipeline's sudden burst goes unseen.
 
@@ -344,8 +346,9 @@ SECOND_LOOK: Final = 4
 BY_RISK: Final = 5
 
 
-def _urgency(plan: PipelinePlan, now: float, ceiling_s: float) -> tuple[int, float, float]:
-    """Sort key, smallest first: (group, then within it the most urgent, then the oldest poll).
+def urgency(plan: PipelinePlan, now: float, ceiling_s: float) -> tuple[int, float, float]:
+    """Sort key, smallest first: (group, then within it the most urgent, then the oldest poll);
+    ties then go to the smallest pipeline id.
 
     OVERDUE: unpolled for `ceiling_s` (or waiting that long for a first poll), the oldest first:
     the ceiling is a promise even when tokens are scarce. PROBE: not measured yet but its tail
@@ -367,7 +370,7 @@ def _urgency(plan: PipelinePlan, now: float, ceiling_s: float) -> tuple[int, flo
         if plan.looks_busy:
             return (PROBE, -float(plan.window or 0), last)
         return (SECOND_LOOK, -elapsed, last)
-    rate = plan.rate_lps  # plan.risk(now), inline: this runs for every due pipeline per token
+    rate = plan.rate_lps  # plan.risk(now), inline; kinetic.RiskTournament computes it alike
     risk = rate * elapsed / (plan.window or 1) if rate > 0 else 0.0
     return (OVERFLOWING if risk >= OVERFLOW_RISK else BY_RISK, -risk, last)
 
@@ -375,7 +378,9 @@ def _urgency(plan: PipelinePlan, now: float, ceiling_s: float) -> tuple[int, flo
 def most_at_risk(
     due: Iterable[tuple[str, PipelinePlan]], now: float, *, ceiling_s: float = math.inf
 ) -> str | None:
-    """Which of the due pipelines to poll with the next token (None when none is due).
+    """Which of the due pipelines to poll with the next token (None when none is due): the
+    reference, a scan of every due pipeline, that `Ranking` (follower/core/ranking.py) answers
+    without the scan.
 
     The highest `risk()` first: the fullest window is the one closest to losing lines, and a
     poll of it reads the most lines per token, which is what counts when tokens are scarce
@@ -389,14 +394,14 @@ def most_at_risk(
     13% more lines than fixed-interval round robin on the same budget.
 
     Pipelines whose rate is not known yet are placed by what their first look showed (see
-    `_urgency` and the module docstring), and (pass the settings' `ceiling_s`) pipelines unpolled
+    `urgency` and the module docstring), and (pass the settings' `ceiling_s`) pipelines unpolled
     for that long, or waiting that long for a first poll, go first, so none starves when the
     budget is short.
     """
     best_key: tuple[int, float, float] | None = None
     best_id = ""
     for pipeline_id, plan in due:  # runs per token over every due pipeline: no tuple per item
-        key = _urgency(plan, now, ceiling_s)
+        key = urgency(plan, now, ceiling_s)
         if best_key is None or key < best_key or (key == best_key and pipeline_id < best_id):
             best_key, best_id = key, pipeline_id
     return None if best_key is None else best_id
@@ -411,7 +416,7 @@ def most_urgent(
     if count == 1:
         best = most_at_risk(due, now, ceiling_s=ceiling_s)
         return [] if best is None else [best]
-    keyed = ((_urgency(plan, now, ceiling_s), pipeline_id) for pipeline_id, plan in due)
+    keyed = ((urgency(plan, now, ceiling_s), pipeline_id) for pipeline_id, plan in due)
     return [pipeline_id for _, pipeline_id in heapq.nsmallest(count, keyed)]
 
 

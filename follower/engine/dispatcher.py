@@ -1,8 +1,9 @@
 """The dispatcher: spends each source's request budget on the due pipelines most at risk.
 
 It takes a token whenever one is free and some pipeline is due, gives it to the due pipeline most
-at risk of losing lines (`most_urgent` in follower/core/schedule.py decides), and hands that
-request to one of `max_in_flight` long-lived workers, which run it through `Poller`. With several
+at risk of losing lines (a `Ranking`, follower/core/ranking.py, answers what `most_at_risk` in
+follower/core/schedule.py would, in O(log n)), and hands that request to one of `max_in_flight`
+long-lived workers, which run it through `Poller`. With several
 sources, a pipeline may go when it is due and its own source has a token. Once a second it
 re-plans each source's spare-budget scale and reports a budget that cannot cover its plan; it
 also writes the partial snapshots of open lines as they fall due. How it waits is
@@ -12,7 +13,7 @@ follower/engine/parking.py.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 import anyio
@@ -20,13 +21,8 @@ import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from follower.clock import Clock
-from follower.core.schedule import (
-    PipelinePlan,
-    ScheduleSettings,
-    most_urgent,
-    shortfall,
-    spare_scale,
-)
+from follower.core.ranking import Ranking
+from follower.core.schedule import PipelinePlan, ScheduleSettings, shortfall, spare_scale
 from follower.engine.keys import KeyWatch
 from follower.engine.parking import Parking
 from follower.engine.poller import Followed, Poller
@@ -34,12 +30,6 @@ from follower.engine.roster import Roster
 from follower.engine.settings import RunSettings
 from follower.engine.sources import Source
 from follower.ops.metrics import Metrics
-
-RANKED: Final = 16
-"""Pipelines one dispatcher scan ranks for the next tokens."""
-RANKING_TTL_S: Final = 0.01
-"""How long a ranking serves: a few ms of staleness costs nothing (risk moves by the line rate
-times that), and in a saturated follower it saves a scan of every pipeline per request."""
 
 REPLAN_S: Final = 1.0
 """How often each source's spare-budget scale and shortfall are computed from the plans."""
@@ -83,13 +73,16 @@ class Dispatcher:
         """The earliest partial snapshot due, on the monotonic clock."""
         self._replan_soon = False
         """A busy first look waits for its probe: re-plan at the next `REPLAN_S`."""
-        self._ranked: list[Followed] = []
-        self._ranked_at = -math.inf
+        self._ranking: Ranking[Source] = Ranking(self._schedule.ceiling_s)
+        """The pipelines not in flight; every change of a due time or of the roster goes in."""
         self._planned_at = -math.inf
         self._reported_at = -math.inf
         self._workers: anyio.abc.TaskGroup | None = None
         self._jobs: MemoryObjectReceiveStream[Job] | None = None
         self._worker_count = 0
+        roster.watch(self)
+        for followed in roster:
+            self.replan(followed)
 
     @property
     def schedule(self) -> ScheduleSettings:
@@ -101,6 +94,7 @@ class Dispatcher:
         started if `max_in_flight` grew."""
         self._settings = settings
         self._schedule = settings.schedule_settings()
+        self._ranking.reconfigure(self._schedule.ceiling_s)
         for followed in self._roster:
             self.replan(followed)
         self._hire()
@@ -177,6 +171,7 @@ class Dispatcher:
             chosen.source.budget.take(now)
             self._metrics.sent()
             chosen.in_flight = True
+            self._ranking.remove(chosen.pipeline_id)
             chosen.source.in_flight += 1
             self._parking.in_flight += 1
             send.send_nowait((chosen, now))
@@ -189,51 +184,18 @@ class Dispatcher:
         """The pipeline to poll now, or None and when to look again (None: when woken).
 
         A pipeline may go when it is due and its source may send (a token, and its key not
-        refused). Each source is asked once, and one scan finds the due pipelines most at risk
-        and the next time one could go. The scan ranks up to `RANKED` pipelines; the next
-        tokens take the next of them while the ranking is at most `RANKING_TTL_S` old, so a
-        follower that polls as fast as it can does not re-scan every pipeline per request.
+        refused). Each source is asked once; the ranking answers which due pipeline is most at
+        risk, or the next time one could go.
         """
         if self._parking.in_flight >= self._settings.max_in_flight:
             return None, None
         ready = {source: source.ready_at(now) for source in self._sources}
         if all(at is None or at > now for at in ready.values()):
             return None, min((at for at in ready.values() if at is not None), default=None)
-        if now - self._ranked_at <= RANKING_TTL_S:
-            while self._ranked:
-                followed = self._ranked.pop()
-                source_at = ready[followed.source]
-                if (
-                    not followed.in_flight
-                    and self._roster.get(followed.pipeline_id) is followed
-                    and followed.due_at <= now
-                    and source_at is not None
-                    and source_at <= now
-                ):
-                    return followed, None
-        later: list[float] = []
-
-        def due() -> Iterator[tuple[str, PipelinePlan]]:
-            for pipeline_id, followed in self._roster.items():
-                source_at = ready[followed.source]
-                if followed.in_flight or source_at is None:
-                    continue
-                at = followed.due_at if followed.due_at > source_at else source_at
-                if at <= now:
-                    yield pipeline_id, followed.plan
-                else:
-                    later.append(at)
-
-        # Rank ahead only when scans come back to back (tokens faster than RANKING_TTL_S): with
-        # a token every 50 ms, ranking 16 would cost more than picking the best.
-        count = RANKED if now - self._ranked_at <= RANKING_TTL_S else 1
-        chosen = most_urgent(due(), now, count, ceiling_s=self._schedule.ceiling_s)
-        if not chosen:
-            return None, min(later, default=None)
-        get = self._roster.get
-        self._ranked = [f for f in map(get, reversed(chosen[1:])) if f is not None]
-        self._ranked_at = now
-        return get(chosen[0]), None
+        pipeline_id, wait_until = self._ranking.pick(now, ready)
+        if pipeline_id is None:
+            return None, wait_until
+        return self._roster.get(pipeline_id), None
 
     async def _request(self, followed: Followed, sent_at: float) -> None:
         try:
@@ -291,8 +253,20 @@ class Dispatcher:
                 self.replan(followed)
 
     def replan(self, followed: Followed) -> None:
-        """Recompute when the pipeline is due, after its plan or its source's scale changed."""
+        """Recompute when the pipeline is due, after its plan or its source's scale changed, and
+        tell the ranking (unless the pipeline is in flight or no longer followed)."""
         followed.due_at = followed.plan.due(self._schedule, followed.source.scale)
+        if not followed.in_flight and self._roster.get(followed.pipeline_id) is followed:
+            self._ranking.put(followed.pipeline_id, followed.plan, followed.source, followed.due_at)
+
+    def followed(self, followed: Followed) -> None:
+        """The roster follows a new pipeline: rank it."""
+        self.replan(followed)
+
+    def dropped(self, followed: Followed) -> None:
+        """The roster dropped a pipeline: it is ranked no more."""
+        if not followed.in_flight:
+            self._ranking.remove(followed.pipeline_id)
 
     # --- waking --------------------------------------------------------------------------------
 

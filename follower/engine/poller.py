@@ -62,8 +62,8 @@ class Followed:
     problems: frozenset[PodProblem] = frozenset()
     """The unusable parts of the last logs answer, reported when they first appear."""
     due_at: float = -math.inf
-    """`plan.due()` as of the last change of the plan or its scale (the dispatcher keeps it), so the
-    dispatcher's scan over every pipeline compares floats instead of re-planning each."""
+    """`plan.due()` as of the last change of the plan or its scale (the dispatcher keeps it, and
+    tells its ranking of every change)."""
 
     @property
     def pipeline_id(self) -> str:

@@ -3,14 +3,15 @@
 The roster builds a pipeline's tracker, plan and lifecycle when it is followed (from its saved
 state after a restart), announces `pipeline_added` / `pipeline_removed`, and writes the partial
 snapshots of open lines that fall due. The discovery loops (follower/engine/discovery_loop.py)
-change it through `add`, `drop`, `owned_by` and `is_followed`; the dispatcher reads it.
+change it through `add`, `drop`, `owned_by` and `is_followed`; the dispatcher reads it and hears
+of every pipeline followed or dropped (`watch`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable, ItemsView, Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 
@@ -26,7 +27,15 @@ from follower.engine.poller import Followed
 from follower.engine.settings import RunSettings
 from follower.engine.sources import Source
 
-__all__ = ["Roster"]
+__all__ = ["Roster", "RosterWatcher"]
+
+
+class RosterWatcher(Protocol):
+    """Hears of every pipeline followed or dropped, as it happens."""
+
+    def followed(self, followed: Followed) -> None: ...
+
+    def dropped(self, followed: Followed) -> None: ...
 
 
 class Roster:
@@ -56,6 +65,7 @@ class Roster:
         self._restored = dict(restored or {})
         self._reset_state = reset_state
         self._followed: dict[str, Followed] = {}
+        self._watchers: list[RosterWatcher] = []
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -98,6 +108,10 @@ class Roster:
 
     # --- changing ------------------------------------------------------------------------------
 
+    def watch(self, watcher: RosterWatcher) -> None:
+        """Tell `watcher` of every pipeline followed or dropped from now on."""
+        self._watchers.append(watcher)
+
     def select(self, source: Source) -> None:
         """Set this replica's share of the source's explicit pipelines."""
         settings = self._settings
@@ -122,7 +136,10 @@ class Roster:
             plan = PipelinePlan.from_learned(saved.plan, added)
         else:
             plan = PipelinePlan(waiting_since=added)
-        self._followed[pipeline_id] = Followed(tracker, plan, Lifecycle(self._lifecycle), source)
+        followed = Followed(tracker, plan, Lifecycle(self._lifecycle), source)
+        self._followed[pipeline_id] = followed
+        for watcher in self._watchers:
+            watcher.followed(followed)
 
     async def add(self, pipeline_id: str, name: str | None, source: Source) -> None:
         """Follow a pipeline through `source`, announced by `pipeline_added`."""
@@ -133,8 +150,11 @@ class Roster:
     async def drop(self, pipeline_id: str, reason: str) -> None:
         """Stop following a pipeline and free its state, announced by `pipeline_removed`."""
         async with self._commit:
-            if self._followed.pop(pipeline_id, None) is None:
+            followed = self._followed.pop(pipeline_id, None)
+            if followed is None:
                 return
+            for watcher in self._watchers:
+                watcher.dropped(followed)
             event = PipelineRemovedEvent(self._clock.wall(), pipeline_id, reason)
             await self._write([event])
         if reason == "not_found":
