@@ -142,3 +142,21 @@ def test_every_folder_is_a_package_and_no_two_modules_say_discovery() -> None:
     assert all((folder / "__init__.py").is_file() for folder in folders)
     stems = {p.stem for p in PACKAGE.rglob("*.py")}
     assert not {"discovery", "discovering"} <= stems
+
+
+MAX_LINES = 300
+"""A module longer than this states why at its top (a `Size:` paragraph in its docstring)."""
+
+
+def test_long_modules_say_why_they_are_long() -> None:
+    """One concept per module, small enough to read at once: a module over `MAX_LINES` lines
+    says, in a `Size:` paragraph of its docstring, why it is one module (or it gets split)."""
+    unexplained = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        if text.count("\n") <= MAX_LINES:
+            continue
+        docstring = ast.get_docstring(ast.parse(text)) or ""
+        if not any(line.startswith("Size: ") for line in docstring.splitlines()):
+            unexplained.append(f"{path.relative_to(PACKAGE.parent)} ({text.count(chr(10))} lines)")
+    assert unexplained == []

@@ -7,8 +7,8 @@ They never pass through structlog, so no log level or processor can drop or resh
 values they are made from (ids, timestamps, cut lines) are `follower.core.model`; every kind has
 a JSON Schema in follower/schema/.
 
-Over 300 lines: it is the catalogue of the kinds, one short class each, read side by side with
-the schema files; splitting it would scatter what `Event` and `EVENT_KINDS` list.
+Size: over 300 lines because it is the catalogue of the kinds, one short class each, read side
+by side with the schema files; splitting it would scatter what `Event` and `EVENT_KINDS` list.
 """
 
 from __future__ import annotations

@@ -40,6 +40,10 @@ the budget covers more than the rates need, `spare_scale` shortens every interva
 tokens shorten the time an idle or slow pipeline's sudden burst goes unseen.
 
 Pure: `now` is always an argument (monotonic seconds); nothing here reads a clock.
+
+Size: over 300 lines because it is one policy: the settings, the per-pipeline plan (rate, window,
+risk), the urgency order and the budget figures derived from the plans read as one argument; the
+ranking that applies the order without a scan is apart (ranking.py, pool.py, kinetic.py).
 """
 
 from __future__ import annotations

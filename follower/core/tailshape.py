@@ -27,7 +27,7 @@ packed into one `bytes` by `pack`, since a pod's state is most of the follower's
   `block_lines`) are checked by their fingerprints, every later block by one digest of its bytes.
   So a poll costs O(new lines + block_lines + blocks) Python-level steps, not O(tail lines).
 
-The module runs past ~300 lines on purpose: the shape's layout (`pack`, `unpack`) and the checks
+Size: over 300 lines on purpose: the shape's layout (`pack`, `unpack`) and the checks
 that read it are one proof, and split they would share each other's private offsets.
 
 Tails with a "\\r" anywhere take the full differ (it strips one "\\r" per line, which would make

@@ -8,6 +8,9 @@ sources, a pipeline may go when it is due and its own source has a token. Once a
 re-plans each source's spare-budget scale and reports a budget that cannot cover its plan; it
 also writes the partial snapshots of open lines as they fall due. How it waits is
 follower/engine/parking.py.
+
+Size: just over 300 lines: choosing, handing to workers, budget re-planning and partial
+snapshots share the dispatcher's one loop and its wake-up time.
 """
 
 from __future__ import annotations
