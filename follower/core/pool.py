@@ -273,12 +273,6 @@ class Pool:
         """The earliest due time of a member (-inf when one is due; None: no member)."""
         if self.due:
             return -math.inf
-        pending, members = self._pending, self.members
-        while pending:
-            due_at, pipeline_id, seq = pending[0]
-            member = members.get(pipeline_id)
-            if member is not None and member.seq == seq and member.group == _PENDING:
-                return due_at
-            heapq.heappop(pending)
-            self.entries -= 1
-        return None
+        if self._live(self._pending, _PENDING) is None:
+            return None
+        return self._pending[0][0]
