@@ -21,7 +21,13 @@ import sys
 from functools import partial
 
 import anyio
-from throughput import quiet_logs, run_follower, server_process, world_settings
+from throughput import (
+    add_answer_arguments,
+    quiet_logs,
+    run_follower,
+    server_process,
+    world_settings,
+)
 
 from follower.simulator.world import World
 
@@ -30,16 +36,10 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,1000,10000",
                         help="followed pipelines, comma-separated (100,1000,10000)")
-    parser.add_argument("--pods", type=int, default=2, help="pods per pipeline (2)")
-    parser.add_argument("--rate", type=float, default=10.0, help="lines/s per pod (10)")
-    parser.add_argument("--window", type=int, default=200, help="tail lines (200)")
-    parser.add_argument("--new-per-poll", type=int, default=50,
-                        help="new lines per pod per answer (50)")
+    add_answer_arguments(parser, pods=2)
     parser.add_argument("--polls", type=int, default=5_000, help="counted polls per round")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of each size (2)")
-    parser.add_argument("--in-flight", type=int, default=8, help="requests in flight (8)")
     parser.add_argument("--max-ratio", type=float, default=1.2, help="target (1.2)")
-    parser.add_argument("--seed", type=int, default=1)
     return parser.parse_args()
 
 

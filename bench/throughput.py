@@ -357,23 +357,29 @@ def breakdown(ns: argparse.Namespace, pipelines: int = 10, answers: int = 100) -
 # --- main --------------------------------------------------------------------------------------
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pipelines", type=int, default=100, help="default 100")
-    parser.add_argument("--pods", type=int, default=1, help="pods per pipeline (1)")
+def add_answer_arguments(parser: argparse.ArgumentParser, *, pods: int) -> None:
+    """The flags of the answers the server gives (`world_settings`, `server_process`) and of
+    how many requests are in flight; bench/scaling.py takes them too."""
+    parser.add_argument("--pods", type=int, default=pods, help=f"pods per pipeline ({pods})")
     parser.add_argument("--rate", type=float, default=10.0, help="lines/s per pod (10)")
     parser.add_argument("--window", type=int, default=200, help="tail lines (200)")
     parser.add_argument("--new-per-poll", type=int, default=50,
                         help="new lines per pod per answer (50)")
+    parser.add_argument("--in-flight", type=int, default=8, help="requests in flight (8)")
+    parser.add_argument("--seed", type=int, default=1)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pipelines", type=int, default=100, help="default 100")
+    add_answer_arguments(parser, pods=1)
     parser.add_argument("--polls", type=int, default=10_000, help="polls per round (10,000)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each client (3)")
-    parser.add_argument("--in-flight", type=int, default=8, help="requests in flight (8)")
     parser.add_argument("--max-ratio", type=float, default=1.5, help="target (1.5)")
     parser.add_argument("--profile", action="store_true",
                         help="profile one extra follower round and print the top entries")
     parser.add_argument("--uvloop", action="store_true",
                         help="run both clients on uvloop (anyio's use_uvloop)")
-    parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args()
 
