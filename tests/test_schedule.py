@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from follower.core.budget import RequestBudget
 from follower.core.schedule import (
@@ -15,7 +13,6 @@ from follower.core.schedule import (
     ScheduleSettings,
     demand_per_s,
     most_at_risk,
-    most_urgent,
     shortfall,
     spare_scale,
 )
@@ -489,37 +486,3 @@ def test_adaptive_loses_no_more_than_round_robin_under_overload() -> None:
     assert adaptive[1] <= fixed[1] * 1.01
 
 
-@given(
-    st.lists(
-        st.tuples(
-            st.one_of(st.none(), st.floats(0.0, 100.0)),  # last poll
-            st.floats(0.0, 50.0),  # rate
-            st.integers(0, 300),  # window (0: none seen)
-            st.integers(0, 3),  # samples
-            st.booleans(),  # looks busy
-        ),
-        max_size=30,
-    ),
-    st.integers(1, 40),
-)
-def test_most_urgent_ranks_as_most_at_risk_picks_one_after_the_other(
-    shapes: list[tuple[float | None, float, int, int, bool]], count: int
-) -> None:
-    """One scan ranking `count` pipelines gives exactly the picks of `count` scans at the same
-    moment, each without the pipeline the previous one took (ties included)."""
-    plans = {
-        f"pipe_{index:02d}": PipelinePlan(
-            last_poll=last, rate_lps=rate, window=window or None, samples=samples,
-            looks_busy=busy, waiting_since=0.0 if last is None else None,
-        )
-        for index, (last, rate, window, samples, busy) in enumerate(shapes)
-    }
-    now = 120.0
-    left = dict(plans)
-    one_by_one = []
-    while left and len(one_by_one) < count:
-        pick = most_at_risk(left.items(), now, ceiling_s=60.0)
-        assert pick is not None
-        one_by_one.append(pick)
-        del left[pick]
-    assert most_urgent(plans.items(), now, count, ceiling_s=60.0) == one_by_one

@@ -34,7 +34,7 @@ what one look shows:
 
 When the budget cannot cover every pipeline's interval, `most_at_risk` spends each token on the
 fullest window (the highest risk), and `shortfall` says by how many requests per second.
-`most_at_risk` and `most_urgent` scan every due pipeline: they are the reference the dispatcher's
+`most_at_risk` scans every due pipeline: it is the reference the dispatcher's
 `Ranking` (follower/core/ranking.py, the same choice in O(log n) per token) is tested against. When
 the budget covers more than the rates need, `spare_scale` shortens every interval so the spare
 tokens shorten the time an idle or slow pipeline's sudden burst goes unseen.
@@ -48,7 +48,6 @@ ranking that applies the order without a scan is apart (ranking.py, pool.py, kin
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -409,19 +408,6 @@ def most_at_risk(
         if best_key is None or key < best_key or (key == best_key and pipeline_id < best_id):
             best_key, best_id = key, pipeline_id
     return None if best_key is None else best_id
-
-
-def most_urgent(
-    due: Iterable[tuple[str, PipelinePlan]], now: float, count: int, *,
-    ceiling_s: float = math.inf,
-) -> list[str]:
-    """The `count` due pipelines `most_at_risk` would pick one after the other at `now`, in that
-    order (fewer if fewer are due): one scan for several tokens."""
-    if count == 1:
-        best = most_at_risk(due, now, ceiling_s=ceiling_s)
-        return [] if best is None else [best]
-    keyed = ((urgency(plan, now, ceiling_s), pipeline_id) for pipeline_id, plan in due)
-    return [pipeline_id for _, pipeline_id in heapq.nsmallest(count, keyed)]
 
 
 def demand_per_s(plans: Iterable[PipelinePlan], settings: ScheduleSettings) -> float:
