@@ -338,6 +338,7 @@ def check_lines(
                 report.redelivered_new_id += not same
             continue
         first_id[at] = run, str(event["id"])
+        hidden |= hidden_before_gap(truth, expected, last, at, report)
         if not (at >= 0 and (at == expected or (expected is None and at > last))):
             start = truth.hidden_restart(last, at) if at > last >= 0 else None
             if start is None:
@@ -364,6 +365,19 @@ def check_lines(
     report.lost_observable += len(missing)
     report.evidence.extend(f"lost: {key} line {i}: {truth.lines[i]!r}" for i in sorted(missing))
     report.observable += len(truth.observed)
+
+
+def hidden_before_gap(
+    truth: Truth, expected: int | None, last: int, at: int, report: SoakReport
+) -> set[int]:
+    """Lines of a flagged hole (a gap came since line `last`: `expected` is None) that a restart
+    hid before the gap was seen: the first lines of an incarnation that repeat the ones the pod
+    had ended with at `last` (the documented limit)."""
+    if expected is not None or not at > last + 1 > 0:
+        return set()
+    hidden = {i for i in truth.hidden_at_end(last) if i < at}
+    report.hidden_restarts += bool(hidden)
+    return hidden
 
 
 def check_partials(stream: list[tuple[int, Event]], report: SoakReport) -> None:

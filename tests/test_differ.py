@@ -156,10 +156,12 @@ def test_state_refuses_arrays_of_another_type() -> None:
 # --- diff_tail: table ----------------------------------------------------------------------------
 
 
-def diff_lines(previous: list[str] | None, lines: list[str]) -> Diff:
+def diff_lines(
+    previous: list[str] | None, lines: list[str], *, window_may_grow: bool = True
+) -> Diff:
     """Diff `lines` against a previous tail given as lines (None: the pod was never seen)."""
     state = None if previous is None else TailState.from_lines(previous)
-    return diff_tail(state, lines)
+    return diff_tail(state, lines, window_may_grow=window_may_grow)
 
 
 @pytest.mark.parametrize(
@@ -191,10 +193,58 @@ def diff_lines(previous: list[str] | None, lines: list[str]) -> Diff:
 def test_diff_tail_table(
     previous: list[str] | None, lines: list[str], new_lines: list[str], gap: bool
 ) -> None:
-    """The new lines are those past the alignment that assumes the fewest new lines."""
+    """The new lines are those past the alignment that assumes the fewest new lines (where the
+    window may have grown: lines older than the previous tail may show)."""
     diff = diff_lines(previous, lines)
     assert (diff.new_lines, diff.gap) == (new_lines, gap)
     assert diff.state == TailState.from_lines(lines)
+
+
+@pytest.mark.parametrize(
+    ("previous", "lines", "new_lines", "gap"),
+    [
+        pytest.param(["2", "3"], ["1", "2", "3", "4"], ["1", "2", "3", "4"], True, id="older-line"),
+        pytest.param(["1", "2"], ["2", "3", "1", "2"], ["3", "1", "2"], False, id="slid-not-older"),
+        pytest.param(["1", "2"], ["9", "1", "2"], ["9", "1", "2"], True, id="periodic-older"),
+        pytest.param(["1", "2"], ["1", "2", "3"], ["3"], False, id="grew"),
+        pytest.param(["1", "2", "3"], ["2", "3", "4"], ["4"], False, id="slid"),
+        pytest.param(
+            ["bar"], ["a", "b", "bar", "c"], ["a", "b", "bar", "c"], True, id="restart-repeats-bar"
+        ),
+    ],
+)
+def test_without_a_grown_window_no_line_older_than_the_previous_tail_shows(
+    previous: list[str], lines: list[str], new_lines: list[str], gap: bool
+) -> None:
+    """Unless the window may have grown, nothing older than the previous tail can show: the
+    alignment that needs it is refused, so a restart whose tail repeats the previous one after
+    its start (a progress bar) is a gap, not a silent skip of the lines before the repeat."""
+    diff = diff_lines(previous, lines, window_may_grow=False)
+    assert (diff.new_lines, diff.gap) == (new_lines, gap)
+    assert len(lines) - len(diff.new_lines) <= len(previous)
+
+
+@pytest.mark.parametrize(
+    ("previous", "lines", "ambiguous"),
+    [
+        pytest.param(["x", "P", "P"], ["P", "P", "y"], True, id="two-ways"),
+        pytest.param(["x", "P"], ["P", "y"], False, id="one-way"),
+        pytest.param(["a", "b"], ["a", "b", "c"], False, id="grew"),
+        pytest.param(["a"], ["a", "a", "c"], False, id="grew-by-a-repeat"),
+        pytest.param(["a", "a"], ["a", "a"], True, id="unchanged-or-one-more"),
+        pytest.param(["a", "b"], ["c"], False, id="gap"),
+    ],
+)
+def test_ambiguous_says_whether_another_alignment_fits(
+    previous: list[str], lines: list[str], ambiguous: bool
+) -> None:
+    """`check_unique` reports whether an alignment other than the chosen one, with a seen line,
+    is consistent too; diff_logs agrees, even where a fast path would have answered."""
+    state = TailState.from_lines(previous)
+    assert diff_tail(state, lines, check_unique=True).ambiguous is ambiguous
+    assert diff_tail(state, lines).ambiguous is False  # not computed unless asked
+    shaped = diff_logs(None, as_logs(previous, "\n")).state
+    assert diff_logs(shaped, as_logs(lines, "\n"), check_unique=True).ambiguous is ambiguous
 
 
 def test_empty_tail_keeps_the_previous_state() -> None:
@@ -228,7 +278,7 @@ def test_new_lines_is_a_list_of_the_tail_suffix() -> None:
 # --- diff_tail: against a sliding-window model ---------------------------------------------------
 
 
-def reference_seen(old: Sequence[str], new: Sequence[str]) -> int:
+def reference_seen(old: Sequence[str], new: Sequence[str], window_may_grow: bool = True) -> int:
     """The number of leading lines of `new` already seen, by the definition, in quadratic time.
 
     A longer `new` that starts with `old` grew: `len(old)`. Otherwise the largest consistent
@@ -236,15 +286,17 @@ def reference_seen(old: Sequence[str], new: Sequence[str]) -> int:
     """
     if old and len(new) > len(old) and list(new[: len(old)]) == list(old):
         return len(old)
-    return largest_consistent(old, new)
+    return largest_consistent(old, new, window_may_grow)
 
 
-def largest_consistent(old: Sequence[str], new: Sequence[str]) -> int:
-    """The end of the last occurrence of `old` inside `new`, else the longest prefix of `new` that
-    is a suffix of `old`: the alignment that assumes the fewest new lines."""
+def largest_consistent(old: Sequence[str], new: Sequence[str], window_may_grow: bool = True) -> int:
+    """The end of the last occurrence of `old` inside `new` (only where the window may have
+    grown, if lines precede it), else the longest prefix of `new` that is a suffix of `old`: the
+    alignment that assumes the fewest new lines."""
     if not old:
         return 0
-    for start in range(len(new) - len(old), -1, -1):
+    last = len(new) - len(old)
+    for start in range(last if window_may_grow else min(last, 0), -1, -1):  # lines before old?
         if list(new[start : start + len(old)]) == list(old):
             return start + len(old)
     for seen in range(min(len(old), len(new)), 0, -1):
@@ -277,13 +329,15 @@ class Step:
         return len(self.tail) - len(self.diff.new_lines)
 
 
-def follow(history: Sequence[str], windows: Sequence[tuple[int, int]]) -> Iterator[Step]:
+def follow(
+    history: Sequence[str], windows: Sequence[tuple[int, int]], window_may_grow: bool = True
+) -> Iterator[Step]:
     """Poll the windows of `history` in order through diff_tail, as the follower would."""
     state: TailState | None = None
     previous: tuple[int, int] | None = None
     for start, end in windows:
         tail = list(history[start:end])
-        diff = diff_tail(state, tail)
+        diff = diff_tail(state, tail, window_may_grow=window_may_grow)
         old_tail = [] if previous is None else list(history[previous[0] : previous[1]])
         yield Step(previous, (start, end), old_tail, tail, diff)
         assert diff.state == (TailState.from_lines(tail) if tail else state or TailState.empty())
@@ -390,11 +444,18 @@ def test_unique_lines_are_emitted_exactly_once_with_gaps_where_lost(data: st.Dat
 )
 @settings(max_examples=300, deadline=None)
 def test_any_pair_of_tails_matches_the_definition(old: list[str], new: list[str]) -> None:
-    """For any two tails, even ones no sliding window makes, the differ follows the definition."""
-    diff = diff_lines(old, new)
-    seen = len(new) - len(diff.new_lines)
-    assert seen == reference_seen(old, new)
-    assert diff.gap == (seen == 0 and bool(old) and bool(new))
+    """For any two tails, even ones no sliding window makes, the differ follows the definition,
+    with and without a window that may have grown; and reports whether it was the only choice."""
+    for grow in (True, False):
+        diff = diff_tail(TailState.from_lines(old), new, window_may_grow=grow, check_unique=True)
+        seen = len(new) - len(diff.new_lines)
+        assert seen == reference_seen(old, new, grow)
+        assert diff.gap == (seen == 0 and bool(old) and bool(new))
+        others = [
+            q for q in range(1, len(new) + 1)
+            if q != seen and consistent(old, new, q) and (grow or q <= len(old))
+        ]
+        assert diff.ambiguous == (bool(old) and bool(others))
 
 
 @given(
@@ -404,8 +465,9 @@ def test_any_pair_of_tails_matches_the_definition(old: list[str], new: list[str]
 @settings(max_examples=300, deadline=None)
 def test_kmp_fallback_matches_the_definition(old: list[int], new: list[int]) -> None:
     """The KMP scan, diff_tail's fallback when its first candidate fails, follows the definition."""
-    expected = largest_consistent([str(value) for value in old], [str(value) for value in new])
-    assert _kmp_seen_count(old[::-1], new[::-1]) == expected
+    for grow in (True, False):
+        expected = largest_consistent([str(v) for v in old], [str(v) for v in new], grow)
+        assert _kmp_seen_count(old[::-1], new[::-1], window_may_grow=grow) == expected
 
 
 # --- diff_logs: the fast paths agree with diff_tail ----------------------------------------------
@@ -514,9 +576,13 @@ def test_anchor_that_also_occurs_earlier_takes_the_last_consistent_occurrence() 
     """The previous tail appears twice in a tail that does not start with it: the later
     occurrence is the answer when the lines before it fit, as diff_tail decides."""
     first = diff_logs(None, "x\nok\n", block_lines=1)
-    slid = diff_logs(first.state, "q\nx\nok\ny\nx\nok\nz\n", block_lines=1)
+    logs, lines = "q\nx\nok\ny\nx\nok\nz\n", ["q", "x", "ok", "y", "x", "ok", "z"]
+    slid = diff_logs(first.state, logs, block_lines=1, window_may_grow=True)
     assert slid.new_lines == ["z"]
-    assert slid.new_lines == diff_tail(first.state, ["q", "x", "ok", "y", "x", "ok", "z"]).new_lines
+    assert slid.new_lines == diff_tail(first.state, lines, window_may_grow=True).new_lines
+    # Without a window that may have grown, `q` cannot be older than the previous tail: a gap.
+    refused = diff_logs(first.state, logs, block_lines=1)
+    assert (refused.new_lines, refused.gap) == (lines, True)
 
 
 def test_a_short_tail_that_grew_keeps_lines_that_repeat_it() -> None:

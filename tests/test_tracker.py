@@ -361,6 +361,70 @@ def test_a_restored_pod_whose_tail_does_not_line_up_counts_in_a_new_epoch() -> N
     assert isinstance(later[0], GapEvent) and later[0].epoch == again[0].epoch  # type: ignore[union-attr]
 
 
+BAR = "snapshot   0% [  ]\rsnapshot 100% [##]"
+"""A progress bar: the same text at every run of a pod, and after each of its restarts."""
+
+
+def test_a_restart_that_repeats_the_short_tail_later_is_a_gap() -> None:
+    """The soak's lost lines: a pod that just restarted has a one-line tail (a progress bar); it
+    restarts again and its new tail holds that text again after other lines. Nothing older than
+    a short tail can show, so this is a restart: a gap, and every line of the new tail."""
+    t = tracker()
+    t.apply(snap(a=f"{BAR}\n"), 1.0)
+    events = t.apply(snap(a=f"w1\nw2\n{BAR}\nw3\n"), 2.0).events
+    assert summary(events) == [
+        ("gap", "a", "1", "no_overlap"), ("log", "a", "2", "w1"), ("log", "a", "3", "w2"),
+        ("log", "a", "4", BAR), ("log", "a", "5", "w3"),
+    ]
+
+
+def test_a_restored_pod_never_renumbers_lines_after_a_stale_checkpoint() -> None:
+    """The soak's ids naming two lines: checkpointed with a one-line tail, the process saw the
+    restart (a gap, lines numbered 2 and 3 in the same epoch) and was killed; the next process's
+    first tail repeats the checkpointed text after other lines. It must not number `w4` as 2."""
+    before = tracker()
+    before.apply(snap(a=f"{BAR}\n"), 1.0)
+    saved = before.snapshot()
+    crashed = before.apply(snap(a="w1\nw2\n"), 2.0).events  # gap, then seq 2, 3
+    after = PipelineTracker.restored(PIPE, "start", TailErrorMatcher(), saved)
+    again = after.apply(snap(a=f"w1\nw2\nw3\n{BAR}\nw4\n"), 3.0).events
+    named = {e.id: e.message for e in crashed if isinstance(e, LogEvent)}
+    assert all(named.get(e.id, e.message) == e.message for e in again if isinstance(e, LogEvent))
+    assert [e.message for e in again if isinstance(e, LogEvent)] == [
+        "w1", "w2", "w3", BAR, "w4"
+    ]
+
+
+def test_a_restored_pod_whose_tail_lines_up_two_ways_counts_in_a_new_epoch() -> None:
+    """Checkpointed at `x BAR BAR`; the process then saw `BAR` (nothing new), then `BAR BAR y`
+    (grown: `BAR` and `y` new, seq 4 and 5). Restored, `BAR BAR y` also lines up as `y` alone:
+    two alignments fit, so the restored pod counts in a new epoch and no id names two lines."""
+    before = tracker()
+    before.apply(snap(a=f"x\n{BAR}\n{BAR}\n"), 1.0)
+    saved = before.snapshot()
+    crashed = before.apply(snap(a=f"{BAR}\n"), 2.0).events
+    crashed += before.apply(snap(a=f"{BAR}\n{BAR}\ny\n"), 3.0).events
+    assert [(e.seq, e.message) for e in crashed if isinstance(e, LogEvent)] == [(4, BAR), (5, "y")]
+    after = PipelineTracker.restored(PIPE, "start", TailErrorMatcher(), saved)
+    again = after.apply(snap(a=f"{BAR}\n{BAR}\ny\n"), 4.0).events
+    assert [(e.seq, e.message) for e in again if isinstance(e, LogEvent)] == [(4, "y")]
+    assert not {e.id for e in crashed} & {e.id for e in again}
+    assert not any(isinstance(e, GapEvent) for e in again)
+
+
+def test_a_restored_pod_that_lined_up_once_keeps_its_epoch_at_a_later_gap() -> None:
+    """Once a restored pod's tail lined up one way, the numbers past it are this process's own:
+    a later restart is an ordinary gap in the same epoch."""
+    before = tracker()
+    before.apply(snap(a="1\n2\n"), 1.0)
+    after = PipelineTracker.restored(PIPE, "start", TailErrorMatcher(), before.snapshot())
+    first = after.apply(snap(a="1\n2\n3\n"), 2.0).events
+    later = after.apply(snap(a="boot\n"), 3.0).events
+    epochs = {e.epoch for e in first + later if isinstance(e, LogEvent | GapEvent)}
+    assert epochs == {before.pods["a"].epoch}
+    assert summary(later)[0] == ("gap", "a", "3", "no_overlap")
+
+
 def test_two_trackers_never_share_an_id() -> None:
     """Without state, two processes number from 1, each in an epoch of its own."""
     one = tracker().apply(snap(a="x\n"), 1.0).events

@@ -13,6 +13,19 @@ That is the end of the last occurrence of the whole old tail inside the new one 
 (the window grew), else the longest prefix of the new tail that is a suffix of the old one (the
 window slid).
 
+Lines older than the whole old tail (`q > len(old)`) can only show if the API's window grew since
+the old tail was taken, and only past an old tail that was a full window: a shorter one held the
+pod's every line, so nothing older exists. Unless the caller says the window may have grown
+(`window_may_grow`), such an alignment is refused and the largest `q <= len(old)` taken instead. A
+restarted pod whose new tail repeats the old tail's lines somewhere after its start (a progress
+bar, a banner) would otherwise be taken for the old pod, and the lines before the repeat silently
+skipped.
+
+`Diff.ambiguous` says whether another alignment with `q >= 1` is consistent too. Within one
+process the choice is always the same rule, so this does not matter; a state restored from a
+checkpoint is another matter: the process that saved it may have numbered the lines after it by
+another alignment (the tracker draws a new epoch rather than risk one id for two lines).
+
 Reversing both tails turns this into one left-to-right search: the answer is `len(new) - s` for
 the smallest `s` at which `reversed(old)` agrees with `reversed(new)[s:]` over their common length,
 i.e. the first full match of KMP with pattern `reversed(old)` and text `reversed(new)`, or failing
@@ -167,9 +180,18 @@ class Diff:
     new_lines: list[str]
     gap: bool
     state: TailState
+    ambiguous: bool = False
+    """Another alignment with at least one seen line was consistent too (only computed when asked
+    for, with `check_unique`)."""
 
 
-def diff_tail(previous: TailState | None, lines: Sequence[str]) -> Diff:
+def diff_tail(
+    previous: TailState | None,
+    lines: Sequence[str],
+    *,
+    window_may_grow: bool = False,
+    check_unique: bool = False,
+) -> Diff:
     """The lines of the new tail `lines` that the previous tail did not hold.
 
     `previous` is None for a pod never seen: every line is new and `gap` is False; the caller
@@ -181,8 +203,8 @@ def diff_tail(previous: TailState | None, lines: Sequence[str]) -> Diff:
         return _empty(previous)
     raw = [_utf8(line) for line in lines]
     fingerprints = tailshape.line_fingerprints(raw)
-    seen = _seen(previous, raw, fingerprints)
-    return Diff(list(lines[seen:]), _is_gap(previous, seen), TailState(fingerprints))
+    seen, ambiguous = _seen(previous, raw, fingerprints, window_may_grow, check_unique)
+    return Diff(list(lines[seen:]), _is_gap(previous, seen), TailState(fingerprints), ambiguous)
 
 
 def diff_logs(
@@ -190,29 +212,42 @@ def diff_logs(
     logs: str,
     max_lines: int = DEFAULT_MAX_LINES,
     block_lines: int | None = None,
+    *,
+    window_may_grow: bool = False,
+    check_unique: bool = False,
 ) -> Diff:
     """`diff_tail(previous, split_lines(logs)[-max_lines:])`, without splitting what is not new.
 
     The fast paths answer when they can prove the answer (an unchanged tail, or one that slid or
     grew); otherwise the tail's bytes are split and fingerprinted whole. `block_lines` is for
     tests, which use small blocks to exercise block boundaries (see `tailshape.build`).
+    `check_unique` skips the fast paths: they prove their alignment, not that it is the only one.
     """
     if not logs:
         return _empty(previous)
     data = _utf8(logs)
     shape = None if previous is None else previous.shape
-    if previous is not None and shape is not None:
+    if previous is not None and shape is not None and not check_unique:
         if tailshape.unchanged(shape, data):
             return Diff([], False, previous)
         aligned = tailshape.align(shape, previous.fingerprints, data)
         if aligned is not None and len(aligned.fingerprints) <= max_lines:
             state = TailState(aligned.fingerprints, shape=aligned.shape)
             return Diff(aligned.new_lines, False, state)
-    return _full_diff(previous, data, max_lines, block_lines)
+    return _full_diff(
+        previous, data, max_lines, block_lines,
+        window_may_grow=window_may_grow, check_unique=check_unique,
+    )
 
 
 def _full_diff(
-    previous: TailState | None, data: bytes, max_lines: int, block_lines: int | None
+    previous: TailState | None,
+    data: bytes,
+    max_lines: int,
+    block_lines: int | None,
+    *,
+    window_may_grow: bool,
+    check_unique: bool,
 ) -> Diff:
     end = tailshape.content_end(data)
     raw = data[:end].split(b"\n")
@@ -223,24 +258,35 @@ def _full_diff(
     if cut:
         raw = raw[-max_lines:]
     fingerprints = tailshape.line_fingerprints(raw)
-    seen = _seen(previous, raw, fingerprints)
+    seen, ambiguous = _seen(previous, raw, fingerprints, window_may_grow, check_unique)
     shape = None if crlf or cut else tailshape.pack(tailshape.build(data, raw, block_lines))
     # The copy is of the exact size: `frombytes` over-allocated the array by ~1/16.
     state = TailState(fingerprints[:], shape=shape)
-    return Diff(_decode(raw[seen:]), _is_gap(previous, seen), state)
+    return Diff(_decode(raw[seen:]), _is_gap(previous, seen), state, ambiguous)
 
 
 def _empty(previous: TailState | None) -> Diff:
     return Diff([], False, previous if previous is not None else TailState.empty())
 
 
-def _seen(previous: TailState | None, raw: list[bytes], fingerprints: array.array[int]) -> int:
-    """How many leading lines of the new tail were seen, comparing like fingerprints with like."""
+def _seen(
+    previous: TailState | None,
+    raw: list[bytes],
+    fingerprints: array.array[int],
+    window_may_grow: bool,
+    check_unique: bool,
+) -> tuple[int, bool]:
+    """How many leading lines of the new tail were seen, comparing like fingerprints with like,
+    and whether another alignment was consistent too (when `check_unique`)."""
     if previous is None:
-        return 0
-    if previous.legacy:
-        return _seen_count(previous.fingerprints, _legacy_fingerprints(raw))
-    return _seen_count(previous.fingerprints, fingerprints)
+        return 0, False
+    old = previous.fingerprints
+    current = _legacy_fingerprints(raw) if previous.legacy else fingerprints
+    seen = _seen_count(old, current, window_may_grow=window_may_grow)
+    if not check_unique or not old or not current:
+        return seen, False
+    found = _kmp_alignments(old[::-1].tolist(), current[::-1].tolist(), window_may_grow, 2)
+    return seen, len(found) > 1 or (bool(found) and found[0] != seen)
 
 
 def _is_gap(previous: TailState | None, seen: int) -> bool:
@@ -254,11 +300,15 @@ def _decode(raw: list[bytes]) -> list[str]:
     return b"\n".join(raw).decode("utf-8", "surrogatepass").split("\n")
 
 
-def _seen_count(previous: array.array[int], current: array.array[int]) -> int:
+def _seen_count(
+    previous: array.array[int], current: array.array[int], *, window_may_grow: bool = False
+) -> int:
     """How many leading lines of `current` the largest consistent alignment says were seen.
 
     Works on the reversed tails (see the module docstring): the answer is `len(current) - s` for
-    the smallest `s` at which the reversed previous tail fits against the reversed current one.
+    the smallest `s` at which the reversed previous tail fits against the reversed current one,
+    and without `window_may_grow` the smallest `s >= len(current) - len(previous)` (no line older
+    than the previous tail).
     """
     if not previous or not current:
         return 0
@@ -269,10 +319,12 @@ def _seen_count(previous: array.array[int], current: array.array[int]) -> int:
         return len(previous)
     pattern = previous[::-1]
     text = current[::-1]
-    likely = _first_candidate(pattern, text)
+    lowest = 0 if window_may_grow else max(0, len(text) - len(pattern))
+    likely = _first_candidate(pattern, text, lowest)
     if likely is not None:
         return likely
-    return _kmp_seen_count(pattern.tolist(), text.tolist())
+    found = _kmp_alignments(pattern.tolist(), text.tolist(), window_may_grow, 1)
+    return found[0] if found else 0
 
 
 def _fits(pattern: array.array[int], text: array.array[int], start: int) -> bool:
@@ -281,15 +333,17 @@ def _fits(pattern: array.array[int], text: array.array[int], start: int) -> bool
     return text[start : start + length] == pattern[:length]
 
 
-def _first_candidate(pattern: array.array[int], text: array.array[int]) -> int | None:
-    """The answer if the first candidate position decides it, else None.
+def _first_candidate(
+    pattern: array.array[int], text: array.array[int], lowest: int = 0
+) -> int | None:
+    """The answer if the first candidate position from `lowest` on decides it, else None.
 
     Any fit starts where `text` holds `pattern[0]` (the previous tail's last line), so the first
     such position is the smallest candidate: if it fits, it is the answer; if there is none,
     nothing aligns. Both are C-level array scans, which is why this runs before the pure-Python KMP.
     """
     try:
-        start = text.index(pattern[0])
+        start = text.index(pattern[0], lowest)
     except ValueError:
         return 0
     if _fits(pattern, text, start):
@@ -311,22 +365,45 @@ def _failure_function(pattern: Sequence[int]) -> list[int]:
     return failure
 
 
-def _kmp_seen_count(pattern: Sequence[int], text: Sequence[int]) -> int:
-    """`len(text) - s` for the smallest `s` where `pattern` fits `text[s:]`, in linear time.
+def _kmp_seen_count(
+    pattern: Sequence[int], text: Sequence[int], *, window_may_grow: bool = True
+) -> int:
+    """`len(text) - s` for the smallest `s` where `pattern` fits `text[s:]`, in linear time (with
+    `window_may_grow` False, the smallest `s >= len(text) - len(pattern)`)."""
+    found = _kmp_alignments(pattern, text, window_may_grow, 1)
+    return found[0] if found else 0
 
-    A full match ending at `end` starts at `s = end - len(pattern)`. Without one, the length KMP has
-    matched when the text runs out is the longest suffix of `text` that is a prefix of `pattern`:
-    the fit that runs off the end of `text`, at `s = len(text) - matched`.
+
+def _kmp_alignments(
+    pattern: Sequence[int], text: Sequence[int], window_may_grow: bool, limit: int
+) -> list[int]:
+    """The first `limit` consistent alignments (`len(text) - s` for each `s` where `pattern` fits
+    `text[s:]`, at least 1), largest first, in linear time.
+
+    A full match ending at `end` starts at `s = end - len(pattern)`; one that ends before the text
+    does sees lines older than the whole previous tail, so it counts only with `window_may_grow`.
+    When the text runs out, the length KMP has matched is the longest suffix of `text` that is a
+    prefix of `pattern` (a fit running off the end of `text`), and the failure function lists the
+    shorter ones.
     """
+    found: list[int] = []
     if not pattern:
-        return 0
+        return found
     failure = _failure_function(pattern)
     matched = 0
+    last = len(text)
     for end, value in enumerate(text, start=1):
         while matched and pattern[matched] != value:
             matched = failure[matched - 1]
         if pattern[matched] == value:
             matched += 1
-            if matched == len(pattern):
-                return len(text) - (end - matched)
-    return matched
+            if matched == len(pattern) and end < last:
+                if window_may_grow:
+                    found.append(last - (end - matched))
+                    if len(found) >= limit:
+                        return found
+                matched = failure[matched - 1]
+    while matched and len(found) < limit:
+        found.append(matched)
+        matched = failure[matched - 1]
+    return found

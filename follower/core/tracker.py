@@ -335,9 +335,15 @@ class PipelineTracker:
         """The pod's events for this tail, and what the scheduler learns from it."""
         first_sight = state.tail is None
         terminated, open_text = pending.split_open(logs)
-        diff = diff_logs(state.tail, terminated, read)
-        tail_lines = len(diff.state) if terminated else 0
         window_before = self.window
+        # Lines older than the previous tail only show past a full window that then grew. The
+        # first alignments of a restored pod must be the only ones: the process that saved it
+        # may have numbered the lines after its tail.
+        full = state.tail is not None and 0 < window_before <= len(state.tail)
+        diff = diff_logs(
+            state.tail, terminated, read, window_may_grow=full, check_unique=not state.fresh
+        )
+        tail_lines = len(diff.state) if terminated else 0
         slid = tail_lines < len(state.tail or ()) + len(diff.new_lines)
         if state.tail is not None and not diff.gap and slid:
             self.window = max(self.window, tail_lines)  # lines dropped off the top: it slid
@@ -348,11 +354,15 @@ class PipelineTracker:
             return [], _Observed(0, tail_lines, gap=False)
         events: list[Event] = []
         reason = self._gap_reason(diff.gap, first_sight, window_before, tail_lines, pod)
+        if not state.fresh and terminated:
+            # Restored: the process that saved the tail may have numbered lines past it before it
+            # stopped. If the tail lines up in one way only, those were these lines, in this
+            # order, and every number it used is now behind `seq`; otherwise count on in a new
+            # epoch. Either way, the numbers from here on are this process's own.
+            if diff.gap or diff.ambiguous:
+                state.epoch = self.new_epoch()
+            state.fresh = True
         if reason is not None:
-            if diff.gap and not state.fresh:
-                # Restored, and the saved tail does not line up: the process that saved it may
-                # have numbered lines past it before it stopped. Count on in a new epoch.
-                state.epoch, state.fresh = self.new_epoch(), True
             events.append(GapEvent(now, self.pipeline_id, pod, state.seq, reason, state.epoch))
         seq = state.seq
         events.extend(
