@@ -9,6 +9,7 @@ never drop a line it has not seen.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import signal
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -261,11 +262,14 @@ for a loaded machine's latency at a 1 s poll interval (the fake-time bench runs 
 
 async def test_busy_pod_loses_nothing_across_clean_restarts(tmp_path: Path) -> None:
     """One busy pod, window 200, budget 10 req/s, adaptive: stopped and started again (the
-    checkpoint carries what the scheduler learnt), no line is lost and there is no gap; before,
-    each start waited 5 s for a second look and lost lines behind a gap (bench/restarts.py)."""
+    checkpoint carries what the scheduler learnt), no line is lost and there is no gap within a
+    run; before, each start waited 5 s for a second look and lost lines behind a gap
+    (bench/restarts.py). Only a start slower than the window (3.3 s of lines, which a loaded
+    machine can take to start Python) may lose the lines written while no process ran, and then
+    says so with a gap before its first line."""
     state = tmp_path / "state.json"
     env = env_with(GOLDRUSH_SERVICE_KEY=KEY)
-    collected: list[Event] = []
+    runs: list[list[Event]] = []
     async with served(settings=RESTARTED) as sim:
         args = ["run", "--base-url", sim.base_url, "--pipeline", sim.world.pipeline_ids[0],
                 "--budget", "10", "--state-file", str(state)]
@@ -274,19 +278,27 @@ async def test_busy_pod_loses_nothing_across_clean_restarts(tmp_path: Path) -> N
                 await run.wait_for('"event":"log"', count=500)
                 run.process.send_signal(signal.SIGTERM)
                 assert await run.exit_code() == 0
-            collected += run.events()
+            runs.append(run.events())
         recorder = sim.app[RECORDER]
         pipeline_id = sim.world.pipeline_ids[0]
         pod = recorder.observed_pods(pipeline_id)[0]
         written = sim.world.lines(pipeline_id, pod, sim.world.start + 10_000)
         observed = recorder.observed(pipeline_id, pod)
+    collected = [event for events in runs for event in events]
     emitted = [e["message"] for e in logs_of(collected)]
     assert len(emitted) == len(set(emitted))
+    allowed: set[str] = set()  # lines written while no process ran, behind a start's gap
+    for before, after in itertools.pairwise(runs):
+        kinds = [e["event"] for e in after if e["event"] in ("gap", "log")]
+        assert "gap" not in kinds[1:], "a gap within a run: the start waited too long"
+        if kinds[:1] == ["gap"]:
+            last, first = logs_of(before)[-1]["message"], logs_of(after)[0]["message"]
+            allowed.update(written[written.index(last) + 1 : written.index(first)])
     first, last = written.index(emitted[0]), written.index(emitted[-1])
     missing = [line for line in written[first : last + 1] if line not in set(emitted)]
-    assert missing == [], f"{len(missing)} lines lost of {last - first + 1}"
+    assert set(missing) <= allowed, f"{len(missing)} lines lost of {last - first + 1}"
     assert set(observed) <= set(emitted)
-    assert not [e for e in collected if e["event"] == "gap"]
+    assert not [e for e in runs[0] if e["event"] == "gap"]
     saved = orjson.loads(state.read_bytes())
     plan = saved["pipelines"][pipeline_id]["plan"]
     assert plan["rate_lps"] > 30 and plan["window"] == 200
