@@ -16,6 +16,12 @@ Measured in this process with `time.process_time()` (user + system CPU):
   of requests in flight) that fetches the same answers, per pipeline as many as the follower
   did, and parses each with `orjson.loads`, and does nothing else.
 
+With `--steady`, the follower's rounds count only the polls after every pod was first seen:
+a first poll emits a whole tail (200 lines a pod), and at 1,000 pipelines the first thousand
+polls of a round are a fifth of it, so the whole-run figure mixes a start-up cost into the cost
+of following. Comparing `--new-per-poll 50` with `--new-per-poll 1` under `--steady` splits the
+steady cost into a part per poll and a part per line.
+
 The rounds alternate follower and floor; the best round of each is reported (the one least
 disturbed by other load on the machine). Exits 1 when the follower needs more than
 `--max-ratio` (1.5) times the floor's CPU for the same answers.
@@ -26,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import functools
 import io
 import logging
 import os
@@ -378,6 +385,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-ratio", type=float, default=1.5, help="target (1.5)")
     parser.add_argument("--profile", action="store_true",
                         help="profile one extra follower round and print the top entries")
+    parser.add_argument("--steady", action="store_true",
+                        help="count the follower's polls after every pod's first poll only")
     parser.add_argument("--uvloop", action="store_true",
                         help="run both clients on uvloop (anyio's use_uvloop)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -391,9 +400,12 @@ def measure(ns: argparse.Namespace) -> tuple[Round, Round, cProfile.Profile | No
     floor_rounds: list[Round] = []
     profile = None
     options = {"use_uvloop": ns.uvloop}
+    follow = functools.partial(
+        run_follower, warm_pods=ns.pipelines * ns.pods if ns.steady else 0
+    )
     with server_process(ns) as base_url:
         for index in range(ns.rounds):
-            f = anyio.run(run_follower, base_url, pipeline_ids, ns.polls, ns.in_flight,
+            f = anyio.run(follow, base_url, pipeline_ids, ns.polls, ns.in_flight,
                           backend_options=options)
             counts = orjson.loads(anyio.run(control, base_url, "GET", "/counts"))
             b = anyio.run(run_floor, base_url, counts, ns.in_flight, backend_options=options)
@@ -404,7 +416,7 @@ def measure(ns: argparse.Namespace) -> tuple[Round, Round, cProfile.Profile | No
                   f"({b.wall_s:.1f} s wall)", flush=True)
         if ns.profile:
             profile = cProfile.Profile()
-            anyio.run(run_follower, base_url, pipeline_ids, ns.polls, ns.in_flight, profile,
+            anyio.run(follow, base_url, pipeline_ids, ns.polls, ns.in_flight, profile,
                       backend_options=options)
     best_f = min(follower_rounds, key=lambda r: r.cpu_s / r.polls)
     best_b = min(floor_rounds, key=lambda r: r.cpu_s / r.polls)
@@ -428,7 +440,8 @@ def main() -> int:
     print(f"throughput bench: {ns.pipelines} pipelines x {ns.pods} pod(s), {ns.window}-line "
           f"tails of realistic lines, {ns.new_per_poll} new lines per pod per answer, "
           f"{ns.in_flight} requests in flight, {ns.polls:,} polls per round, best of "
-          f"{ns.rounds} rounds; server in another process; CPU = time.process_time() of this "
+          f"{ns.rounds} rounds{', steady (after every first poll)' if ns.steady else ''}; "
+          f"server in another process; CPU = time.process_time() of this "
           f"process; {os.cpu_count()} CPUs; loop {'uvloop' if ns.uvloop else 'asyncio'}\n")
     best_f, best_b, profile = measure(ns)
     f_per_poll = best_f.cpu_s / best_f.polls
