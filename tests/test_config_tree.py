@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import re
 import tomllib
 from pathlib import Path
 
@@ -111,3 +112,54 @@ def test_the_example_config_states_the_defaults_the_classes_hold() -> None:
     for dotted, value in given.items():
         expected = special[dotted] if dotted in special else default_of(dotted)
         assert FIELDS[dotted](value) == expected, dotted
+
+
+def documented_defaults() -> list[tuple[str, str]]:
+    """(dotted key, default as written) for each key of the defaults table in
+    docs/configuration.md; a cell with one default for several keys gives it to each."""
+    text = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text("utf-8")
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    found: list[tuple[str, str]] = []
+    for row in rows:
+        keys_cell, default_cell = re.split(r"(?<!\\)\|", row.strip("|"))[:2]
+        keys = re.findall(r"`([a-z_.]+)`", keys_cell)
+        while (plain := re.sub(r"\([^()]*\)", "", default_cell)) != default_cell:
+            default_cell = plain  # remarks in parentheses (links nest) say nothing of the value
+        items = [item.strip() for item in default_cell.split(",")]
+        if len(items) == 1:
+            items *= len(keys)
+        assert len(items) == len(keys), row
+        found.extend(zip(keys, items, strict=True))
+    return found
+
+
+def documented_value(written: str) -> object | None:
+    """The value a table cell states (a TOML literal or a size), None for words ("adaptive")."""
+    if literal := re.fullmatch(r"`(.+)`", written):
+        try:
+            return tomllib.loads(f"v = {literal.group(1)}")["v"]
+        except tomllib.TOMLDecodeError:
+            return literal.group(1)  # a string written without its quotes (a URL)
+    if size := re.fullmatch(r"(\d+) (KiB|MiB)", written):
+        return int(size.group(1)) << (10 if size.group(2) == "KiB" else 20)
+    return None
+
+
+def test_the_documented_defaults_are_the_settings_classes_defaults() -> None:
+    """docs/configuration.md's table of keys states each default the settings classes hold
+    (where it states a value: "adaptive" or "auto" describe a behaviour)."""
+    special: dict[str, object] = {
+        "budget.requests_per_s": BudgetSettings().rate_per_s,  # None: this, or more (interval)
+        "shard.from_hostname": False,  # the loader's switch, not a field
+    }
+    checked = 0
+    for dotted, written in documented_defaults():
+        value = documented_value(written)
+        if value is None:
+            continue
+        assert dotted in FIELDS, dotted
+        expected = special[dotted] if dotted in special else default_of(dotted)
+        given = FIELDS[dotted](value)
+        assert given == expected, f"{dotted}: docs say {written}, the code {expected!r}"
+        checked += 1
+    assert checked > 35
