@@ -12,6 +12,7 @@ from test_cli import KEY, closed_port, env_with, follower, served
 
 from follower.cli.check import Finding, budget_finding, estimate_budget, render
 from follower.core.schedule import PipelinePlan, PodObservation, ScheduleSettings
+from follower.simulator.faults import FaultSettings
 from follower.simulator.world import SimSettings
 
 LOOK = ("--look-seconds", "1")
@@ -73,6 +74,21 @@ async def test_budget_too_small_fails_with_the_need_and_the_fix() -> None:
     assert "budget 0.2 requests/s" in failed[0]
     assert "--budget" in run.stdout[run.stdout.index(failed[0]) + 1]
     assert len(lines_of(run.stdout, "ok")) == 6  # config, state file, key, api, pipelines, poll
+
+
+async def test_the_checks_keep_to_the_budget(tmp_path: Path) -> None:
+    """An API that answers 429 above 4 requests/s, and a budget of 4 requests/s with a burst of
+    4: the 22 requests of the checks (a list, a poll, two looks at 10 pipelines) keep to the
+    budget as `run` would, so none is throttled and every check holds."""
+    config = tmp_path / "follower.toml"
+    config.write_text("[budget]\nrequests_per_s = 4.0\nburst = 4\n", encoding="utf-8")
+    limited = FaultSettings(rate_limit_rps=4.0)
+    many = SimSettings(pipelines=12, pods=1, rate=1.0, seed=4)
+    async with served(faults=limited, settings=many) as sim, follower(
+        "check", "--base-url", sim.base_url, "--config", str(config), *LOOK
+    ) as run:
+        assert await run.exit_code(within_s=60) == 0, "\n".join(run.stdout)
+    assert not lines_of(run.stdout, "FAIL")
 
 
 async def test_invalid_configuration_exits_2_naming_each_problem() -> None:

@@ -10,7 +10,9 @@ spend, compared with the budget.
 
 It reuses the daemon's pieces: `make_api` (client and key holder), `listing.list_all` and
 `followed_ids`, `sharding.select`, `PipelineTracker` (the differ) and `PipelinePlan`. The checks
-send a handful of requests (list pages, one poll, two per sampled pipeline) outside the budget.
+send a handful of requests (list pages, one poll, two per sampled pipeline), each within the
+source's request budget as `run` spends it (`RequestBudget`): a check must not be the reason a
+key's rate limit answers 429.
 
 Size: over 300 lines because it holds one command's checks, one small function each, in the
 order they print; they share the findings and their rendering, and apart they would scatter one
@@ -32,6 +34,7 @@ from follower.clock import Clock
 from follower.config import ENV_KEY, ENV_KEY_FILE, Config, SourceConfig
 from follower.config.values import DEFAULT_BASE_URL
 from follower.core import sharding
+from follower.core.budget import RequestBudget
 from follower.core.model import LogsSnapshot, PipelineInfo, PipelinePage
 from follower.core.schedule import PipelinePlan, ScheduleSettings, demand_per_s
 from follower.core.selection import followed_ids
@@ -207,7 +210,30 @@ def api_failure(error: ApiError, base_url: str) -> Finding:
     return Finding("api", False, where, "the API failed; try again later, or check the base URL")
 
 
-async def _listing(api: PipelineApi) -> tuple[list[PipelineInfo], int, bool]:
+class _Paced:
+    """The API calls of the checks, each when the source's budget has a token for it."""
+
+    def __init__(self, api: PipelineApi, budget: RequestBudget, clock: Clock) -> None:
+        self._api, self._budget, self._clock = api, budget, clock
+
+    async def list_page(self, page_number: int, page_size: int | None) -> PipelinePage:
+        await self._turn()
+        return await self._api.list_page(page_number, page_size)
+
+    async def logs(self, pipeline_id: str) -> LogsSnapshot:
+        await self._turn()
+        return await self._api.logs(pipeline_id)
+
+    async def _turn(self) -> None:
+        now = self._clock.monotonic()
+        at = self._budget.available_at(now)
+        if at > now:
+            await self._clock.sleep(at - now)
+            now = max(self._clock.monotonic(), at)
+        self._budget.take(now)
+
+
+async def _listing(api: _Paced) -> tuple[list[PipelineInfo], int, bool]:
     """Every listed pipeline, how many pages that took, and whether the listing was cut."""
     pages = 0
 
@@ -251,7 +277,7 @@ class _Looks:
     settings: ScheduleSettings
 
 
-async def _look(api: PipelineApi, looks: _Looks, clock: Clock) -> None:
+async def _look(api: _Paced, looks: _Looks, clock: Clock) -> None:
     for pipeline_id, tracker in looks.trackers.items():
         now = clock.monotonic()
         applied = tracker.apply(await api.logs(pipeline_id), now)
@@ -272,7 +298,12 @@ async def check_source(
     findings = [Finding(f"{label}key source", True, f"{_key_origin(source)} (never printed)")]
     matcher = TailErrorMatcher(config.tail_errors.patterns)
     async with create_session() as session:
-        api = make_api(config, session, clock, source)
+        budget = source.settings.budget
+        api = _Paced(
+            make_api(config, session, clock, source),
+            RequestBudget(budget.rate_per_s, budget.burst),
+            clock,
+        )
         sent = clock.monotonic()
         try:
             listed, pages, truncated = await _listing(api)
