@@ -378,6 +378,38 @@ def test_a_restart_that_repeats_the_short_tail_later_is_a_gap() -> None:
     ]
 
 
+def test_after_a_tail_error_a_short_tail_that_seems_to_slide_is_a_restart() -> None:
+    """A pod ends with a progress bar, crashes (tail error), and its new incarnation starts with
+    the same bar: the new tail seems to continue the old one by a slide, but a slide needs a
+    full window and this tail is short. After a tail error that is a restart: a gap, and every
+    line of the new tail (without the tail error it stays the documented limit)."""
+    t = tracker()
+    t.apply(snap(a="1\n2\n3\n"), 1.0)
+    t.apply(snap(a=f"2\n3\n{BAR}\n"), 2.0)  # slid: the window holds 3 lines
+    t.apply(snap(a=NOT_FOUND), 3.0)
+    events = t.apply(snap(a=f"{BAR}\ny\n"), 4.0).events
+    assert summary(events) == [
+        ("gap", "a", "4", "restarted"), ("log", "a", "5", BAR), ("log", "a", "6", "y")
+    ]
+    quiet = tracker()
+    quiet.apply(snap(a="1\n2\n3\n"), 1.0)
+    quiet.apply(snap(a=f"2\n3\n{BAR}\n"), 2.0)
+    assert summary(quiet.apply(snap(a=f"{BAR}\ny\n"), 3.0).events) == [("log", "a", "5", "y")]
+
+
+def test_after_a_tail_error_a_tail_that_continues_the_old_one_is_no_restart() -> None:
+    """A transient tail error: a tail that grew, or slid with a full window, still continues."""
+    grew = tracker()
+    grew.apply(snap(a="1\n2\n"), 1.0)
+    grew.apply(snap(a=NOT_FOUND), 2.0)
+    assert summary(grew.apply(snap(a="1\n2\n3\n"), 3.0).events) == [("log", "a", "3", "3")]
+    slid = tracker()
+    slid.apply(snap(a="1\n2\n3\n"), 1.0)
+    slid.apply(snap(a="2\n3\n4\n"), 2.0)  # slid: the window holds 3 lines
+    slid.apply(snap(a=NOT_FOUND), 3.0)
+    assert summary(slid.apply(snap(a="3\n4\n5\n"), 4.0).events) == [("log", "a", "5", "5")]
+
+
 def test_a_restored_pod_never_renumbers_lines_after_a_stale_checkpoint() -> None:
     """The soak's ids naming two lines: checkpointed with a one-line tail, the process saw the
     restart (a gap, lines numbered 2 and 3 in the same epoch) and was killed; the next process's

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from follower.core import pending
-from follower.core.differ import TailState, diff_logs, fingerprint
+from follower.core.differ import Diff, TailState, diff_logs, fingerprint, split_lines
 from follower.core.enrich import EnrichSettings, enrich
 from follower.core.events import Event, GapEvent, LogEvent, PodAddedEvent, PodRemovedEvent
 from follower.core.model import (
@@ -262,9 +262,11 @@ class PipelineTracker:
                 tail_errors.append(PodTailError(entry.pod, error, changed=error != state.error))
                 state.error = error
                 continue
-            state.error = None
+            after_error, state.error = state.error is not None, None
             previous = None if state.tail is None else len(state.tail)
-            pod_events, observed = self._diff_pod(entry.pod, state, entry.logs, now, read)
+            pod_events, observed = self._diff_pod(
+                entry.pod, state, entry.logs, now, read, after_error=after_error
+            )
             events.extend(pod_events)
             observations.append(
                 PodObservation(observed.new_lines, observed.tail_lines, observed.gap, previous)
@@ -330,12 +332,13 @@ class PipelineTracker:
         return max(1, min(self.lines.max_tail_lines, share))
 
     def _diff_pod(
-        self, pod: str, state: PodState, logs: str, now: float, read: int
+        self, pod: str, state: PodState, logs: str, now: float, read: int, *, after_error: bool
     ) -> tuple[list[Event], _Observed]:
         """The pod's events for this tail, and what the scheduler learns from it."""
         first_sight = state.tail is None
         terminated, open_text = pending.split_open(logs)
         window_before = self.window
+        before = len(state.tail or ())
         # Lines older than the previous tail only show past a full window that then grew. The
         # first alignments of a restored pod must be the only ones: the process that saved it
         # may have numbered the lines after its tail.
@@ -344,6 +347,9 @@ class PipelineTracker:
             state.tail, terminated, read, window_may_grow=full, check_unique=not state.fresh
         )
         tail_lines = len(diff.state) if terminated else 0
+        restarted = after_error and _cannot_slide(diff, before, tail_lines, window_before)
+        if restarted:
+            diff = Diff(split_lines(terminated)[-read:], True, diff.state)
         slid = tail_lines < len(state.tail or ()) + len(diff.new_lines)
         if state.tail is not None and not diff.gap and slid:
             self.window = max(self.window, tail_lines)  # lines dropped off the top: it slid
@@ -354,6 +360,8 @@ class PipelineTracker:
             return [], _Observed(0, tail_lines, gap=False)
         events: list[Event] = []
         reason = self._gap_reason(diff.gap, first_sight, window_before, tail_lines, pod)
+        if restarted:
+            reason = "restarted"
         if not state.fresh and terminated:
             # Restored: the process that saved the tail may have numbered lines past it before it
             # stopped. If the tail lines up in one way only, those were these lines, in this
@@ -395,6 +403,15 @@ class PipelineTracker:
         if first_sight and self.polls > 0 and 0 < window <= length:
             return "window_full"
         return None
+
+
+def _cannot_slide(diff: Diff, before: int, tail_lines: int, window: int) -> bool:
+    """Whether `diff` takes the tail for a slide of a `before`-line tail (lines dropped off its
+    top) that a window of constant size cannot make: a slide needs a full window, and this tail
+    is shorter than the previous one or than the proven window. After a tail error (the pod
+    crashed or was replaced) that is a restart whose first lines repeat the last ones seen."""
+    seen = tail_lines - len(diff.new_lines)
+    return not diff.gap and 0 < seen < before and tail_lines < max(before, window)
 
 
 @dataclass(frozen=True, slots=True)
