@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from array import array
 from typing import Final
 
 MARGIN: Final = 1e-9
@@ -29,6 +30,11 @@ rounding of the three float operations of a risk (about 4e-16), so a trusted ord
 SMALLEST: Final = 1e-300
 """Risks this close to zero are not trusted to keep their order (subnormal rounding)."""
 ROUNDING: Final = 4 * 2.0**-53
+STALE_CERTIFICATES: Final = 2
+"""Entries of the certificate heap per leaf before the stale ones are dropped: each costs ~100
+bytes (a tuple and a float), and dropping them is one pass over the nodes."""
+CERTIFICATE_SLACK: Final = 64
+"""...plus this many, so that a small tournament does not drop them at every change."""
 
 
 class RiskTournament:
@@ -41,13 +47,15 @@ class RiskTournament:
         self._size = 1
         """Leaves (a power of two); leaf `i` is node `size + i`."""
         self._ids: list[str] = [""]
-        self._rate: list[float] = [0.0]
-        self._last: list[float] = [0.0]
-        self._window: list[int] = [1]
-        self._slope: list[float] = [0.0]
-        self._winner: list[int] = [-1, -1]
+        # Per slot (leaf) and per node, in typed arrays: a float in a list costs 32 bytes (an
+        # object and its pointer), in an array 8, and a follower ranks every pipeline here.
+        self._rate = array("d", [0.0])
+        self._last = array("d", [0.0])
+        self._window = array("q", [1])
+        self._slope = array("d", [0.0])
+        self._winner = array("l", [-1, -1])
         """Per node, the slot of its winner; -1: an empty subtree."""
-        self._until: list[float] = [math.inf, math.inf]
+        self._until = array("d", [math.inf, math.inf])
         """Per node, until when its winner is certain to stay."""
         self._expiring: list[tuple[float, int]] = []
         """(certificate, node): a node to look at again once `now` passes its certificate."""
@@ -134,13 +142,17 @@ class RiskTournament:
         self._until[node] = until
         if until != math.inf:
             heapq.heappush(self._expiring, (until, node))
-            if len(self._expiring) > 8 * self._size + 64:  # mostly stale: keep the live ones
-                self._expiring = [(u, n) for n, u in enumerate(self._until) if u != math.inf]
-                heapq.heapify(self._expiring)
+            if len(self._expiring) > STALE_CERTIFICATES * self._size + CERTIFICATE_SLACK:
+                self._drop_stale_certificates()
         if winner == winners[node]:
             return False
         winners[node] = winner
         return True
+
+    def _drop_stale_certificates(self) -> None:
+        """Keep one entry per node with a finite certificate: the heap is mostly stale."""
+        self._expiring = [(u, n) for n, u in enumerate(self._until) if u != math.inf]
+        heapq.heapify(self._expiring)
 
     def _certificate(self, winner: int, loser: int) -> float:
         """Until when `winner` (which beats `loser` now) is certain to go on beating it."""
@@ -167,14 +179,14 @@ class RiskTournament:
         size = 2 * old
         extra = size - old
         self._ids += [""] * extra
-        self._rate += [0.0] * extra
-        self._last += [0.0] * extra
-        self._window += [1] * extra
-        self._slope += [0.0] * extra
-        winner = [-1] * (2 * size)
+        self._rate.extend(array("d", [0.0]) * extra)
+        self._last.extend(array("d", [0.0]) * extra)
+        self._window.extend(array("q", [1]) * extra)
+        self._slope.extend(array("d", [0.0]) * extra)
+        winner = array("l", [-1]) * (2 * size)
         winner[size:size + old] = self._winner[old:2 * old]
         self._winner = winner
-        self._until = [math.inf] * (2 * size)
+        self._until = array("d", [math.inf]) * (2 * size)
         self._expiring = []
         self._size = size
         self._free.extend(range(size - 1, old - 1, -1))
