@@ -143,17 +143,19 @@ def test_the_tournament_follows_crossing_risks_exactly(
     tournament = RiskTournament()
     now = 50.0
     plans = {}
+    slots = {}
     for index, (rate, last, window) in enumerate(lines):
         pid = f"p{index:02d}"
         plans[pid] = PipelinePlan(last_poll=last, rate_lps=rate, window=window, samples=1)
-        tournament.add(pid, rate, last, window, now)
+        slots[pid] = tournament.add(pid, rate, last, window, now)
     for index, seconds in enumerate(steps):
         now += seconds
         expected = most_at_risk(plans.items(), now)
         assert tournament.best(now) == expected
         if index % 3 == 2 and expected is not None:
-            tournament.remove(expected)
+            tournament.remove(slots.pop(expected))
             del plans[expected]
+        assert len(tournament) == len(plans)
 
 
 def test_a_never_polled_pipeline_past_the_ceiling_goes_first() -> None:

@@ -52,43 +52,41 @@ class RiskTournament:
         self._rate = array("d", [0.0])
         self._last = array("d", [0.0])
         self._window = array("q", [1])
-        self._slope = array("d", [0.0])
-        self._winner = array("l", [-1, -1])
+        self._winner = array("i", [-1, -1])
         """Per node, the slot of its winner; -1: an empty subtree."""
         self._until = array("d", [math.inf, math.inf])
         """Per node, until when its winner is certain to stay."""
         self._expiring: list[tuple[float, int]] = []
         """(certificate, node): a node to look at again once `now` passes its certificate."""
         self._free: list[int] = [0]
-        self._slot: dict[str, int] = {}
+        """The slots not taken; the caller keeps each pipeline's (`add` returns it)."""
+        self._count = 0
         self._now = -math.inf
 
     def __len__(self) -> int:
-        return len(self._slot)
+        return self._count
 
-    def __contains__(self, pipeline_id: str) -> bool:
-        return pipeline_id in self._slot
-
-    def add(self, pipeline_id: str, rate: float, last: float, window: int, now: float) -> None:
-        """Take part from `now` on (`rate > 0`, `last <= now`)."""
+    def add(self, pipeline_id: str, rate: float, last: float, window: int, now: float) -> int:
+        """Take part from `now` on (`rate > 0`, `last <= now`); returns the pipeline's slot, which
+        `remove` takes (the caller keeps it: no dict of slots by id here)."""
         self._advance(now)
         if not self._free:
             self._grow()
         slot = self._free.pop()
-        self._slot[pipeline_id] = slot
+        self._count += 1
         self._ids[slot] = pipeline_id
         self._rate[slot] = rate
         self._last[slot] = last
         self._window[slot] = window
-        self._slope[slot] = rate / window
         self._set_leaf(slot, slot)
+        return slot
 
-    def remove(self, pipeline_id: str) -> None:
-        """Take no further part (nothing if it was not added)."""
-        slot = self._slot.pop(pipeline_id, None)
-        if slot is None:
+    def remove(self, slot: int) -> None:
+        """The pipeline `add` gave `slot` takes no further part (nothing if the slot is free)."""
+        if self._winner[self._size + slot] < 0:
             return
         self._free.append(slot)
+        self._count -= 1
         self._set_leaf(slot, -1)
 
     def best(self, now: float) -> str | None:
@@ -164,7 +162,7 @@ class RiskTournament:
         ):
             return math.inf  # dominated: every risk operation rounds in the winner's favour
         now = self._now
-        slope_w, slope_l = self._slope[winner], self._slope[loser]
+        slope_w, slope_l = rate[winner] / window[winner], rate[loser] / window[loser]
         gap = slope_w * (now - last_w) * (1 - MARGIN) - slope_l * (now - last_l) * (1 + MARGIN)
         if gap <= SMALLEST:
             return now  # a near tie: compare again at the next later time
@@ -182,8 +180,7 @@ class RiskTournament:
         self._rate.extend(array("d", [0.0]) * extra)
         self._last.extend(array("d", [0.0]) * extra)
         self._window.extend(array("q", [1]) * extra)
-        self._slope.extend(array("d", [0.0]) * extra)
-        winner = array("l", [-1]) * (2 * size)
+        winner = array("i", [-1]) * (2 * size)
         winner[size:size + old] = self._winner[old:2 * old]
         self._winner = winner
         self._until = array("d", [math.inf]) * (2 * size)

@@ -42,7 +42,7 @@ class Member:
     place, and a heap entry is live while the member is in that heap's group with that key.
     """
 
-    __slots__ = ("due_at", "group", "pipeline_id", "plan", "pool")
+    __slots__ = ("due_at", "group", "pipeline_id", "plan", "pool", "slot")
 
     def __init__(self, pipeline_id: str, plan: PipelinePlan, due_at: float, pool: Pool) -> None:
         self.pipeline_id = pipeline_id
@@ -50,6 +50,8 @@ class Member:
         self.due_at = due_at
         self.group = _PENDING
         self.pool: Pool | None = pool
+        self.slot = -1
+        """Its slot in the pool's risk tournament while RISING (free in the object's size)."""
 
 
 Entry = tuple[float, str]
@@ -126,7 +128,7 @@ class Pool:
         if member.group != _PENDING:
             self.due -= 1
             if member.group == _RISING:
-                self._rising.remove(member.pipeline_id)
+                self._rising.remove(member.slot)
             member.group = _PENDING
 
     def _wait(self, member: Member) -> None:
@@ -219,7 +221,7 @@ class Pool:
             self.entries -= 1
             if member is not None:
                 if member.group == _RISING:
-                    self._rising.remove(member.pipeline_id)
+                    self._rising.remove(member.slot)
                 self._overdue(member)
         starting = self._heaps[_STARTING]
         while (member := self._live(starting, _STARTING)) is not None:
@@ -257,7 +259,8 @@ class Pool:
     def _rise(self, member: Member, last: float, now: float) -> None:
         member.group = _RISING
         plan = member.plan
-        self._rising.add(member.pipeline_id, plan.rate_lps, last, plan.window or 1, now)
+        window = plan.window or 1
+        member.slot = self._rising.add(member.pipeline_id, plan.rate_lps, last, window, now)
 
     def _overdue(self, member: Member) -> None:
         last = member.plan.last_poll
