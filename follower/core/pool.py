@@ -17,6 +17,10 @@ the stale ones are dropped when they outnumber the members `STALE_ENTRIES` to on
 number, no object per entry or per put beyond the tuple: memory is per pipeline. A plan
 must not change while its pipeline is in the pool. Pure: `now` is an argument and never goes
 back.
+
+Size: over 300 lines because the groups, the liveness of their heaps' entries and the dropping
+of stale ones are one invariant (an entry is live exactly when its member stands there), which
+split across modules would be checked in one and relied on in another.
 """
 
 from __future__ import annotations
