@@ -191,12 +191,20 @@ class Pool:
         for group, heap in self._heaps.items():
             self._heaps[group] = [e for e in heap if live(e, group)]
         self._probe = [e for e in self._probe if self._probing(e) is not None]
-        waits = {since: [p for p in bucket if self._waiting(since, p) is not None]
-                 for since, bucket in self._waits.items()}
+        waits = {
+            since: [p for p in bucket if self._waiting(since, p) is not None]
+            for since, bucket in self._waits.items()
+        }
         self._waits = {since: bucket for since, bucket in waits.items() if bucket}
         self._wait_starts = list(self._waits)
-        heaps: list[list[Any]] = [self._pending, self._ages, self._probe, self._wait_starts,
-                                  *self._heaps.values(), *self._waits.values()]
+        heaps: list[list[Any]] = [
+            self._pending,
+            self._ages,
+            self._probe,
+            self._wait_starts,
+            *self._heaps.values(),
+            *self._waits.values(),
+        ]
         for heap in heaps:
             heapq.heapify(heap)
         self.entries = sum(len(heap) for heap in heaps) - len(self._wait_starts)

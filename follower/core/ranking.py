@@ -66,8 +66,12 @@ class Ranking(Generic[S]):
         """A new ceiling: every pipeline is placed again."""
         if _positive(ceiling_s) == self._ceiling_s:
             return
-        members = [(m.pipeline_id, m.plan, s, m.due_at) for s, pool in self._pools.items()
-                   for m in self._members.values() if m.pool is pool]
+        members = [
+            (m.pipeline_id, m.plan, s, m.due_at)
+            for s, pool in self._pools.items()
+            for m in self._members.values()
+            if m.pool is pool
+        ]
         self._ceiling_s = ceiling_s
         self._clear()
         for pipeline_id, plan, source, due_at in members:
