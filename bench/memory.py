@@ -124,6 +124,11 @@ async def measure(ns: argparse.Namespace, base_url: str) -> dict[str, object]:
                 (str(stat.traceback[0].filename).replace(str(ROOT) + "/", ""), stat.size)
                 for stat in by_file[:8]
             ]
+            figures["traced_lines"] = [
+                (f"{str(stat.traceback[0].filename).replace(str(ROOT) + '/', '')}:"
+                 f"{stat.traceback[0].lineno}", stat.size, stat.count)
+                for stat in snapshot.statistics("lineno")[: ns.detail]
+            ]
         stop.set()
 
     with open(os.devnull, "wb") as devnull:  # noqa: ASYNC230 - opening /dev/null does not block
@@ -154,7 +159,7 @@ def run_child(size: int, ns: argparse.Namespace, *, trace: bool) -> dict[str, An
     args = [
         sys.executable, str(Path(__file__).resolve()), "--child", str(size),
         "--pods", str(ns.pods), "--window", str(ns.window), "--polls", str(ns.polls),
-        "--new-per-poll", str(ns.new_per_poll),
+        "--new-per-poll", str(ns.new_per_poll), "--detail", str(ns.detail),
     ]
     if trace:
         args.append("--traced-child")
@@ -213,6 +218,10 @@ def print_sizes(rows: list[Size]) -> None:
         print(f"\n  where the traced heap is at {row.pods:,} pods (top files, steady state):")
         for name, size in row.traced["traced_top"]:
             print(f"    {size / 1e6:8.2f} MB  {name}")
+        if row.traced.get("traced_lines"):
+            print(f"\n  top lines at {row.pods:,} pods (size, blocks):")
+            for where, size, count in row.traced["traced_lines"]:
+                print(f"    {size / 1e6:8.3f} MB {count:>8,}  {where}")
 
 
 def main() -> int:
@@ -229,6 +238,8 @@ def main() -> int:
                         help="target: MB of RSS per 1,000 pods (10)")
     parser.add_argument("--trace", default="first", choices=("first", "all", "none"),
                         help="tracemalloc runs for the first size only (default), all or none")
+    parser.add_argument("--detail", type=int, default=0,
+                        help="also print the traced heap's top lines (0: none)")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--traced-child", action="store_true", help=argparse.SUPPRESS)
     ns = parser.parse_args()

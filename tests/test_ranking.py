@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from follower.core import kinetic, pool
 from follower.core.kinetic import RiskTournament
 from follower.core.ranking import Ranking
 from follower.core.schedule import PipelinePlan, most_at_risk
@@ -77,6 +78,27 @@ def test_the_pick_and_the_wait_are_those_of_a_scan_of_every_pipeline(
 ) -> None:
     """Random plans, sources, due times and readiness; puts, replans, takes, drops, waits and
     ceiling changes: after each, the ranking's answer equals the reference scan's."""
+    check_against_the_scan(steps, ceiling_s)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(step, readiness), max_size=60), st.sampled_from((1.0, 60.0, math.inf)))
+def test_dropping_stale_heap_entries_at_every_change_changes_no_answer(
+    steps: list[tuple[tuple[object, ...], list[float | None]]], ceiling_s: float
+) -> None:
+    """The same, with the stale entries of every heap dropped at every chance (in production only
+    once they outnumber the members): the liveness checks keep exactly the live entries."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pool, "STALE_ENTRIES", 0)
+        patch.setattr(pool, "STALE_SLACK", 0)
+        patch.setattr(kinetic, "STALE_CERTIFICATES", 0)
+        patch.setattr(kinetic, "CERTIFICATE_SLACK", 0)
+        check_against_the_scan(steps, ceiling_s)
+
+
+def check_against_the_scan(
+    steps: list[tuple[tuple[object, ...], list[float | None]]], ceiling_s: float
+) -> None:
     ranking: Ranking[str] = Ranking(ceiling_s)
     model: Model = {}
     now = 0.0
@@ -121,17 +143,19 @@ def test_the_tournament_follows_crossing_risks_exactly(
     tournament = RiskTournament()
     now = 50.0
     plans = {}
+    slots = {}
     for index, (rate, last, window) in enumerate(lines):
         pid = f"p{index:02d}"
         plans[pid] = PipelinePlan(last_poll=last, rate_lps=rate, window=window, samples=1)
-        tournament.add(pid, rate, last, window, now)
+        slots[pid] = tournament.add(pid, rate, last, window, now)
     for index, seconds in enumerate(steps):
         now += seconds
         expected = most_at_risk(plans.items(), now)
         assert tournament.best(now) == expected
         if index % 3 == 2 and expected is not None:
-            tournament.remove(expected)
+            tournament.remove(slots.pop(expected))
             del plans[expected]
+        assert len(tournament) == len(plans)
 
 
 def test_a_never_polled_pipeline_past_the_ceiling_goes_first() -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from array import array
 from typing import Final
 
 MARGIN: Final = 1e-9
@@ -29,6 +30,11 @@ rounding of the three float operations of a risk (about 4e-16), so a trusted ord
 SMALLEST: Final = 1e-300
 """Risks this close to zero are not trusted to keep their order (subnormal rounding)."""
 ROUNDING: Final = 4 * 2.0**-53
+STALE_CERTIFICATES: Final = 2
+"""Entries of the certificate heap per leaf before the stale ones are dropped: each costs ~100
+bytes (a tuple and a float), and dropping them is one pass over the nodes."""
+CERTIFICATE_SLACK: Final = 64
+"""...plus this many, so that a small tournament does not drop them at every change."""
 
 
 class RiskTournament:
@@ -41,46 +47,46 @@ class RiskTournament:
         self._size = 1
         """Leaves (a power of two); leaf `i` is node `size + i`."""
         self._ids: list[str] = [""]
-        self._rate: list[float] = [0.0]
-        self._last: list[float] = [0.0]
-        self._window: list[int] = [1]
-        self._slope: list[float] = [0.0]
-        self._winner: list[int] = [-1, -1]
+        # Per slot (leaf) and per node, in typed arrays: a float in a list costs 32 bytes (an
+        # object and its pointer), in an array 8, and a follower ranks every pipeline here.
+        self._rate = array("d", [0.0])
+        self._last = array("d", [0.0])
+        self._window = array("q", [1])
+        self._winner = array("i", [-1, -1])
         """Per node, the slot of its winner; -1: an empty subtree."""
-        self._until: list[float] = [math.inf, math.inf]
+        self._until = array("d", [math.inf, math.inf])
         """Per node, until when its winner is certain to stay."""
         self._expiring: list[tuple[float, int]] = []
         """(certificate, node): a node to look at again once `now` passes its certificate."""
         self._free: list[int] = [0]
-        self._slot: dict[str, int] = {}
+        """The slots not taken; the caller keeps each pipeline's (`add` returns it)."""
+        self._count = 0
         self._now = -math.inf
 
     def __len__(self) -> int:
-        return len(self._slot)
+        return self._count
 
-    def __contains__(self, pipeline_id: str) -> bool:
-        return pipeline_id in self._slot
-
-    def add(self, pipeline_id: str, rate: float, last: float, window: int, now: float) -> None:
-        """Take part from `now` on (`rate > 0`, `last <= now`)."""
+    def add(self, pipeline_id: str, rate: float, last: float, window: int, now: float) -> int:
+        """Take part from `now` on (`rate > 0`, `last <= now`); returns the pipeline's slot, which
+        `remove` takes (the caller keeps it: no dict of slots by id here)."""
         self._advance(now)
         if not self._free:
             self._grow()
         slot = self._free.pop()
-        self._slot[pipeline_id] = slot
+        self._count += 1
         self._ids[slot] = pipeline_id
         self._rate[slot] = rate
         self._last[slot] = last
         self._window[slot] = window
-        self._slope[slot] = rate / window
         self._set_leaf(slot, slot)
+        return slot
 
-    def remove(self, pipeline_id: str) -> None:
-        """Take no further part (nothing if it was not added)."""
-        slot = self._slot.pop(pipeline_id, None)
-        if slot is None:
+    def remove(self, slot: int) -> None:
+        """The pipeline `add` gave `slot` takes no further part (nothing if the slot is free)."""
+        if self._winner[self._size + slot] < 0:
             return
         self._free.append(slot)
+        self._count -= 1
         self._set_leaf(slot, -1)
 
     def best(self, now: float) -> str | None:
@@ -134,13 +140,17 @@ class RiskTournament:
         self._until[node] = until
         if until != math.inf:
             heapq.heappush(self._expiring, (until, node))
-            if len(self._expiring) > 8 * self._size + 64:  # mostly stale: keep the live ones
-                self._expiring = [(u, n) for n, u in enumerate(self._until) if u != math.inf]
-                heapq.heapify(self._expiring)
+            if len(self._expiring) > STALE_CERTIFICATES * self._size + CERTIFICATE_SLACK:
+                self._drop_stale_certificates()
         if winner == winners[node]:
             return False
         winners[node] = winner
         return True
+
+    def _drop_stale_certificates(self) -> None:
+        """Keep one entry per node with a finite certificate: the heap is mostly stale."""
+        self._expiring = [(u, n) for n, u in enumerate(self._until) if u != math.inf]
+        heapq.heapify(self._expiring)
 
     def _certificate(self, winner: int, loser: int) -> float:
         """Until when `winner` (which beats `loser` now) is certain to go on beating it."""
@@ -152,7 +162,7 @@ class RiskTournament:
         ):
             return math.inf  # dominated: every risk operation rounds in the winner's favour
         now = self._now
-        slope_w, slope_l = self._slope[winner], self._slope[loser]
+        slope_w, slope_l = rate[winner] / window[winner], rate[loser] / window[loser]
         gap = slope_w * (now - last_w) * (1 - MARGIN) - slope_l * (now - last_l) * (1 + MARGIN)
         if gap <= SMALLEST:
             return now  # a near tie: compare again at the next later time
@@ -167,14 +177,13 @@ class RiskTournament:
         size = 2 * old
         extra = size - old
         self._ids += [""] * extra
-        self._rate += [0.0] * extra
-        self._last += [0.0] * extra
-        self._window += [1] * extra
-        self._slope += [0.0] * extra
-        winner = [-1] * (2 * size)
+        self._rate.extend(array("d", [0.0]) * extra)
+        self._last.extend(array("d", [0.0]) * extra)
+        self._window.extend(array("q", [1]) * extra)
+        winner = array("i", [-1]) * (2 * size)
         winner[size:size + old] = self._winner[old:2 * old]
         self._winner = winner
-        self._until = [math.inf] * (2 * size)
+        self._until = array("d", [math.inf]) * (2 * size)
         self._expiring = []
         self._size = size
         self._free.extend(range(size - 1, old - 1, -1))

@@ -32,37 +32,46 @@ class Ranking(Generic[S]):
 
     def _clear(self) -> None:
         self._pools: dict[S, Pool] = {}
-        self._source: dict[str, S] = {}
+        self._members: dict[str, Member] = {}
+        """Every ranked pipeline, whatever its source: one dict shared by the pools."""
 
     def __len__(self) -> int:
-        return len(self._source)
+        return len(self._members)
 
     def __contains__(self, pipeline_id: object) -> bool:
-        return pipeline_id in self._source
+        return pipeline_id in self._members
 
     def put(self, pipeline_id: str, plan: PipelinePlan, source: S, due_at: float) -> None:
         """Add a pipeline, or tell a new due time or plan: it may go from `due_at` on."""
-        previous = self._source.get(pipeline_id)
-        if previous is not None and previous != source:
-            self.remove(pipeline_id)
         pool = self._pools.get(source)
         if pool is None:
-            pool = self._pools[source] = Pool(self._ceiling_s)
-        self._source[pipeline_id] = source
-        pool.put(pipeline_id, plan, due_at)
+            pool = self._pools[source] = Pool(self._ceiling_s, self._members)
+        member = self._members.get(pipeline_id)
+        if member is not None and member.pool is not pool:
+            self.remove(pipeline_id)
+            member = None
+        if member is None:
+            member = self._members[pipeline_id] = Member(pipeline_id, plan, due_at, pool)
+            pool.add(member)
+        else:
+            pool.put(member, plan, due_at)
 
     def remove(self, pipeline_id: str) -> None:
         """Take a pipeline out: chosen (in flight) or no longer followed."""
-        source = self._source.pop(pipeline_id, None)
-        if source is not None:
-            self._pools[source].remove(pipeline_id)
+        member = self._members.pop(pipeline_id, None)
+        if member is not None and member.pool is not None:
+            member.pool.remove(member)
 
     def reconfigure(self, ceiling_s: float) -> None:
         """A new ceiling: every pipeline is placed again."""
         if _positive(ceiling_s) == self._ceiling_s:
             return
-        members = [(p, m.plan, s, m.due_at) for s, pool in self._pools.items()
-                   for p, m in pool.members.items()]
+        members = [
+            (m.pipeline_id, m.plan, s, m.due_at)
+            for s, pool in self._pools.items()
+            for m in self._members.values()
+            if m.pool is pool
+        ]
         self._ceiling_s = ceiling_s
         self._clear()
         for pipeline_id, plan, source, due_at in members:
@@ -81,7 +90,7 @@ class Ranking(Generic[S]):
         wait = math.inf
         for source, pool in self._pools.items():
             at = ready.get(source)
-            if at is None or not pool.members:
+            if at is None or not pool.size:
                 continue
             if at <= now:
                 pool.advance(now)

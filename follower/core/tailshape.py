@@ -21,8 +21,12 @@ packed into one `bytes` by `pack`, since a pod's state is most of the follower's
   were 64-bit all along.
 - `anchor`: the last line (when it is short), to find where the previous tail ends in the new
   one with one `bytes.rfind` over the new part only.
-- blocks of `block_lines` consecutive lines, fixed once complete, each with its 128-bit digest,
-  and a digest of the lines after the last complete block (the open block). A slid tail starts
+- blocks of `block_lines` consecutive lines, fixed once complete, each with its 64-bit digest,
+  and one of the lines after the last complete block (the open block). 64 bits, as the line
+  fingerprints the full differ aligns by: a block is compared only with the bytes at the one
+  place the anchor and the fingerprints of the lines before it already put it, so a false match
+  takes a 2^-64 collision there (~7e-19 per poll for a 200-line tail), far below the odds the
+  full differ accepts; 128-bit block digests cost ~100 more bytes per pod. A slid tail starts
   inside some block; the lines before the first block boundary inside the overlap (fewer than
   `block_lines`) are checked by their fingerprints, every later block by one digest of its bytes.
   So a poll costs O(new lines + block_lines + blocks) Python-level steps, not O(tail lines).
@@ -56,18 +60,20 @@ ANCHOR_MAX_BYTES: Final = 512
 """A longer last line is not kept (a 1 MB line per pod would be a lot of memory); such a tail
 takes the full differ at the next poll."""
 _NEWLINE: Final = 0x0A
-_DIGEST_BYTES: Final = 16
-_HEAD: Final = struct.Struct("=16s16sQqII")
+_DIGEST_BYTES: Final = 8
+"""Bytes of a block's digest (and of the open block's); the whole text's digest takes 16."""
+_HEAD: Final = struct.Struct("=16s8sQqII")
 """A packed shape's head: digest, open_digest, size, phase, block_lines, number of offsets; the
 offsets (see `_offset_code`), the complete blocks' digests and the anchor follow. Native byte
 order: a shape is never saved (checkpoints keep only the fingerprints)."""
 _SHORT_OFFSETS: Final = 1 << (8 * array.array("I").itemsize)
 _OFFSET_BYTES: Final = {code: array.array(code).itemsize for code in "IQ"}
 _SIZE: Final = struct.Struct("=Q")
-_SIZE_AT: Final = 2 * _DIGEST_BYTES
+_SIZE_AT: Final = 16 + _DIGEST_BYTES
 
 _line_digest: Final = xxhash.xxh3_64_digest
 _text_digest: Final = xxhash.xxh3_128_digest
+_block_digest: Final = xxhash.xxh3_64_digest
 
 
 def _offset_code(size: int) -> str:
@@ -94,10 +100,10 @@ class Shape(NamedTuple):
 
     `offsets[t]` is where block t starts; the last offset starts the open block, which always
     holds at least one line. Block t covers lines `phase + t * block_lines` onwards and its bytes
-    end with the newline before the next block. `digests` holds 16 bytes per complete block.
+    end with the newline before the next block. `digests` holds 8 bytes per complete block.
 
     This is the working form of one poll; what a pod keeps between polls is `pack(shape)`: one
-    `bytes` of ~440 bytes for a 200-line tail, where this object and its eight values took
+    `bytes` of ~340 bytes for a 200-line tail, where this object and its eight values took
     ~850 (an object, an array and three `bytes` headers each). A named tuple, not a frozen
     dataclass: a slid poll builds two, and a frozen dataclass cost ~3 us to build.
     """
@@ -169,7 +175,7 @@ def build(data: bytes, lines: Sequence[bytes], block_lines: int | None = None) -
         offsets.append(position)
         first = block * block_lines
         stop = position + sum(map(len, lines[first : first + block_lines])) + block_lines
-        digests.append(_text_digest(data[position:stop]))
+        digests.append(_block_digest(data[position:stop]))
         position = stop
     offsets.append(position)
     return Shape(
@@ -180,7 +186,7 @@ def build(data: bytes, lines: Sequence[bytes], block_lines: int | None = None) -
         phase=0,
         offsets=offsets,
         digests=b"".join(digests),
-        open_digest=_text_digest(data[position:end]),
+        open_digest=_block_digest(data[position:end]),
     )
 
 
@@ -300,7 +306,7 @@ def _check_overlap(
     proven = (
         _lines_match(head, previous, boundary)
         and _blocks_match(shape, data, start, first_block)
-        and _text_digest(data[offsets[-1] - start : overlap_end]) == shape.open_digest
+        and _block_digest(data[offsets[-1] - start : overlap_end]) == shape.open_digest
     )
     return (boundary - len(head), first_block) if proven else None
 
@@ -317,7 +323,7 @@ def _blocks_match(shape: Shape, data: bytes, start: int, first_block: int) -> bo
     """
     offsets = shape.offsets
     bounds = [offset - start for offset in offsets[first_block:]]
-    found = b"".join(map(_text_digest, map(data.__getitem__, map(slice, bounds, bounds[1:]))))
+    found = b"".join(map(_block_digest, map(data.__getitem__, map(slice, bounds, bounds[1:]))))
     return found == shape.digests[first_block * _DIGEST_BYTES :]
 
 
@@ -338,9 +344,9 @@ def _close_blocks(
     position = offsets[-1]
     for index in range(size - carried, len(new), size):  # a block ends before new[index]
         stop = kept_end + 1 + ends[index] + index
-        digests.append(_text_digest(data[position:stop]))
+        digests.append(_block_digest(data[position:stop]))
         offsets.append(stop)
         position = stop
-    open_digest = _text_digest(data[position : shape.size])
+    open_digest = _block_digest(data[position : shape.size])
     head = _HEAD.pack(shape.digest, open_digest, shape.size, shape.phase, size, len(offsets))
     return b"".join((head, offsets.tobytes(), *digests, shape.anchor or b""))
