@@ -42,6 +42,7 @@ from follower.core.tail_errors import TailErrorMatcher
 from follower.core.tracker import PipelineTracker
 from follower.engine import checkpoint
 from follower.engine.service import make_api
+from follower.engine.sources import take_token
 from follower.errors import (
     ApiError,
     AuthError,
@@ -217,20 +218,12 @@ class _Paced:
         self._api, self._budget, self._clock = api, budget, clock
 
     async def list_page(self, page_number: int, page_size: int | None) -> PipelinePage:
-        await self._turn()
+        await take_token(self._budget, self._clock)
         return await self._api.list_page(page_number, page_size)
 
     async def logs(self, pipeline_id: str) -> LogsSnapshot:
-        await self._turn()
+        await take_token(self._budget, self._clock)
         return await self._api.logs(pipeline_id)
-
-    async def _turn(self) -> None:
-        now = self._clock.monotonic()
-        at = self._budget.available_at(now)
-        if at > now:
-            await self._clock.sleep(at - now)
-            now = max(self._clock.monotonic(), at)
-        self._budget.take(now)
 
 
 async def _listing(api: _Paced) -> tuple[list[PipelineInfo], int, bool]:

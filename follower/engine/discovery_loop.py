@@ -25,7 +25,7 @@ from follower.engine.keys import KeyWatch
 from follower.engine.parking import Parking
 from follower.engine.roster import Roster
 from follower.engine.settings import DiscoverySettings
-from follower.engine.sources import Source
+from follower.engine.sources import Source, take_token
 from follower.errors import ApiError
 from follower.ops.metrics import Metrics
 
@@ -144,9 +144,7 @@ class Discoverer:
         """
         budget, clock = source.budget, self._clock
         paced = -math.inf if page_number == 1 else self._paced.get(source, -math.inf)
-        while (at := max(paced, budget.available_at(clock.monotonic()))) > clock.monotonic():
-            await self._parking.idle_sleep(at - clock.monotonic())
-        budget.take(clock.monotonic())
+        await take_token(budget, clock, not_before=paced, sleep=self._parking.idle_sleep)
         self._paced[source] = clock.monotonic() + 1.0 / (LIST_SHARE * budget.current_rate_per_s)
         self._metrics.sent()
         sent_at = clock.monotonic()

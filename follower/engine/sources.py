@@ -9,12 +9,15 @@ the source that follows it.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final
 
 import anyio
 
 from follower.api.client import TailSource
+from follower.clock import Clock
 from follower.core.budget import BudgetSettings, RequestBudget
 from follower.engine.settings import DiscoverySettings
 
@@ -31,6 +34,22 @@ class SourceSettings:
     """Pipelines listed explicitly (before sharding)."""
     budget: BudgetSettings = field(default_factory=BudgetSettings)
     discovery: DiscoverySettings = field(default_factory=DiscoverySettings)
+
+
+async def take_token(
+    budget: RequestBudget,
+    clock: Clock,
+    *,
+    not_before: float = -math.inf,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
+) -> None:
+    """Wait until `budget` has a token (and `not_before` has come), then spend it: how a request
+    the dispatcher does not send (a list page, a check) keeps to its key's budget. `sleep`
+    replaces `clock.sleep` (the discovery loop's sleeps count as idle for tests)."""
+    wait = clock.sleep if sleep is None else sleep
+    while (at := max(not_before, budget.available_at(clock.monotonic()))) > clock.monotonic():
+        await wait(at - clock.monotonic())
+    budget.take(clock.monotonic())
 
 
 class Source:
