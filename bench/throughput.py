@@ -400,12 +400,12 @@ def measure(ns: argparse.Namespace) -> tuple[Round, Round, cProfile.Profile | No
     floor_rounds: list[Round] = []
     profile = None
     options = {"use_uvloop": ns.uvloop}
-    follow = functools.partial(
+    follower_round = functools.partial(
         run_follower, warm_pods=ns.pipelines * ns.pods if ns.steady else 0
     )
     with server_process(ns) as base_url:
         for index in range(ns.rounds):
-            f = anyio.run(follow, base_url, pipeline_ids, ns.polls, ns.in_flight,
+            f = anyio.run(follower_round, base_url, pipeline_ids, ns.polls, ns.in_flight,
                           backend_options=options)
             counts = orjson.loads(anyio.run(control, base_url, "GET", "/counts"))
             b = anyio.run(run_floor, base_url, counts, ns.in_flight, backend_options=options)
@@ -416,7 +416,7 @@ def measure(ns: argparse.Namespace) -> tuple[Round, Round, cProfile.Profile | No
                   f"({b.wall_s:.1f} s wall)", flush=True)
         if ns.profile:
             profile = cProfile.Profile()
-            anyio.run(follow, base_url, pipeline_ids, ns.polls, ns.in_flight, profile,
+            anyio.run(follower_round, base_url, pipeline_ids, ns.polls, ns.in_flight, profile,
                       backend_options=options)
     best_f = min(follower_rounds, key=lambda r: r.cpu_s / r.polls)
     best_b = min(floor_rounds, key=lambda r: r.cpu_s / r.polls)

@@ -301,7 +301,7 @@ def _decode(raw: list[bytes]) -> list[str]:
 
 
 def _seen_count(
-    previous: array.array[int], current: array.array[int], *, window_may_grow: bool = False
+    previous: array.array[int], current: array.array[int], *, window_may_grow: bool
 ) -> int:
     """How many leading lines of `current` the largest consistent alignment says were seen.
 
@@ -323,8 +323,7 @@ def _seen_count(
     likely = _first_candidate(pattern, text, lowest)
     if likely is not None:
         return likely
-    found = _kmp_alignments(pattern.tolist(), text.tolist(), window_may_grow, 1)
-    return found[0] if found else 0
+    return _kmp_seen_count(pattern.tolist(), text.tolist(), window_may_grow=window_may_grow)
 
 
 def _fits(pattern: array.array[int], text: array.array[int], start: int) -> bool:

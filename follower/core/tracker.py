@@ -342,7 +342,7 @@ class PipelineTracker:
         # Lines older than the previous tail only show past a full window that then grew. The
         # first alignments of a restored pod must be the only ones: the process that saved it
         # may have numbered the lines after its tail.
-        full = state.tail is not None and 0 < window_before <= len(state.tail)
+        full = 0 < window_before <= before
         diff = diff_logs(
             state.tail, terminated, read, window_may_grow=full, check_unique=not state.fresh
         )
@@ -350,7 +350,7 @@ class PipelineTracker:
         restarted = after_error and _cannot_slide(diff, before, tail_lines, window_before)
         if restarted:
             diff = Diff(split_lines(terminated)[-read:], True, diff.state)
-        slid = tail_lines < len(state.tail or ()) + len(diff.new_lines)
+        slid = tail_lines < before + len(diff.new_lines)
         if state.tail is not None and not diff.gap and slid:
             self.window = max(self.window, tail_lines)  # lines dropped off the top: it slid
         state.tail = diff.state
