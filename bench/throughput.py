@@ -211,6 +211,8 @@ async def run_follower(
         if warm_pods:
             mark.append((time.process_time(), time.perf_counter(), stats.polls_ok,
                          stats.events.get("log", 0), sum(stats.events.values())))
+            if profile is not None:  # a steady round's profile shows the steady polls only
+                profile.enable()
         counted_from = stats.polls_ok
         while stats.polls_ok < counted_from + polls:
             await clock.sleep(0.01)
@@ -220,7 +222,7 @@ async def run_follower(
         sink = JsonLinesSink(devnull)
         async with anyio.create_task_group() as group:
             group.start_soon(watch)
-            if profile is not None:
+            if profile is not None and not warm_pods:
                 profile.enable()
             wall, cpu = time.perf_counter(), time.process_time()
             started_cpu, started_wall = cpu, wall
@@ -384,7 +386,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each client (3)")
     parser.add_argument("--max-ratio", type=float, default=1.5, help="target (1.5)")
     parser.add_argument("--profile", action="store_true",
-                        help="profile one extra follower round and print the top entries")
+                        help="profile one extra follower round (with --steady, its steady polls only) and "
+                             "print the top entries")
     parser.add_argument("--steady", action="store_true",
                         help="count the follower's polls after every pod's first poll only")
     parser.add_argument("--uvloop", action="store_true",
