@@ -386,8 +386,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each client (3)")
     parser.add_argument("--max-ratio", type=float, default=1.5, help="target (1.5)")
     parser.add_argument("--profile", action="store_true",
-                        help="profile one extra follower round (with --steady, its steady polls only) and "
-                             "print the top entries")
+                        help="profile one extra follower round (with --steady, its steady polls "
+                             "only) and print the top entries")
     parser.add_argument("--steady", action="store_true",
                         help="count the follower's polls after every pod's first poll only")
     parser.add_argument("--uvloop", action="store_true",

@@ -246,6 +246,34 @@ async def test_in_flight_requests_are_bounded() -> None:
     assert source.most_in_flight == 2
 
 
+async def test_a_worker_takes_the_next_due_pipeline_without_waking_the_dispatcher() -> None:
+    """With one request in flight at a time and three pipelines due, each worker that finishes
+    starts the next poll itself: the dispatcher is woken for none of them (it hands out only the
+    first), and every pipeline is still polled once."""
+    clock = FakeClock(start=0.0)
+    source = ScriptedSource(clock, {p: [logs(p, "x\n")] for p in (A, B, C)})
+    runner = make_runner(source, MemorySink(), (A, B, C), max_in_flight=1)
+    parking = runner._parking  # counting its wake-ups is the point
+    wakes: list[dict[str, list[float]]] = []
+    wake = parking.wake
+
+    def counted() -> None:
+        wakes.append({p: list(c) for p, c in source.calls.items()})
+        wake()
+
+    parking.wake = counted  # type: ignore[method-assign]
+    stop = anyio.Event()
+    async with anyio.create_task_group() as group:
+        group.start_soon(runner.run, stop)
+        await parked_with(runner, in_flight=0)
+        before_stop = list(wakes)
+        stop.set()
+    assert source.calls == {A: [0.0], B: [0.0], C: [0.0]}
+    assert source.most_in_flight == 1
+    # One wake-up: after the last poll, when no pipeline was left to take.
+    assert before_stop == [{A: [0.0], B: [0.0], C: [0.0]}]
+
+
 async def test_shutdown_lets_in_flight_polls_finish() -> None:
     """stop during a poll: no new poll starts, the in-flight one completes and its lines land."""
     clock = FakeClock(start=0.0)

@@ -3,14 +3,16 @@
 It takes a token whenever one is free and some pipeline is due, gives it to the due pipeline most
 at risk of losing lines (a `Ranking`, follower/core/ranking.py, answers what `most_at_risk` in
 follower/core/schedule.py would, in O(log n)), and hands that request to one of `max_in_flight`
-long-lived workers, which run it through `Poller`. With several
-sources, a pipeline may go when it is due and its own source has a token. Once a second it
+long-lived workers, which run it through `Poller`. A worker that finishes a request chooses its
+next one itself, by the same rule, while nothing else is due of the dispatcher: a saturated
+follower then wakes no task per request but the worker. With several sources, a pipeline may go
+when it is due and its own source has a token. Once a second it
 re-plans each source's spare-budget scale and reports a budget that cannot cover its plan; it
 also writes the partial snapshots of open lines as they fall due. How it waits is
 follower/engine/parking.py.
 
-Size: just over 300 lines: choosing, handing to workers, budget re-planning and partial
-snapshots share the dispatcher's one loop and its wake-up time.
+Size: over 300 lines: choosing (by the dispatcher or a worker), handing to workers, budget
+re-planning and partial snapshots share one rule for what may start and when to look again.
 """
 
 from __future__ import annotations
@@ -146,18 +148,44 @@ class Dispatcher:
     ) -> None:
         """Run jobs one after the other until the dispatcher closes the stream."""
         task_status.started()
+        job: Job | None = None
         with jobs:
             while True:
-                try:  # a job already waiting is taken without a trip through the event loop
-                    followed, sent_at = jobs.receive_nowait()
-                except anyio.WouldBlock:
-                    try:
-                        followed, sent_at = await jobs.receive()
+                if job is None:
+                    try:  # a job already waiting is taken without a trip through the event loop
+                        job = jobs.receive_nowait()
+                    except anyio.WouldBlock:
+                        try:
+                            job = await jobs.receive()
+                        except anyio.EndOfStream:
+                            return
                     except anyio.EndOfStream:
                         return
-                except anyio.EndOfStream:
-                    return
-                await self._request(followed, sent_at)
+                try:
+                    await self._request(*job)
+                except BaseException:
+                    self._parking.wake()  # it must not wait for this worker's next job
+                    raise
+                job = self._next_job()
+
+    def _next_job(self) -> Job | None:
+        """After a request: the worker's next job, chosen here as the dispatcher would choose it
+        (sparing the dispatcher's wake-up and the hand-over), or None, the dispatcher woken, when
+        the dispatcher has more to do than choose (stopping, re-planning, partial snapshots) or
+        nothing may go now."""
+        now = self._clock.monotonic()
+        if (
+            self._stopping or now - self._planned_at >= REPLAN_S or self._partial_due <= now
+            or not len(self._roster)
+        ):
+            chosen = None
+        else:
+            chosen, _ = self._choose(now)
+        if chosen is None:
+            self._parking.wake()
+            return None
+        self._start(chosen, now)
+        return chosen, now
 
     async def _dispatch(self, send: MemoryObjectSendStream[Job]) -> None:
         while not self._stopping:
@@ -171,13 +199,17 @@ class Dispatcher:
             if chosen is None:
                 await self._parking.park(self._wake_at(wait_until))
                 continue
-            chosen.source.budget.take(now)
-            self._metrics.sent()
-            chosen.in_flight = True
-            self._ranking.remove(chosen.pipeline_id)
-            chosen.source.in_flight += 1
-            self._parking.in_flight += 1
+            self._start(chosen, now)
             send.send_nowait((chosen, now))
+
+    def _start(self, chosen: Followed, now: float) -> None:
+        """Spend a token on `chosen`, which is in flight from `now`."""
+        chosen.source.budget.take(now)
+        self._metrics.sent()
+        chosen.in_flight = True
+        self._ranking.remove(chosen.pipeline_id)
+        chosen.source.in_flight += 1
+        self._parking.in_flight += 1
 
     @property
     def _discovering(self) -> bool:
@@ -212,7 +244,7 @@ class Dispatcher:
             followed.source.in_flight -= 1
             self.replan(followed)
             self._noted(followed)
-            self._parking.end()
+            self._parking.in_flight -= 1  # the worker takes its next job or wakes the dispatcher
 
     # --- the budget ----------------------------------------------------------------------------
 
