@@ -110,9 +110,11 @@ class RiskTournament:
         """Recompute the nodes whose certificate `now` passed, and their ancestors as needed."""
         self._now = max(self._now, now)
         now = self._now
-        expiring, until = self._expiring, self._until
-        while expiring and expiring[0][0] < now:
-            at, node = heapq.heappop(expiring)
+        until = self._until
+        # `self._expiring` is read at every turn: a recompute may replace the heap (dropping
+        # its stale entries), and a local name would go on draining the old one.
+        while self._expiring and self._expiring[0][0] < now:
+            at, node = heapq.heappop(self._expiring)
             if until[node] == at:
                 while self._recompute(node) and node > 1:
                     node >>= 1
