@@ -88,7 +88,7 @@ def _decode_tail(text: object, *, legacy: bool) -> TailState:
     fingerprints.frombytes(raw)
     if sys.byteorder == "big":
         fingerprints.byteswap()
-    return TailState(fingerprints, legacy)
+    return TailState.of(fingerprints, legacy)
 
 
 def _encode_pod(state: PodState) -> dict[str, object]:
