@@ -255,6 +255,15 @@ def test_cold_start_order_follows_the_evidence_of_the_first_look(
     assert most_at_risk(plans.items(), 20.0) == expected
 
 
+def test_the_first_poll_ends_the_wait_for_it() -> None:
+    """Once polled, a plan keeps no time of its addition (nothing reads it any more), and its due
+    time and risk count from the poll."""
+    plan = PipelinePlan(waiting_since=20.0)
+    plan.observe(25.0, [], SETTINGS)
+    assert plan.waiting_since is None and plan.last_poll == 25.0
+    assert plan.due(SETTINGS) > 25.0 and plan.risk(30.0) == 0.0
+
+
 def test_a_first_poll_waits_at_most_the_ceiling_behind_overflowing_pipelines() -> None:
     """A never-polled plan added at 20 s goes before an overflowing one from 80 s (ceiling 60 s);
     a plan that does not say when it was added is never overdue this way."""

@@ -179,7 +179,8 @@ class PipelinePlan:
     """Not measured yet, and the longest tail filled `initial_window`: probe before first polls."""
     waiting_since: float | None = None
     """When the pipeline was added (the runner sets it): the ceiling bounds the wait for a first
-    poll too. None: the wait is not bounded."""
+    poll too. None: the wait is not bounded, or it is over (the first poll clears it: nothing
+    reads it once `last_poll` is set, and a float costs 24 bytes a pipeline)."""
 
     @classmethod
     def from_learned(cls, learned: Learned, waiting_since: float | None) -> PipelinePlan:
@@ -219,6 +220,7 @@ class PipelinePlan:
         self.polls += 1
         self.looks_busy = self.samples == 0 and (self.window or 0) >= settings.initial_window
         self.last_poll = now
+        self.waiting_since = None
         self.next_at = None
 
     def _full_window(self, settings: ScheduleSettings) -> int:
