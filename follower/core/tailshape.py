@@ -67,11 +67,12 @@ takes the full differ at the next poll."""
 _NEWLINE: Final = 0x0A
 _DIGEST_BYTES: Final = 8
 """Bytes of a block's digest (and of the open block's); the whole text's digest takes 16."""
-_HEAD: Final = struct.Struct("=16s8sQqQII")
+_HEAD: Final = struct.Struct("=16s8sQiIII")
 """A packed state's head: digest, open_digest, size, phase, lines (fingerprints), block_lines,
 number of offsets; the fingerprints (8 bytes each, 8-byte aligned), the offsets (see
 `_offset_code`), the complete blocks' digests and the anchor follow. Native byte order: a shape
-is never saved (checkpoints keep only the fingerprints, as integers)."""
+is never saved (checkpoints keep only the fingerprints, as integers). Line counts take 4 bytes:
+a tail within the API's body cap holds far fewer than 2^31 lines."""
 _NO_SHAPE: Final = (1 << 64) - 1
 """The size in the head of a state that has fingerprints only: no text's `content_end`, so such
 a state is never `unchanged`, and it has no anchor, so `align` never answers for it."""
@@ -79,7 +80,8 @@ _SHORT_OFFSETS: Final = 1 << (8 * array.array("I").itemsize)
 _OFFSET_BYTES: Final = {code: array.array(code).itemsize for code in "IQ"}
 _SIZE: Final = struct.Struct("=Q")
 _SIZE_AT: Final = 16 + _DIGEST_BYTES
-_LINES_AT: Final = _SIZE_AT + 16
+_LINES_AT: Final = _SIZE_AT + 12
+_LINES: Final = struct.Struct("=I")
 _FINGERPRINTS_AT: Final = _HEAD.size
 
 _line_digest: Final = xxhash.xxh3_64_digest
@@ -166,7 +168,7 @@ def has_shape(packed: bytes) -> bool:
 
 def line_count(packed: bytes) -> int:
     """How many lines (fingerprints) the packed state holds."""
-    count: int = _SIZE.unpack_from(packed, _LINES_AT)[0]
+    count: int = _LINES.unpack_from(packed, _LINES_AT)[0]
     return count
 
 
