@@ -597,6 +597,15 @@ def test_diff_logs_takes_the_fast_path_on_every_slide_of_unique_lines(data: st.D
             previous = (start, end)
 
 
+def test_fast_path_follows_a_tail_across_64_kib_both_ways() -> None:
+    """Block offsets take 2 bytes under 64 KiB and 4 above: a tail that grows past 64 KiB and
+    slides back under it is still proven by the fast path at every poll, alike with diff_tail."""
+    history = [f"{index:05} " + "x" * 394 for index in range(300)]  # 400-byte lines (anchors)
+    polls = [(0, 150), (0, 180), (10, 190), (40, 200), (70, 210)]  # 60, 72, 72, 64, 56 KB
+    answers = check_polls(history, polls, "\n", 4)
+    assert all(answer is not None for answer in answers[1:])
+
+
 def test_unchanged_tail_keeps_the_state_object() -> None:
     """An identical tail (with or without its final newline) is recognised without splitting."""
     first = diff_logs(None, "a\nb\nc\n")

@@ -62,10 +62,13 @@ def test_packed_shape_reads_back_as_built() -> None:
         assert tailshape.line_count(packed) == len(lines) and tailshape.has_shape(packed)
 
 
-def test_packed_shape_of_a_text_past_4_gib_keeps_8_byte_offsets() -> None:
-    """Offsets take 4 bytes while the text fits them, 8 past that; both read back."""
+def test_packed_shape_keeps_offsets_in_2_4_or_8_bytes_as_the_text_needs() -> None:
+    """Offsets take 2 bytes while the text fits them (under 64 KiB), 4 up to 4 GiB, 8 past that;
+    each reads back."""
     digest, block = bytes(range(16)), bytes(range(8))  # the text's digest, a block's
-    for size, code in ((2**32 - 1, "I"), (2**32 + 5, "Q")):
-        offsets = array.array(code, [0, 2**31, size - 3])
+    for size, code in ((2**16 - 1, "H"), (2**16, "I"), (2**32 - 1, "I"), (2**32 + 5, "Q")):
+        offsets = array.array(code, [0, size // 2, size - 3])
         shape = tailshape.Shape(size, digest, b"\nlast\n", 16, 3, offsets, block * 2, block)
         assert tailshape.unpack(tailshape.pack(shape, block * 5)) == shape
+    for size, code in ((2**16 - 1, "H"), (2**16, "I")):  # as `build` chooses
+        assert tailshape.build(b"a" * size, [b"a" * size]).offsets.typecode == code

@@ -76,8 +76,9 @@ a tail within the API's body cap holds far fewer than 2^31 lines."""
 _NO_SHAPE: Final = (1 << 64) - 1
 """The size in the head of a state that has fingerprints only: no text's `content_end`, so such
 a state is never `unchanged`, and it has no anchor, so `align` never answers for it."""
+_TINY_OFFSETS: Final = 1 << (8 * array.array("H").itemsize)
 _SHORT_OFFSETS: Final = 1 << (8 * array.array("I").itemsize)
-_OFFSET_BYTES: Final = {code: array.array(code).itemsize for code in "IQ"}
+_OFFSET_BYTES: Final = {code: array.array(code).itemsize for code in "HIQ"}
 _SIZE: Final = struct.Struct("=Q")
 _SIZE_AT: Final = 16 + _DIGEST_BYTES
 _LINES_AT: Final = _SIZE_AT + 12
@@ -90,8 +91,11 @@ _block_digest: Final = xxhash.xxh3_64_digest
 
 
 def _offset_code(size: int) -> str:
-    """The array typecode of a text's block offsets: 4 bytes each while they fit (any tail within
-    the API's body cap), else 8."""
+    """The array typecode of a text's block offsets, the narrowest that holds them: 2 bytes each
+    for a text under 64 KiB (a 200-line tail of lines up to ~300 bytes), 4 for any tail within
+    the API's body cap, else 8."""
+    if size < _TINY_OFFSETS:
+        return "H"
     return "I" if size < _SHORT_OFFSETS else "Q"
 
 
