@@ -10,12 +10,12 @@ from follower.core import tailshape
 from follower.core.differ import TailState, diff_logs
 
 WINDOW = 200
-MAX_STATE_BYTES = 2_100
+MAX_STATE_BYTES = 2_000
 """A 200-line state holds 1,600 bytes of fingerprints; the rest (the state's and its `bytes`'
-headers, the packed shape with its ~100-byte anchor) takes ~390 bytes since the fingerprints and
-the shape share one `bytes`, took ~470 with them in an array of their own, ~560-580 with 16-byte
-block digests, and ~1,050-1,100 before the shape was packed and the arrays were allocated to
-their exact size."""
+headers, the packed shape with its ~100-byte anchor) takes ~320 bytes since the fingerprints and
+the shape share one `bytes` (with 2-byte offsets and blocks of 24 lines), took ~470 with them in
+an array of their own, ~560-580 with 16-byte block digests, and ~1,050-1,100 before the shape
+was packed and the arrays were allocated to their exact size."""
 
 
 def tail(first: int) -> str:
