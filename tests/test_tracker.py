@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from follower.core.enrich import EnrichSettings
 from follower.core.events import Event, GapEvent, LogEvent, PodAddedEvent, PodRemovedEvent
 from follower.core.model import LogsSnapshot, PodTail
+from follower.core.schedule import COUNT_CAP
 from follower.core.tail_errors import TailErrorMatcher
 from follower.core.tracker import LineSettings, PipelineTracker, Pods, PodState, Since
 
@@ -581,3 +582,14 @@ def test_tracker_holds_a_lone_pod_without_a_dict() -> None:
     for now in (2.0, 3.0, 2.0 + GRACE):
         t.apply(snap(b="y\n"), now)
     assert list(t.pods) == ["b"] and t.pods._many is None
+
+
+def test_poll_count_stops_at_the_cap() -> None:
+    """A long-followed tracker's poll count stays a small shared int; it still knows it polled."""
+    t = tracker("now")
+    for now in range(COUNT_CAP + 10):
+        t.apply(snap(a="".join(f"{line}\n" for line in range(now + 1))), float(now))
+    assert t.polls == COUNT_CAP
+    # Not a first poll: a pod seen now has its whole tail emitted, as `since = "now"` says.
+    events = summary(t.apply(snap(b="y\n"), 999.0).events)
+    assert events == [("pod_added", "b"), ("log", "b", "1", "y")]

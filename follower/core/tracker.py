@@ -50,7 +50,7 @@ from follower.core.model import (
     epoch_from,
 )
 from follower.core.pending import Pending
-from follower.core.schedule import PodObservation
+from follower.core.schedule import COUNT_CAP, PodObservation
 from follower.core.tail_errors import TailErrorMatcher
 
 Since = Literal["start", "now"]
@@ -277,6 +277,7 @@ class PipelineTracker:
     matcher: TailErrorMatcher
     pods: Pods = field(default_factory=Pods)
     polls: int = 0
+    """Polls applied, up to `COUNT_CAP` (only whether there was one is read)."""
     window: int = 0
     reset_state: bool = False
     lines: LineSettings = field(default_factory=LineSettings)
@@ -356,7 +357,7 @@ class PipelineTracker:
             )
         if len(seen) < len(self.pods):
             events.extend(self._missing(seen, now))
-        self.polls += 1
+        self.polls = min(self.polls + 1, COUNT_CAP)
         events.extend(self.flush_partials(now))
         return Applied(events, tail_errors, len(observations), observations)
 
