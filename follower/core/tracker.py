@@ -185,6 +185,7 @@ class Pods(MutableMapping[str, PodState]):
             raise KeyError(name)
         return self._state
 
+    # The ignore: `Mapping.get` is overloaded for defaults of any type; the tracker passes none.
     def get(self, name: str, default: PodState | None = None) -> PodState | None:  # type: ignore[override]
         """The pod's state, else `default` (without `Mapping.get`'s KeyError round trip)."""
         many = self._many

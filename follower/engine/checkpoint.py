@@ -69,7 +69,7 @@ class Saved:
 
 
 def _encode_tail(tail: TailState) -> str:
-    fingerprints = array.array("Q", tail.fingerprints)
+    fingerprints = tail.fingerprints  # a new array: swapping it in place is safe
     if sys.byteorder == "big":
         fingerprints.byteswap()
     return base64.b64encode(fingerprints.tobytes()).decode("ascii")
