@@ -245,13 +245,13 @@ def bench_adversarial() -> None:
 
 
 def bench_state_size() -> None:
-    """Bytes one pod's differ state holds: the TailState, its array and its shape."""
-    print("Per-pod differ state (sys.getsizeof of the TailState, its array and its packed shape)")
+    """Bytes one pod's differ state holds: the TailState and its packed fingerprints and shape."""
+    print("Per-pod differ state (sys.getsizeof of the TailState and of its packed bytes: "
+          "fingerprints and shape)")
     for size in (200, 2000):
         state = diff_logs(None, "\n".join(log_line(index) for index in range(size))).state
-        assert state.shape is not None
-        total = sys.getsizeof(state) + sys.getsizeof(state.fingerprints)
-        total += sys.getsizeof(state.shape)
+        assert state.has_shape
+        total = sys.getsizeof(state) + sys.getsizeof(state.packed)
         print(f"  {size:5}-line tail: {total:6,} bytes ({total / size:.1f} bytes/line)")
 
 

@@ -102,7 +102,7 @@ async def measure(ns: argparse.Namespace, base_url: str) -> dict[str, object]:
     gc.collect()
     figures["rss_before_kib"] = rss_kib()
     if ns.traced_child:
-        tracemalloc.start(1)
+        tracemalloc.start(max(1, ns.frames))
         figures["traced_before"] = tracemalloc.get_traced_memory()[0]
 
     async def watch() -> None:
@@ -129,6 +129,12 @@ async def measure(ns: argparse.Namespace, base_url: str) -> dict[str, object]:
                  f"{stat.traceback[0].lineno}", stat.size, stat.count)
                 for stat in snapshot.statistics("lineno")[: ns.detail]
             ]
+            if ns.frames > 1:
+                figures["traced_tracebacks"] = [
+                    ([f"{str(frame.filename).replace(str(ROOT) + '/', '')}:{frame.lineno}"
+                      for frame in stat.traceback], stat.size, stat.count)
+                    for stat in snapshot.statistics("traceback")[: ns.detail]
+                ]
         stop.set()
 
     with open(os.devnull, "wb") as devnull:  # noqa: ASYNC230 - opening /dev/null does not block
@@ -160,6 +166,7 @@ def run_child(size: int, ns: argparse.Namespace, *, trace: bool) -> dict[str, An
         sys.executable, str(Path(__file__).resolve()), "--child", str(size),
         "--pods", str(ns.pods), "--window", str(ns.window), "--polls", str(ns.polls),
         "--new-per-poll", str(ns.new_per_poll), "--detail", str(ns.detail),
+        "--frames", str(ns.frames),
     ]
     if trace:
         args.append("--traced-child")
@@ -222,6 +229,10 @@ def print_sizes(rows: list[Size]) -> None:
             print(f"\n  top lines at {row.pods:,} pods (size, blocks):")
             for where, size, count in row.traced["traced_lines"]:
                 print(f"    {size / 1e6:8.3f} MB {count:>8,}  {where}")
+        if row.traced.get("traced_tracebacks"):
+            print(f"\n  top allocation sites at {row.pods:,} pods (size, blocks, innermost first):")
+            for frames, size, count in row.traced["traced_tracebacks"]:
+                print(f"    {size / 1e6:8.3f} MB {count:>8,}  " + " <- ".join(reversed(frames)))
 
 
 def main() -> int:
@@ -240,6 +251,9 @@ def main() -> int:
                         help="tracemalloc runs for the first size only (default), all or none")
     parser.add_argument("--detail", type=int, default=0,
                         help="also print the traced heap's top lines (0: none)")
+    parser.add_argument("--frames", type=int, default=1,
+                        help="frames traced per allocation; above 1, --detail also prints the "
+                        "top allocation sites with their callers (1)")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--traced-child", action="store_true", help=argparse.SUPPRESS)
     ns = parser.parse_args()

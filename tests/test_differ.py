@@ -150,7 +150,47 @@ def test_state_from_list_rejects_non_fingerprints(bad: object) -> None:
 def test_state_refuses_arrays_of_another_type() -> None:
     """A TailState only wraps unsigned 64-bit arrays, the type fingerprints are stored in."""
     with pytest.raises(ValueError, match="typecode"):
-        TailState(array.array("q", [1]))
+        TailState.of(array.array("q", [1]))
+
+
+def test_state_equality_is_of_fingerprints_and_legacy_not_shape() -> None:
+    """A state with a shape equals (and hashes like) the shapeless state of the same lines; the
+    same fingerprints marked legacy do not."""
+    shaped = diff_logs(None, "a\nb\n").state
+    plain = TailState.from_lines(["a", "b"])
+    assert shaped.has_shape and not plain.has_shape
+    assert shaped == plain and hash(shaped) == hash(plain)
+    assert TailState.from_list(plain.to_list(), legacy=True) != plain
+    assert repr(plain) == f"TailState(fingerprints={plain.to_list()!r}, legacy=False)"
+
+
+def test_state_without_a_shape_is_diffed_by_the_full_differ() -> None:
+    """A restored state (fingerprints only) is never taken as unchanged nor aligned by the fast
+    paths, even for its own text; the full differ answers and leaves a state with a shape."""
+    restored = TailState.from_list(TailState.from_lines(["a", "b", "c"]).to_list())
+    assert not restored.has_shape
+    assert not tailshape.unchanged(restored.packed, b"a\nb\nc\n")
+    assert tailshape.align(restored.packed, b"b\nc\nd\n") is None
+    diff = diff_logs(restored, "b\nc\nd\n")
+    assert (diff.new_lines, diff.gap) == (["d"], False) and diff.state.has_shape
+
+
+@given(st.lists(LINE_WITHOUT_ENDING, min_size=1), st.integers(1, 5))
+@PROPERTY_SETTINGS
+def test_packed_state_reads_back_its_shape_and_fingerprints(
+    lines: list[str], block_lines: int
+) -> None:
+    """One `bytes` holds a tail's shape and its fingerprints: each reads back as packed, and the
+    fingerprints read as integers are `fingerprint()` of each line."""
+    raw = [line.encode("utf-8", "surrogatepass") for line in lines]
+    data = b"\n".join(raw) + b"\n"
+    shape = tailshape.build(data, raw, block_lines)
+    digests = tailshape.line_digests(raw)
+    packed = tailshape.pack(shape, digests)
+    assert tailshape.unpack(packed) == shape
+    assert tailshape.digests_of(packed) == digests
+    assert tailshape.line_count(packed) == len(lines) and tailshape.has_shape(packed)
+    assert tailshape.fingerprints_of(digests).tolist() == [fingerprint(line) for line in lines]
 
 
 # --- diff_tail: table ----------------------------------------------------------------------------
@@ -483,10 +523,10 @@ def as_logs(lines: Sequence[str], ending: str) -> str:
 
 def fast_answer(previous: TailState | None, logs: str) -> tailshape.Aligned | None:
     """What the slid/grew fast path alone answers for this poll (None: it did not prove one)."""
-    if previous is None or previous.shape is None or not logs:
+    if previous is None or not previous.has_shape or not logs:
         return None
     data = logs.encode("utf-8", "surrogatepass")
-    return tailshape.align(previous.shape, previous.fingerprints, data)
+    return tailshape.align(previous.packed, data)
 
 
 def check_polls(
@@ -509,6 +549,7 @@ def check_polls(
         assert fast.new_lines == slow.new_lines
         assert fast.gap == slow.gap
         assert fast.state.to_list() == slow.state.to_list()
+        assert fast.state == slow.state and hash(fast.state) == hash(slow.state)
         fast_state, slow_state = fast.state, slow.state
     return answers
 
@@ -556,10 +597,19 @@ def test_diff_logs_takes_the_fast_path_on_every_slide_of_unique_lines(data: st.D
             previous = (start, end)
 
 
+def test_fast_path_follows_a_tail_across_64_kib_both_ways() -> None:
+    """Block offsets take 2 bytes under 64 KiB and 4 above: a tail that grows past 64 KiB and
+    slides back under it is still proven by the fast path at every poll, alike with diff_tail."""
+    history = [f"{index:05} " + "x" * 394 for index in range(300)]  # 400-byte lines (anchors)
+    polls = [(0, 150), (0, 180), (10, 190), (40, 200), (70, 210)]  # 60, 72, 72, 64, 56 KB
+    answers = check_polls(history, polls, "\n", 4)
+    assert all(answer is not None for answer in answers[1:])
+
+
 def test_unchanged_tail_keeps_the_state_object() -> None:
     """An identical tail (with or without its final newline) is recognised without splitting."""
     first = diff_logs(None, "a\nb\nc\n")
-    assert first.state.shape is not None
+    assert first.state.has_shape
     for logs in ("a\nb\nc\n", "a\nb\nc"):
         again = diff_logs(first.state, logs)
         assert again.new_lines == [] and not again.gap

@@ -8,6 +8,7 @@ import pytest
 
 from follower.core.budget import RequestBudget
 from follower.core.schedule import (
+    COUNT_CAP,
     PipelinePlan,
     PodObservation,
     ScheduleSettings,
@@ -253,6 +254,24 @@ def test_cold_start_order_follows_the_evidence_of_the_first_look(
     """Probe of a full first tail < overflowing < first poll < second look of a short tail <
     measured risk below 1."""
     assert most_at_risk(plans.items(), 20.0) == expected
+
+
+def test_poll_and_sample_counts_stop_at_the_cap() -> None:
+    """A long-followed plan's counters stay small shared ints, and it plans as it did before."""
+    plan = PipelinePlan()
+    for second in range(COUNT_CAP + 50):
+        plan.observe(float(second), [pod(1, 100, previous=100)], SETTINGS)
+    assert (plan.polls, plan.samples) == (COUNT_CAP, COUNT_CAP)
+    assert plan.rate_lps == pytest.approx(1.0, rel=0.01) and plan.learned() is not None
+
+
+def test_the_first_poll_ends_the_wait_for_it() -> None:
+    """Once polled, a plan keeps no time of its addition (nothing reads it any more), and its due
+    time and risk count from the poll."""
+    plan = PipelinePlan(waiting_since=20.0)
+    plan.observe(25.0, [], SETTINGS)
+    assert plan.waiting_since is None and plan.last_poll == 25.0
+    assert plan.due(SETTINGS) > 25.0 and plan.risk(30.0) == 0.0
 
 
 def test_a_first_poll_waits_at_most_the_ceiling_behind_overflowing_pipelines() -> None:

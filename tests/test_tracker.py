@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from follower.core.enrich import EnrichSettings
 from follower.core.events import Event, GapEvent, LogEvent, PodAddedEvent, PodRemovedEvent
 from follower.core.model import LogsSnapshot, PodTail
+from follower.core.schedule import COUNT_CAP
 from follower.core.tail_errors import TailErrorMatcher
-from follower.core.tracker import LineSettings, PipelineTracker, Since
+from follower.core.tracker import LineSettings, PipelineTracker, Pods, PodState, Since
 
 PIPE = "pipe_abc"
 GRACE = LineSettings().pod_grace_s
@@ -531,3 +533,63 @@ def test_an_answer_of_many_pods_reads_a_bounded_number_of_lines() -> None:
     assert len(t.pods["p0"].tail or ()) == 1_000 and not [
         e for e in few if isinstance(e, GapEvent)
     ]
+
+
+# --- the pods table ------------------------------------------------------------------------------
+
+POD_NAMES = st.sampled_from(["a", "b", "c", ""])
+
+
+@given(st.lists(st.tuples(st.sampled_from(["set", "del"]), POD_NAMES, st.integers(0, 9))))
+@settings(max_examples=300, deadline=None)
+def test_pods_table_behaves_as_a_dict(operations: list[tuple[str, str, int]]) -> None:
+    """Whatever pods come and go (one, none, several, back to one), the table answers lookups,
+    membership, length and iteration order exactly as a dict would, KeyErrors included."""
+    pods, model = Pods(), dict[str, PodState]()
+    for operation, name, seq in operations:
+        if operation == "set":
+            pods[name] = model[name] = PodState(seq=seq)
+        elif name in model:
+            del pods[name], model[name]
+        else:
+            with pytest.raises(KeyError):
+                del pods[name]
+        assert list(pods.items()) == list(model.items())
+        assert len(pods) == len(model) and pods == model
+        for other in ("a", "b", "c", "", "d"):
+            assert (other in pods) == (other in model)
+            assert pods.get(other) is model.get(other)
+
+
+def test_pods_table_copy_copies_each_state() -> None:
+    """An undo's copy shares no state with the table it was taken from."""
+    for names in (["a"], ["a", "b"]):
+        pods = Pods((name, PodState(seq=1)) for name in names)
+        copy = pods.copy()
+        for name in names:
+            copy[name].seq = 2
+            assert pods[name].seq == 1
+        assert list(copy) == names and repr(copy).startswith("Pods({")
+
+
+def test_tracker_holds_a_lone_pod_without_a_dict() -> None:
+    """One pod costs the table no dict; a second makes one, and it goes when one pod is left."""
+    t = tracker()
+    t.apply(snap(a="x\n"), 0.0)
+    assert t.pods._many is None
+    t.apply(snap(a="x\n", b="y\n"), 1.0)
+    assert t.pods._many is not None
+    for now in (2.0, 3.0, 2.0 + GRACE):
+        t.apply(snap(b="y\n"), now)
+    assert list(t.pods) == ["b"] and t.pods._many is None
+
+
+def test_poll_count_stops_at_the_cap() -> None:
+    """A long-followed tracker's poll count stays a small shared int; it still knows it polled."""
+    t = tracker("now")
+    for now in range(COUNT_CAP + 10):
+        t.apply(snap(a="".join(f"{line}\n" for line in range(now + 1))), float(now))
+    assert t.polls == COUNT_CAP
+    # Not a first poll: a pod seen now has its whole tail emitted, as `since = "now"` says.
+    events = summary(t.apply(snap(b="y\n"), 999.0).events)
+    assert events == [("pod_added", "b"), ("log", "b", "1", "y")]

@@ -57,7 +57,7 @@ import array
 import hashlib
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from follower.core import tailshape
@@ -71,6 +71,7 @@ _FINGERPRINT_LIMIT: Final = 1 << (8 * FINGERPRINT_BYTES)
 # parameter parsing that `blake2b(data, digest_size=8)` pays on every call.
 _BLAKE2B_64: Final = hashlib.blake2b(digest_size=FINGERPRINT_BYTES)
 DEFAULT_MAX_LINES: Final = 100_000
+_EMPTY: Final = tailshape.pack_digests(b"")
 
 
 def split_lines(logs: str) -> list[str]:
@@ -109,39 +110,71 @@ def _legacy_fingerprints(lines: Iterable[bytes]) -> array.array[int]:
     return fingerprints
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class TailState:
     """What the differ keeps of a pod's previous tail: its line fingerprints, oldest first.
 
-    An array of unsigned 64-bit integers costs 8 bytes a line, against ~150 for the line itself.
-    Treat it as immutable: the differ never changes an array it has handed out. `legacy`: the
-    fingerprints are BLAKE2b-64 (from a version-1 checkpoint). `shape` is what the fast paths
-    know of the text, packed (`tailshape.pack`); it is not saved, so a restored state has none.
+    A fingerprint costs 8 bytes a line, against ~150 for the line itself. `packed` holds them
+    together with what the fast paths know of the text (its shape), in one `bytes`
+    (`tailshape.pack`: a pod's state is most of the follower's memory, and one object costs less
+    than an array and a second `bytes`). The shape is not saved, so a restored state has none
+    (`tailshape.pack_digests`). `legacy`: the fingerprints are BLAKE2b-64 (from a version-1
+    checkpoint). Two states are equal when their fingerprints and `legacy` are: the shape only
+    says how fast the next tail can be diffed.
     """
 
-    fingerprints: array.array[int]
+    packed: bytes
     legacy: bool = False
-    shape: bytes | None = field(default=None, compare=False, repr=False)
 
-    def __post_init__(self) -> None:
-        if self.fingerprints.typecode != _TYPECODE:
+    @classmethod
+    def of(cls, fingerprints: array.array[int], legacy: bool = False) -> TailState:
+        """The state of these fingerprints (an unsigned 64-bit array), without a shape."""
+        if fingerprints.typecode != _TYPECODE:
             raise ValueError(
                 f"TailState needs an array of typecode {_TYPECODE!r}, "
-                f"got {self.fingerprints.typecode!r}"
+                f"got {fingerprints.typecode!r}"
             )
+        digests = array.array(_TYPECODE, fingerprints)
+        if sys.byteorder == "little":  # kept as XXH3's canonical big-endian digests
+            digests.byteswap()
+        return cls(tailshape.pack_digests(digests.tobytes()), legacy)
+
+    @property
+    def fingerprints(self) -> array.array[int]:
+        """The fingerprints as integers, in a new array (as the full differ and checkpoints
+        read them)."""
+        return tailshape.fingerprints_of(tailshape.digests_of(self.packed))
+
+    @property
+    def has_shape(self) -> bool:
+        """Whether the fast paths can try the next tail against this one."""
+        return tailshape.has_shape(self.packed)
 
     def __len__(self) -> int:
-        return len(self.fingerprints)
+        return tailshape.line_count(self.packed)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TailState):
+            return NotImplemented
+        return self.legacy == other.legacy and (
+            tailshape.digests_of(self.packed) == tailshape.digests_of(other.packed)
+        )
+
+    def __hash__(self) -> int:
+        return hash((tailshape.digests_of(self.packed), self.legacy))
+
+    def __repr__(self) -> str:
+        return f"TailState(fingerprints={self.to_list()!r}, legacy={self.legacy!r})"
 
     @classmethod
     def empty(cls) -> TailState:
         """The state of a pod whose tail held no lines."""
-        return cls(array.array(_TYPECODE))
+        return cls(_EMPTY)
 
     @classmethod
     def from_lines(cls, lines: Iterable[str]) -> TailState:
         """The state that remembers `lines` as the previous tail."""
-        return cls(tailshape.line_fingerprints([_utf8(line) for line in lines]))
+        return cls(tailshape.pack_digests(tailshape.line_digests(map(_utf8, lines))))
 
     def to_list(self) -> list[int]:
         """The fingerprints as plain integers, for a checkpoint file."""
@@ -165,7 +198,7 @@ class TailState:
                     f"fingerprints[{index}]: expected an integer in [0, 2**64), got {value!r}"
                 )
             fingerprints.append(value)
-        return cls(fingerprints, legacy)
+        return cls.of(fingerprints, legacy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,9 +235,11 @@ def diff_tail(
     if not lines:
         return _empty(previous)
     raw = [_utf8(line) for line in lines]
-    fingerprints = tailshape.line_fingerprints(raw)
+    digests = tailshape.line_digests(raw)
+    fingerprints = tailshape.fingerprints_of(digests)
     seen, ambiguous = _seen(previous, raw, fingerprints, window_may_grow, check_unique)
-    return Diff(list(lines[seen:]), _is_gap(previous, seen), TailState(fingerprints), ambiguous)
+    state = TailState(tailshape.pack_digests(digests))
+    return Diff(list(lines[seen:]), _is_gap(previous, seen), state, ambiguous)
 
 
 def diff_logs(
@@ -226,14 +261,14 @@ def diff_logs(
     if not logs:
         return _empty(previous)
     data = _utf8(logs)
-    shape = None if previous is None else previous.shape
-    if previous is not None and shape is not None and not check_unique:
-        if tailshape.unchanged(shape, data):
+    if previous is not None and not check_unique:
+        # A state without a shape is never unchanged, and align never answers for it.
+        packed = previous.packed
+        if tailshape.unchanged(packed, data):
             return Diff([], False, previous)
-        aligned = tailshape.align(shape, previous.fingerprints, data)
-        if aligned is not None and len(aligned.fingerprints) <= max_lines:
-            state = TailState(aligned.fingerprints, shape=aligned.shape)
-            return Diff(aligned.new_lines, False, state)
+        aligned = tailshape.align(packed, data)
+        if aligned is not None and tailshape.line_count(aligned.packed) <= max_lines:
+            return Diff(aligned.new_lines, False, TailState(aligned.packed))
     return _full_diff(
         previous, data, max_lines, block_lines,
         window_may_grow=window_may_grow, check_unique=check_unique,
@@ -257,11 +292,15 @@ def _full_diff(
     cut = len(raw) > max_lines
     if cut:
         raw = raw[-max_lines:]
-    fingerprints = tailshape.line_fingerprints(raw)
-    seen, ambiguous = _seen(previous, raw, fingerprints, window_may_grow, check_unique)
-    shape = None if crlf or cut else tailshape.pack(tailshape.build(data, raw, block_lines))
-    # The copy is of the exact size: `frombytes` over-allocated the array by ~1/16.
-    state = TailState(fingerprints[:], shape=shape)
+    digests = tailshape.line_digests(raw)
+    seen, ambiguous = _seen(
+        previous, raw, tailshape.fingerprints_of(digests), window_may_grow, check_unique
+    )
+    if crlf or cut:
+        packed = tailshape.pack_digests(digests)
+    else:
+        packed = tailshape.pack(tailshape.build(data, raw, block_lines), digests)
+    state = TailState(packed)
     return Diff(_decode(raw[seen:]), _is_gap(previous, seen), state, ambiguous)
 
 

@@ -97,7 +97,13 @@ class PipelinePage:
 # --- what the follower writes --------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=256)  # every event of one poll shares its ts: format it once
+_CACHED: Final = 32
+"""Entries of the formatting caches below. They serve the events of one poll, which share a ts
+and come pod by pod, while a few polls interleave at the sink; a poll rarely meets an entry of
+an earlier one among a thousand pipelines, and 256 entries of each held ~0.14 MB."""
+
+
+@functools.lru_cache(maxsize=_CACHED)  # every event of one poll shares its ts: format it once
 def format_ts(epoch_s: float) -> str:
     """RFC 3339 UTC with milliseconds, the form Vector, Fluent Bit and Filebeat parse by default."""
     return format_datetime(datetime.fromtimestamp(epoch_s, tz=UTC))
@@ -133,7 +139,7 @@ def _id_part(part: str | int) -> str:
     return part
 
 
-@functools.lru_cache(maxsize=256)  # the lines of one poll come pod by pod: escape each pod once
+@functools.lru_cache(maxsize=_CACHED)  # a poll's lines come pod by pod: escape each pod once
 def _pod_prefix(pipeline_id: str, pod: str) -> str:
     return f"{_id_part(pipeline_id)}/{_id_part(pod)}"
 

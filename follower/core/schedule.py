@@ -53,6 +53,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+COUNT_CAP: Final = 256
+"""Where the plan's and the tracker's counters of polls and samples stop: CPython shares the ints
+up to 256, a counter past them holds an int of its own (32 bytes a pipeline each), and nothing
+reads more of them than whether they are 0, 1 or more."""
 PROBE_FLOORS: Final = 2.0
 """A first sample over at most this many `floor_s` is as short a look as the floor allows: even if
 it overflowed, probing again could not measure the rate better."""
@@ -171,15 +175,17 @@ class PipelinePlan:
     next_at: float | None = None
     """An override of the next request time (a backoff, a status poll); cleared by observe."""
     samples: int = 0
-    """How many rate samples were folded in (the first one replaces the initial 0); 0 means the
-    rate is not measured yet. A first sample that is only a lower bound does not count."""
+    """How many rate samples were folded in (the first one replaces the initial 0), up to
+    `COUNT_CAP`; 0 means the rate is not measured yet. A first sample that is only a lower bound
+    does not count."""
     polls: int = 0
-    """Successful logs polls folded in."""
+    """Successful logs polls folded in, up to `COUNT_CAP`."""
     looks_busy: bool = False
     """Not measured yet, and the longest tail filled `initial_window`: probe before first polls."""
     waiting_since: float | None = None
     """When the pipeline was added (the runner sets it): the ceiling bounds the wait for a first
-    poll too. None: the wait is not bounded."""
+    poll too. None: the wait is not bounded, or it is over (the first poll clears it: nothing
+    reads it once `last_poll` is set, and a float costs 24 bytes a pipeline)."""
 
     @classmethod
     def from_learned(cls, learned: Learned, waiting_since: float | None) -> PipelinePlan:
@@ -216,9 +222,10 @@ class PipelinePlan:
             if self._probe_again(elapsed, window, pods, settings):
                 self.samples = 0
         self._fold_window(pods)
-        self.polls += 1
+        self.polls = min(self.polls + 1, COUNT_CAP)
         self.looks_busy = self.samples == 0 and (self.window or 0) >= settings.initial_window
         self.last_poll = now
+        self.waiting_since = None
         self.next_at = None
 
     def _full_window(self, settings: ScheduleSettings) -> int:
@@ -306,7 +313,7 @@ class PipelinePlan:
         else:
             keep = 0.5 ** (elapsed / settings.rate_half_life_s)
             self.rate_lps = sample + (self.rate_lps - sample) * keep
-        self.samples += 1
+        self.samples = min(self.samples + 1, COUNT_CAP)
 
     def _fold_window(self, pods: Sequence[PodObservation]) -> None:
         proofs = [pod.tail_lines for pod in pods if pod.proves_window]

@@ -12,8 +12,13 @@ back to the full differ (`follower.core.differ`), which then decides exactly as 
 fast path gives the same answer as the full differ whenever it gives one (the property tests in
 tests/test_differ.py hold it to that).
 
-What is kept per pod (never the text: a 200-line tail is ~20 KB, its shape a few hundred bytes,
-packed into one `bytes` by `pack`, since a pod's state is most of the follower's memory):
+What is kept per pod (never the text: a 200-line tail is ~20 KB, its shape a few hundred bytes)
+is packed by `pack` into one `bytes` together with the line fingerprints the full differ aligns
+by (`follower.core.differ.TailState` holds it), since a pod's state is most of the follower's
+memory: one object and one allocation, where an array, its buffer and a second `bytes` took
+~110 bytes more a pod. The fingerprints lie in it as XXH3's canonical (big-endian) 8-byte
+digests, so the fast paths compare and carry them as bytes and only the full differ reads them
+as integers (`fingerprints_of`). Of the shape:
 - `digest`: the 128-bit XXH3 of the whole text. With 128 bits, two different tails of one pod
   compare equal with probability 2^-128 per poll: never, in practice (a 64-bit digest would
   already make it ~5e-20). XXH3 is not cryptographic, but log lines are not chosen to collide
@@ -46,30 +51,42 @@ import itertools
 import math
 import struct
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
 import xxhash
 
-MIN_BLOCK_LINES: Final = 16
+MIN_BLOCK_LINES: Final = 24
 """Lines per block, at least: the fast path checks up to a block of lines one by one and the rest
 by one digest per block, so blocks of about the square root of the tail's length (at least this)
-keep both parts small: 16 lines for a 200-line tail, 44 for 2,000."""
+keep both parts small: 24 lines for a 200-line tail, 44 for 2,000. A block's check (~1 us, a
+slice and its digest) costs about five lines' (~0.2 us each), so blocks of 24 rather than 16
+lines cost a slid 200-line tail no time (within the noise of bench/differ.py) and each pod 40
+bytes less (8 blocks' digests and offsets, not 12)."""
 ANCHOR_MAX_BYTES: Final = 512
 """A longer last line is not kept (a 1 MB line per pod would be a lot of memory); such a tail
 takes the full differ at the next poll."""
 _NEWLINE: Final = 0x0A
 _DIGEST_BYTES: Final = 8
 """Bytes of a block's digest (and of the open block's); the whole text's digest takes 16."""
-_HEAD: Final = struct.Struct("=16s8sQqII")
-"""A packed shape's head: digest, open_digest, size, phase, block_lines, number of offsets; the
-offsets (see `_offset_code`), the complete blocks' digests and the anchor follow. Native byte
-order: a shape is never saved (checkpoints keep only the fingerprints)."""
+_HEAD: Final = struct.Struct("=16s8sQiIII")
+"""A packed state's head: digest, open_digest, size, phase, lines (fingerprints), block_lines,
+number of offsets; the fingerprints (8 bytes each, 8-byte aligned), the offsets (see
+`_offset_code`), the complete blocks' digests and the anchor follow. Native byte order: a shape
+is never saved (checkpoints keep only the fingerprints, as integers). Line counts take 4 bytes:
+a tail within the API's body cap holds far fewer than 2^31 lines."""
+_NO_SHAPE: Final = (1 << 64) - 1
+"""The size in the head of a state that has fingerprints only: no text's `content_end`, so such
+a state is never `unchanged`, and it has no anchor, so `align` never answers for it."""
+_TINY_OFFSETS: Final = 1 << (8 * array.array("H").itemsize)
 _SHORT_OFFSETS: Final = 1 << (8 * array.array("I").itemsize)
-_OFFSET_BYTES: Final = {code: array.array(code).itemsize for code in "IQ"}
+_OFFSET_BYTES: Final = {code: array.array(code).itemsize for code in "HIQ"}
 _SIZE: Final = struct.Struct("=Q")
 _SIZE_AT: Final = 16 + _DIGEST_BYTES
+_LINES_AT: Final = _SIZE_AT + 12
+_LINES: Final = struct.Struct("=I")
+_FINGERPRINTS_AT: Final = _HEAD.size
 
 _line_digest: Final = xxhash.xxh3_64_digest
 _text_digest: Final = xxhash.xxh3_128_digest
@@ -77,22 +94,37 @@ _block_digest: Final = xxhash.xxh3_64_digest
 
 
 def _offset_code(size: int) -> str:
-    """The array typecode of a text's block offsets: 4 bytes each while they fit (any tail within
-    the API's body cap), else 8."""
+    """The array typecode of a text's block offsets, the narrowest that holds them: 2 bytes each
+    for a text under 64 KiB (a 200-line tail of lines up to ~300 bytes), 4 for any tail within
+    the API's body cap, else 8."""
+    if size < _TINY_OFFSETS:
+        return "H"
     return "I" if size < _SHORT_OFFSETS else "Q"
 
 
-def line_fingerprints(lines: Sequence[bytes]) -> array.array[int]:
-    """The XXH3-64 of each line's bytes (`xxh3_64_intdigest`), in an unsigned 64-bit array.
+def line_digests(lines: Iterable[bytes]) -> bytes:
+    """The XXH3-64 of each line's bytes, as 8-byte big-endian digests (XXH3's canonical form),
+    joined: the form a packed state keeps them in."""
+    return b"".join(map(_line_digest, lines))
 
-    Joining the 8-byte big-endian digests and reading them as one buffer is about a third
-    cheaper than building the array from the integers one by one.
+
+def fingerprints_of(digests: bytes | memoryview) -> array.array[int]:
+    """Joined 8-byte big-endian digests as integers (`xxh3_64_intdigest` of each line), in an
+    unsigned 64-bit array of their exact size.
+
+    Reading them as one buffer is about a third cheaper than building the array from the
+    integers one by one.
     """
     fingerprints = array.array("Q")
-    fingerprints.frombytes(b"".join(map(_line_digest, lines)))
-    if sys.byteorder == "little":  # the digests are big-endian (XXH3's canonical form)
+    fingerprints.frombytes(digests)
+    if sys.byteorder == "little":
         fingerprints.byteswap()
     return fingerprints
+
+
+def line_fingerprints(lines: Iterable[bytes]) -> array.array[int]:
+    """The XXH3-64 of each line's bytes (`xxh3_64_intdigest`), in an unsigned 64-bit array."""
+    return fingerprints_of(line_digests(lines))
 
 
 class Shape(NamedTuple):
@@ -102,10 +134,10 @@ class Shape(NamedTuple):
     holds at least one line. Block t covers lines `phase + t * block_lines` onwards and its bytes
     end with the newline before the next block. `digests` holds 8 bytes per complete block.
 
-    This is the working form of one poll; what a pod keeps between polls is `pack(shape)`: one
-    `bytes` of ~340 bytes for a 200-line tail, where this object and its eight values took
-    ~850 (an object, an array and three `bytes` headers each). A named tuple, not a frozen
-    dataclass: a slid poll builds two, and a frozen dataclass cost ~3 us to build.
+    This is the working form of one poll; what a pod keeps between polls is `pack(shape, ...)`:
+    ~300 bytes for a 200-line tail besides its fingerprints, where this object and its eight
+    values took ~850 (an object, an array and three `bytes` headers each). A named tuple, not a
+    frozen dataclass: a slid poll builds two, and a frozen dataclass cost ~3 us to build.
     """
 
     size: int
@@ -118,23 +150,49 @@ class Shape(NamedTuple):
     open_digest: bytes
 
 
-def pack(shape: Shape) -> bytes:
-    """`shape` as one `bytes` (see `_HEAD`); `unpack` reads it back."""
+def pack(shape: Shape, digests: bytes) -> bytes:
+    """`shape` and the tail's line `digests` (`line_digests`) as one `bytes` (see `_HEAD`);
+    `unpack` and `digests_of` read them back."""
     offsets = shape.offsets
     head = _HEAD.pack(
-        shape.digest, shape.open_digest, shape.size, shape.phase, shape.block_lines, len(offsets)
+        shape.digest, shape.open_digest, shape.size, shape.phase,
+        len(digests) // _DIGEST_BYTES, shape.block_lines, len(offsets),
     )
-    return b"".join((head, offsets.tobytes(), shape.digests, shape.anchor or b""))
+    return b"".join((head, digests, offsets.tobytes(), shape.digests, shape.anchor or b""))
+
+
+def pack_digests(digests: bytes) -> bytes:
+    """A packed state of line `digests` only, without a shape (a tail the fast paths cannot
+    follow, or one restored from a checkpoint): the full differ diffs the next tail."""
+    head = _HEAD.pack(bytes(16), bytes(_DIGEST_BYTES), _NO_SHAPE, 0, len(digests) // 8, 0, 0)
+    return head + digests
+
+
+def has_shape(packed: bytes) -> bool:
+    """Whether the packed state holds a shape, besides its fingerprints."""
+    return bool(_SIZE.unpack_from(packed, _SIZE_AT)[0] != _NO_SHAPE)
+
+
+def line_count(packed: bytes) -> int:
+    """How many lines (fingerprints) the packed state holds."""
+    count: int = _LINES.unpack_from(packed, _LINES_AT)[0]
+    return count
+
+
+def digests_of(packed: bytes) -> bytes:
+    """The packed state's line digests, joined (as `line_digests` gave them)."""
+    return packed[_FINGERPRINTS_AT : _FINGERPRINTS_AT + _DIGEST_BYTES * line_count(packed)]
 
 
 def unpack(packed: bytes) -> Shape:
-    """The shape `pack` packed."""
-    digest, open_digest, size, phase, block_lines, count = _HEAD.unpack_from(packed)
+    """The shape `pack` packed (a state without one reads as an empty shape, without anchor)."""
+    digest, open_digest, size, phase, lines, block_lines, count = _HEAD.unpack_from(packed)
     code = _offset_code(size)
-    offsets_end = _HEAD.size + _OFFSET_BYTES[code] * count
-    digests_end = offsets_end + (count - 1) * _DIGEST_BYTES
+    offsets_at = _FINGERPRINTS_AT + _DIGEST_BYTES * lines
+    offsets_end = offsets_at + _OFFSET_BYTES[code] * count
+    digests_end = offsets_end + max(count - 1, 0) * _DIGEST_BYTES
     offsets = array.array(code)
-    offsets.frombytes(packed[_HEAD.size : offsets_end])
+    offsets.frombytes(packed[offsets_at:offsets_end])
     anchor = packed[digests_end:] or None  # an anchor holds two newlines at least
     digests = packed[offsets_end:digests_end]
     return Shape(size, digest, anchor, block_lines, phase, offsets, digests, open_digest)
@@ -144,14 +202,14 @@ def unpack(packed: bytes) -> Shape:
 class Aligned:
     """A fast answer: the first `seen_from` previous lines left the window, `new` arrived.
 
-    `shape` is packed (`pack`), as the next poll's state keeps it.
+    `packed` is the new tail's state (`pack`: its shape and fingerprints), as the next poll
+    keeps it.
     """
 
     seen_from: int
     new: list[bytes]
     new_lines: list[str]
-    fingerprints: array.array[int]
-    shape: bytes
+    packed: bytes
 
 
 def content_end(data: bytes) -> int:
@@ -203,14 +261,14 @@ def _anchor(last_line: bytes) -> bytes | None:
 
 
 def unchanged(packed: bytes, data: bytes) -> bool:
-    """Whether `data` is the very tail the packed shape was built from (a final newline aside)."""
+    """Whether `data` is the very tail the packed state was built from (a final newline aside)."""
     end = content_end(data)
     if end != _SIZE.unpack_from(packed, _SIZE_AT)[0]:
         return False
     return packed.startswith(_text_digest(data if end == len(data) else data[:end]))
 
 
-def align(packed: bytes, previous: array.array[int], data: bytes) -> Aligned | None:
+def align(packed: bytes, data: bytes) -> Aligned | None:
     """The full differ's answer for the new tail `data`, if the fast checks can prove it.
 
     The full differ takes a longer tail that starts with the previous one as grown; otherwise the
@@ -218,7 +276,8 @@ def align(packed: bytes, previous: array.array[int], data: bytes) -> Aligned | N
     before it are the previous tail's (or end with them). Here the first is one digest of the
     new tail's start, the last such line is found with `rfind`, the lines before it are checked by
     digests, and None means "not proven": anything but a tail that slid or grew, or a previous
-    last line that is long. `packed` is the previous tail's packed shape.
+    last line that is long (or a previous state without a shape). `packed` is the previous
+    tail's packed state.
     """
     if b"\r" in data:
         return None
@@ -233,7 +292,7 @@ def align(packed: bytes, previous: array.array[int], data: bytes) -> Aligned | N
     if overlap_end is None or overlap_end > shape.size:
         return None  # nothing aligns, or more lines before the old tail: the full differ decides
     start = shape.size - overlap_end  # where, in the previous text, the new tail starts
-    checked = _check_overlap(shape, previous, data, start, overlap_end)
+    checked = _check_overlap(shape, packed, data, start, overlap_end)
     if checked is None:
         return None
     seen_from, first_block = checked
@@ -243,8 +302,8 @@ def align(packed: bytes, previous: array.array[int], data: bytes) -> Aligned | N
         added = data[overlap_end + 1 : end]
         new = added.split(b"\n")
         new_lines = added.decode("utf-8", "surrogatepass").split("\n")
-    # A new array of the exact size: extending the slice would over-allocate it by ~1/16.
-    fingerprints = previous[seen_from:] + line_fingerprints(new)
+    kept_at = _FINGERPRINTS_AT + _DIGEST_BYTES * seen_from
+    kept = memoryview(packed)[kept_at : _fingerprints_end(line_count(packed))]
     code = _offset_code(end)
     offsets = array.array(code, [offset - start for offset in shape.offsets[first_block:]])
     digests = shape.digests[first_block * _DIGEST_BYTES :]
@@ -255,8 +314,13 @@ def align(packed: bytes, previous: array.array[int], data: bytes) -> Aligned | N
     slid = Shape(
         end, _digest_to(data, end), anchor, shape.block_lines, phase, offsets, digests, b""
     )
-    packed = _close_blocks(slid, data, len(fingerprints) - len(new), overlap_end, new)
-    return Aligned(seen_from, new, new_lines, fingerprints, packed)
+    state = _close_blocks(slid, kept, data, kept_end=overlap_end, new=new)
+    return Aligned(seen_from, new, new_lines, state)
+
+
+def _fingerprints_end(count: int) -> int:
+    """Where a packed state of `count` lines ends its fingerprints."""
+    return _FINGERPRINTS_AT + _DIGEST_BYTES * count
 
 
 def _grew(shape: Shape, data: bytes, end: int) -> bool:
@@ -282,20 +346,21 @@ def _last_anchor(anchor: bytes, data: bytes, end: int) -> int | None:
 
 
 def _check_overlap(
-    shape: Shape, previous: array.array[int], data: bytes, start: int, overlap_end: int
+    shape: Shape, packed: bytes, data: bytes, start: int, overlap_end: int
 ) -> tuple[int, int] | None:
     """Prove `data[:overlap_end]` equals the previous text from byte `start` to its end.
 
-    Returns the index of the previous line the new tail starts with and the first block that lies
-    wholly inside the overlap, or None if the bytes differ (or `start` is not a line start).
+    `packed` is the previous state (`shape` unpacked). Returns the index of the previous line the
+    new tail starts with and the first block that lies wholly inside the overlap, or None if the
+    bytes differ (or `start` is not a line start).
     """
-    offsets, count = shape.offsets, len(previous)
+    offsets, count = shape.offsets, line_count(packed)
     if start == 0:  # the tail only grew: one digest of the whole previous text proves it
         return (0, 0) if _digest_to(data, overlap_end) == shape.digest else None
     first_block = bisect.bisect_left(offsets, start)
     if first_block == len(offsets):  # the overlap lies inside the open block: check it by lines
         lines = data[:overlap_end].split(b"\n")
-        return (count - len(lines), first_block) if _lines_match(lines, previous, count) else None
+        return (count - len(lines), first_block) if _lines_match(lines, packed, count) else None
     head_end = offsets[first_block] - start
     boundary = shape.phase + first_block * shape.block_lines
     head: list[bytes] = []
@@ -304,16 +369,20 @@ def _check_overlap(
             return None
         head = data[: head_end - 1].split(b"\n")
     proven = (
-        _lines_match(head, previous, boundary)
+        _lines_match(head, packed, boundary)
         and _blocks_match(shape, data, start, first_block)
         and _block_digest(data[offsets[-1] - start : overlap_end]) == shape.open_digest
     )
     return (boundary - len(head), first_block) if proven else None
 
 
-def _lines_match(lines: list[bytes], previous: array.array[int], end: int) -> bool:
-    """Whether `lines` are the previous tail's lines just before line `end`, by fingerprints."""
-    return len(lines) <= end and line_fingerprints(lines) == previous[end - len(lines) : end]
+def _lines_match(lines: list[bytes], packed: bytes, end: int) -> bool:
+    """Whether `lines` are the previous tail's lines just before line `end`, by fingerprints
+    (`packed` is the previous state)."""
+    if len(lines) > end:
+        return False
+    at = _FINGERPRINTS_AT + _DIGEST_BYTES * (end - len(lines))
+    return line_digests(lines) == packed[at : _fingerprints_end(end)]
 
 
 def _blocks_match(shape: Shape, data: bytes, start: int, first_block: int) -> bool:
@@ -328,15 +397,17 @@ def _blocks_match(shape: Shape, data: bytes, start: int, first_block: int) -> bo
 
 
 def _close_blocks(
-    shape: Shape, data: bytes, kept: int, kept_end: int, new: list[bytes]
+    shape: Shape, kept_digests: memoryview, data: bytes, *, kept_end: int, new: list[bytes]
 ) -> bytes:
     """`shape` with its open block split into complete blocks until it holds at most a block,
-    packed (as `pack` would, without building that shape first).
+    packed with the tail's fingerprints (as `pack` would, without building that shape first).
 
-    The tail's first `kept` lines end at byte `kept_end` (they were in the previous tail); the
-    `new` lines follow. Block ends are found from the new lines' lengths, without splitting.
+    The tail's first lines end at byte `kept_end` (they were in the previous tail, and
+    `kept_digests` are their fingerprints); the `new` lines follow. Block ends are found from the
+    new lines' lengths, without splitting.
     """
     size = shape.block_lines
+    kept = len(kept_digests) // _DIGEST_BYTES
     offsets = array.array(shape.offsets.typecode, shape.offsets)
     digests = [shape.digests]
     carried = kept - shape.phase - (len(offsets) - 1) * size  # kept lines in the open block
@@ -348,5 +419,10 @@ def _close_blocks(
         offsets.append(stop)
         position = stop
     open_digest = _block_digest(data[position : shape.size])
-    head = _HEAD.pack(shape.digest, open_digest, shape.size, shape.phase, size, len(offsets))
-    return b"".join((head, offsets.tobytes(), *digests, shape.anchor or b""))
+    lines = kept + len(new)
+    head = _HEAD.pack(
+        shape.digest, open_digest, shape.size, shape.phase, lines, size, len(offsets)
+    )
+    return b"".join((
+        head, kept_digests, line_digests(new), offsets.tobytes(), *digests, shape.anchor or b""
+    ))

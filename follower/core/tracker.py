@@ -27,13 +27,14 @@ Rules:
   lines written while the follower was down are emitted and a lost stretch shows as a gap.
 
 Size: over 300 lines because the rules above are one state machine per pod (first sight, diff,
-open line, missing, epochs), and the per-pod state and line settings it applies belong with it.
+open line, missing, epochs), and the per-pod state, the table that holds it and the line
+settings it applies belong with it.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
@@ -49,7 +50,7 @@ from follower.core.model import (
     epoch_from,
 )
 from follower.core.pending import Pending
-from follower.core.schedule import PodObservation
+from follower.core.schedule import COUNT_CAP, PodObservation
 from follower.core.tail_errors import TailErrorMatcher
 
 Since = Literal["start", "now"]
@@ -157,6 +158,89 @@ class PodState:
         )
 
 
+class Pods(MutableMapping[str, PodState]):
+    """A pipeline's pods by name, in the order they were first seen: a dict, except that a lone
+    pod is held without one.
+
+    Most pipelines run one pod, and a dict holding one costs 184 bytes (the dict and a table of
+    eight slots) where these three slots cost 56; the follower holds one per pipeline. A second
+    pod moves both into a dict, and the dict goes again once one pod is left.
+    """
+
+    __slots__ = ("_many", "_name", "_state")
+
+    def __init__(self, pods: Iterable[tuple[str, PodState]] = ()) -> None:
+        self._name = ""
+        self._state: PodState | None = None
+        """The lone pod's state (`_name` is its name); None when there is none or `_many`."""
+        self._many: dict[str, PodState] | None = None
+        for name, state in pods:
+            self[name] = state
+
+    def __getitem__(self, name: str) -> PodState:
+        many = self._many
+        if many is not None:
+            return many[name]
+        if self._state is None or name != self._name:
+            raise KeyError(name)
+        return self._state
+
+    # The ignore: `Mapping.get` is overloaded for defaults of any type; the tracker passes none.
+    def get(self, name: str, default: PodState | None = None) -> PodState | None:  # type: ignore[override]
+        """The pod's state, else `default` (without `Mapping.get`'s KeyError round trip)."""
+        many = self._many
+        if many is not None:
+            return many.get(name, default)
+        return self._state if self._state is not None and name == self._name else default
+
+    def __contains__(self, name: object) -> bool:
+        many = self._many
+        if many is not None:
+            return name in many
+        return self._state is not None and name == self._name
+
+    def __setitem__(self, name: str, state: PodState) -> None:
+        many = self._many
+        if many is not None:
+            many[name] = state
+        elif self._state is None or name == self._name:
+            self._name, self._state = name, state
+        else:
+            self._many = {self._name: self._state, name: state}
+            self._name, self._state = "", None
+
+    def __delitem__(self, name: str) -> None:
+        many = self._many
+        if many is not None:
+            del many[name]
+            if len(many) == 1:
+                ((self._name, self._state),) = many.items()
+                self._many = None
+        elif self._state is not None and name == self._name:
+            self._name, self._state = "", None
+        else:
+            raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        many = self._many
+        if many is not None:
+            return iter(many)
+        return iter(() if self._state is None else (self._name,))
+
+    def __len__(self) -> int:
+        many = self._many
+        if many is not None:
+            return len(many)
+        return 0 if self._state is None else 1
+
+    def __repr__(self) -> str:
+        return f"Pods({dict(self)!r})"
+
+    def copy(self) -> Pods:
+        """A copy with a copy of each pod's state (`PodState.copy`), for an undo."""
+        return Pods((name, state.copy()) for name, state in self.items())
+
+
 @dataclass(frozen=True, slots=True)
 class PodTailError:
     """A pod whose `logs` held a tail error at this poll; `changed` is False if it already did."""
@@ -182,7 +266,7 @@ class Applied:
         return bool(self.tail_errors) and self.pods_with_logs == 0
 
 
-Memento = tuple[dict[str, "PodState"], int, int, float, frozenset[str]]
+Memento = tuple[Pods, int, int, float, frozenset[str]]
 
 
 @dataclass(slots=True)
@@ -192,8 +276,9 @@ class PipelineTracker:
     pipeline_id: str
     since: Since
     matcher: TailErrorMatcher
-    pods: dict[str, PodState] = field(default_factory=dict)
+    pods: Pods = field(default_factory=Pods)
     polls: int = 0
+    """Polls applied, up to `COUNT_CAP` (only whether there was one is read)."""
     window: int = 0
     reset_state: bool = False
     lines: LineSettings = field(default_factory=LineSettings)
@@ -217,7 +302,7 @@ class PipelineTracker:
     ) -> PipelineTracker:
         """A tracker that continues from checkpointed pods (its next poll is not a first poll)."""
         tracker = cls(
-            pipeline_id, since, matcher, {pod: state.copy() for pod, state in pods.items()},
+            pipeline_id, since, matcher, Pods((pod, state.copy()) for pod, state in pods.items()),
             polls=1, lines=lines or LineSettings(), new_epoch=new_epoch,
         )
         for state in tracker.pods.values():
@@ -226,7 +311,7 @@ class PipelineTracker:
 
     def memento(self) -> Memento:
         """Everything `apply` changes, to undo a poll whose events could not be written."""
-        return self.snapshot(), self.polls, self.window, self.partial_due, self.restarted
+        return self.pods.copy(), self.polls, self.window, self.partial_due, self.restarted
 
     def restore(self, memento: Memento) -> None:
         """Go back to the state `memento()` saw."""
@@ -273,7 +358,7 @@ class PipelineTracker:
             )
         if len(seen) < len(self.pods):
             events.extend(self._missing(seen, now))
-        self.polls += 1
+        self.polls = min(self.polls + 1, COUNT_CAP)
         events.extend(self.flush_partials(now))
         return Applied(events, tail_errors, len(observations), observations)
 

@@ -69,7 +69,7 @@ class Saved:
 
 
 def _encode_tail(tail: TailState) -> str:
-    fingerprints = array.array("Q", tail.fingerprints)
+    fingerprints = tail.fingerprints  # a new array: swapping it in place is safe
     if sys.byteorder == "big":
         fingerprints.byteswap()
     return base64.b64encode(fingerprints.tobytes()).decode("ascii")
@@ -88,7 +88,7 @@ def _decode_tail(text: object, *, legacy: bool) -> TailState:
     fingerprints.frombytes(raw)
     if sys.byteorder == "big":
         fingerprints.byteswap()
-    return TailState(fingerprints, legacy)
+    return TailState.of(fingerprints, legacy)
 
 
 def _encode_pod(state: PodState) -> dict[str, object]:
