@@ -134,10 +134,7 @@ class TailState:
                 f"TailState needs an array of typecode {_TYPECODE!r}, "
                 f"got {fingerprints.typecode!r}"
             )
-        digests = array.array(_TYPECODE, fingerprints)
-        if sys.byteorder == "little":  # kept as XXH3's canonical big-endian digests
-            digests.byteswap()
-        return cls(tailshape.pack_digests(digests.tobytes()), legacy)
+        return cls(tailshape.pack_digests(tailshape.digests_from(fingerprints)), legacy)
 
     @property
     def fingerprints(self) -> array.array[int]:

@@ -70,6 +70,8 @@ takes the full differ at the next poll."""
 _NEWLINE: Final = 0x0A
 _DIGEST_BYTES: Final = 8
 """Bytes of a block's digest (and of the open block's); the whole text's digest takes 16."""
+_FINGERPRINT_BYTES: Final = 8
+"""Bytes of a line's fingerprint (its XXH3-64 digest) in a packed state."""
 _HEAD: Final = struct.Struct("=16s8sQiIII")
 """A packed state's head: digest, open_digest, size, phase, lines (fingerprints), block_lines,
 number of offsets; the fingerprints (8 bytes each, 8-byte aligned), the offsets (see
@@ -122,6 +124,15 @@ def fingerprints_of(digests: bytes | memoryview) -> array.array[int]:
     return fingerprints
 
 
+def digests_from(fingerprints: array.array[int]) -> bytes:
+    """Fingerprints (integers, an unsigned 64-bit array) as the joined 8-byte big-endian digests
+    a packed state keeps: `fingerprints_of` read back."""
+    digests = array.array("Q", fingerprints)
+    if sys.byteorder == "little":
+        digests.byteswap()
+    return digests.tobytes()
+
+
 def line_fingerprints(lines: Iterable[bytes]) -> array.array[int]:
     """The XXH3-64 of each line's bytes (`xxh3_64_intdigest`), in an unsigned 64-bit array."""
     return fingerprints_of(line_digests(lines))
@@ -156,7 +167,7 @@ def pack(shape: Shape, digests: bytes) -> bytes:
     offsets = shape.offsets
     head = _HEAD.pack(
         shape.digest, shape.open_digest, shape.size, shape.phase,
-        len(digests) // _DIGEST_BYTES, shape.block_lines, len(offsets),
+        len(digests) // _FINGERPRINT_BYTES, shape.block_lines, len(offsets),
     )
     return b"".join((head, digests, offsets.tobytes(), shape.digests, shape.anchor or b""))
 
@@ -164,7 +175,8 @@ def pack(shape: Shape, digests: bytes) -> bytes:
 def pack_digests(digests: bytes) -> bytes:
     """A packed state of line `digests` only, without a shape (a tail the fast paths cannot
     follow, or one restored from a checkpoint): the full differ diffs the next tail."""
-    head = _HEAD.pack(bytes(16), bytes(_DIGEST_BYTES), _NO_SHAPE, 0, len(digests) // 8, 0, 0)
+    lines = len(digests) // _FINGERPRINT_BYTES
+    head = _HEAD.pack(bytes(16), bytes(_DIGEST_BYTES), _NO_SHAPE, 0, lines, 0, 0)
     return head + digests
 
 
@@ -181,14 +193,14 @@ def line_count(packed: bytes) -> int:
 
 def digests_of(packed: bytes) -> bytes:
     """The packed state's line digests, joined (as `line_digests` gave them)."""
-    return packed[_FINGERPRINTS_AT : _FINGERPRINTS_AT + _DIGEST_BYTES * line_count(packed)]
+    return packed[_FINGERPRINTS_AT : _fingerprint_at(line_count(packed))]
 
 
 def unpack(packed: bytes) -> Shape:
     """The shape `pack` packed (a state without one reads as an empty shape, without anchor)."""
     digest, open_digest, size, phase, lines, block_lines, count = _HEAD.unpack_from(packed)
     code = _offset_code(size)
-    offsets_at = _FINGERPRINTS_AT + _DIGEST_BYTES * lines
+    offsets_at = _fingerprint_at(lines)
     offsets_end = offsets_at + _OFFSET_BYTES[code] * count
     digests_end = offsets_end + max(count - 1, 0) * _DIGEST_BYTES
     offsets = array.array(code)
@@ -302,8 +314,7 @@ def align(packed: bytes, data: bytes) -> Aligned | None:
         added = data[overlap_end + 1 : end]
         new = added.split(b"\n")
         new_lines = added.decode("utf-8", "surrogatepass").split("\n")
-    kept_at = _FINGERPRINTS_AT + _DIGEST_BYTES * seen_from
-    kept = memoryview(packed)[kept_at : _fingerprints_end(line_count(packed))]
+    kept = memoryview(packed)[_fingerprint_at(seen_from) : _fingerprint_at(line_count(packed))]
     code = _offset_code(end)
     offsets = array.array(code, [offset - start for offset in shape.offsets[first_block:]])
     digests = shape.digests[first_block * _DIGEST_BYTES :]
@@ -318,9 +329,10 @@ def align(packed: bytes, data: bytes) -> Aligned | None:
     return Aligned(seen_from, new, new_lines, state)
 
 
-def _fingerprints_end(count: int) -> int:
-    """Where a packed state of `count` lines ends its fingerprints."""
-    return _FINGERPRINTS_AT + _DIGEST_BYTES * count
+def _fingerprint_at(index: int) -> int:
+    """Where line `index`'s fingerprint starts in a packed state (for the line count: where the
+    fingerprints end)."""
+    return _FINGERPRINTS_AT + _FINGERPRINT_BYTES * index
 
 
 def _grew(shape: Shape, data: bytes, end: int) -> bool:
@@ -381,8 +393,7 @@ def _lines_match(lines: list[bytes], packed: bytes, end: int) -> bool:
     (`packed` is the previous state)."""
     if len(lines) > end:
         return False
-    at = _FINGERPRINTS_AT + _DIGEST_BYTES * (end - len(lines))
-    return line_digests(lines) == packed[at : _fingerprints_end(end)]
+    return line_digests(lines) == packed[_fingerprint_at(end - len(lines)) : _fingerprint_at(end)]
 
 
 def _blocks_match(shape: Shape, data: bytes, start: int, first_block: int) -> bool:
@@ -407,7 +418,7 @@ def _close_blocks(
     new lines' lengths, without splitting.
     """
     size = shape.block_lines
-    kept = len(kept_digests) // _DIGEST_BYTES
+    kept = len(kept_digests) // _FINGERPRINT_BYTES
     offsets = array.array(shape.offsets.typecode, shape.offsets)
     digests = [shape.digests]
     carried = kept - shape.phase - (len(offsets) - 1) * size  # kept lines in the open block
