@@ -175,7 +175,7 @@ class Dispatcher:
         nothing may go now."""
         now = self._clock.monotonic()
         if (
-            self._stopping or now - self._planned_at >= REPLAN_S or self._partial_due <= now
+            self._stopping or self._replan_due(now) or self._partial_due <= now
             or not len(self._roster)
         ):
             chosen = None
@@ -248,11 +248,15 @@ class Dispatcher:
 
     # --- the budget ----------------------------------------------------------------------------
 
+    def _replan_due(self, now: float) -> bool:
+        """Whether a second has passed since the last re-plan (`_report_budget`)."""
+        return now - self._planned_at >= REPLAN_S
+
     def _report_budget(self, now: float) -> None:
         """Once a second: re-plan each source's spare-budget scale, and log `budget_exhausted`
         (with the shortfall, at most every `budget_report_s`) when a budget cannot cover its
         plan."""
-        if now - self._planned_at < REPLAN_S:
+        if not self._replan_due(now):
             return
         self._planned_at = now
         self._replan_soon = False
