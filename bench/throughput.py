@@ -12,6 +12,11 @@ Measured in this process with `time.process_time()` (user + system CPU):
 - follower: the real `follow()` assembly (client, dispatcher, poller, tracker, differ, events),
   fixed 0.05 s interval and a budget far above what the CPU allows, so it polls as fast as it can;
   its sink encodes every event to JSON Lines and writes it to /dev/null (`JsonLinesSink`).
+- simple: a simple correct follower (`run_simple`) on the floor's requests: it splits each tail,
+  diffs it against the pod's previous one by suffix and prefix, and writes a JSON event per new
+  line to /dev/null, and does nothing else (whole runs only): a yardstick for what emitting the
+  same lines costs beyond the floor, without the daemon's duties (limits, partial lines, tail
+  errors, ids that survive restarts, checkpoints, metrics, scheduling).
 - floor: a bare client on the same session settings (`create_session`, same headers, same number
   of requests in flight) that fetches the same answers, per pipeline as many as the follower
   did, and parses each with `orjson.loads`, and does nothing else.
@@ -22,8 +27,8 @@ polls of a round are a fifth of it, so the whole-run figure mixes a start-up cos
 of following. Comparing `--new-per-poll 50` with `--new-per-poll 1` under `--steady` splits the
 steady cost into a part per poll and a part per line.
 
-The rounds alternate follower and floor; the best round of each is reported (the one least
-disturbed by other load on the machine). Exits 1 when the follower needs more than
+The rounds alternate follower, floor and simple follower; the best round of each is reported
+(the one least disturbed by other load on the machine). Exits 1 when the follower needs more than
 `--max-ratio` (1.5) times the floor's CPU for the same answers.
 """
 
@@ -61,7 +66,7 @@ from follower.clock import SystemClock
 from follower.config import Config
 from follower.core.budget import BudgetSettings
 from follower.core.events import Event
-from follower.core.model import LogsSnapshot
+from follower.core.model import LogsSnapshot, format_ts
 from follower.core.schedule import ScheduleSettings
 from follower.core.tail_errors import TailErrorMatcher
 from follower.core.tracker import PipelineTracker
@@ -248,11 +253,9 @@ async def run_follower(
     )
 
 
-async def run_floor(base_url: str, counts: dict[str, int], in_flight: int) -> Round:
-    """Fetch each pipeline's answers as often as `counts` says and parse them; nothing else."""
-    await control(base_url, "POST", "/reset")
-    root = f"{base_url}{PREFIX}"
-    # Round robin over the pipelines, so each one's requests are spread over the run.
+def request_order(counts: dict[str, int]) -> list[str]:
+    """The pipelines to ask, `counts[p]` times each, round robin (so each one's requests are
+    spread over the run), last first: a client pops from the end."""
     order: list[str] = []
     # Only the pipelines the follower polled: a zero count would never run down to zero.
     left = {pipeline_id: count for pipeline_id, count in counts.items() if count > 0}
@@ -263,6 +266,14 @@ async def run_floor(base_url: str, counts: dict[str, int], in_flight: int) -> Ro
             if not left[pipeline_id]:
                 del left[pipeline_id]
     order.reverse()
+    return order
+
+
+async def run_floor(base_url: str, counts: dict[str, int], in_flight: int) -> Round:
+    """Fetch each pipeline's answers as often as `counts` says and parse them; nothing else."""
+    await control(base_url, "POST", "/reset")
+    root = f"{base_url}{PREFIX}"
+    order = request_order(counts)
     headers = {hdrs.AUTHORIZATION: f"Bearer {KEY}", hdrs.ACCEPT: "application/json"}
     timeout = aiohttp.ClientTimeout(total=10.0)
     received = [0]
@@ -287,6 +298,83 @@ async def run_floor(base_url: str, counts: dict[str, int], in_flight: int) -> Ro
         await session.close()
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     return Round(cpu, wall, sum(counts.values()), bytes_in=received[0])
+
+
+def new_lines(old: list[str], new: list[str]) -> tuple[list[str], bool]:
+    """The simple follower's differ: the lines of `new` after its longest start that is an end
+    of `old` (the last old line found from the end, then the lines before it compared), and
+    whether nothing lined up (a gap)."""
+    if not old:
+        return new, False
+    last = old[-1]
+    for index in range(len(new) - 1, -1, -1):
+        if new[index] == last and index < len(old) and new[:index] == old[-index - 1 : -1]:
+            return new[index + 1 :], False
+    return new, True
+
+
+async def run_simple(base_url: str, counts: dict[str, int], in_flight: int) -> Round:
+    """A simple correct follower: fetch as `run_floor` does, then per pod split the tail into
+    lines, diff them against the previous tail's (`new_lines`), and write each new line as a
+    JSON event (`ts`, `event`, `pipeline_id`, `pod`, `seq`, `message`, `id`) and a `gap` where
+    nothing lined up, to /dev/null. No checkpoints, limits, partial lines, tail errors, metrics
+    or scheduling: a lower bound for any follower that emits what this one does."""
+    await control(base_url, "POST", "/reset")
+    root = f"{base_url}{PREFIX}"
+    order = request_order(counts)
+    headers = {hdrs.AUTHORIZATION: f"Bearer {KEY}", hdrs.ACCEPT: "application/json"}
+    timeout = aiohttp.ClientTimeout(total=10.0)
+    clock = SystemClock()
+    tails: dict[tuple[str, str], list[str]] = {}
+    seqs: dict[tuple[str, str], int] = {}
+    written = [0]
+    session = create_session()
+    wall, cpu = time.perf_counter(), time.process_time()
+    try:
+        with open(os.devnull, "wb") as devnull:  # noqa: ASYNC230 - /dev/null does not block
+
+            async def worker() -> None:
+                while order:
+                    pipeline_id = order.pop()
+                    async with session.get(
+                        f"{root}{pipeline_id}/logs/", headers=headers, timeout=timeout,
+                        allow_redirects=False,
+                    ) as response:
+                        body = await response.read()
+                    ts = format_ts(clock.wall())
+                    out: list[bytes] = []
+                    for pod in orjson.loads(body)["data"]["pods"]:
+                        name = pod["pod"]
+                        key = (pipeline_id, name)
+                        lines = pod["logs"].split("\n")
+                        if lines and not lines[-1]:
+                            lines.pop()
+                        added, gap = new_lines(tails.get(key, []), lines)
+                        tails[key] = lines
+                        seq = seqs.get(key, 0)
+                        if gap:
+                            out.append(orjson.dumps({
+                                "ts": ts, "event": "gap", "pipeline_id": pipeline_id, "pod": name,
+                                "after_seq": seq,
+                            }, option=orjson.OPT_APPEND_NEWLINE))
+                        for line in added:
+                            seq += 1
+                            out.append(orjson.dumps({
+                                "ts": ts, "event": "log", "pipeline_id": pipeline_id,
+                                "pod": name, "seq": seq, "message": line,
+                                "id": f"{pipeline_id}/{name}/{seq}",
+                            }, option=orjson.OPT_APPEND_NEWLINE))
+                        seqs[key] = seq
+                        written[0] += len(added)
+                    devnull.write(b"".join(out))
+
+            async with anyio.create_task_group() as group:
+                for _ in range(in_flight):
+                    group.start_soon(worker)
+    finally:
+        await session.close()
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    return Round(cpu, wall, sum(counts.values()), lines=written[0])
 
 
 # --- where the follower's CPU goes ---------------------------------------------------------------
@@ -399,11 +487,15 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def measure(ns: argparse.Namespace) -> tuple[Round, Round, cProfile.Profile | None]:
-    """Alternate follower and floor rounds; return the best of each (and a profile if asked)."""
+def measure(
+    ns: argparse.Namespace,
+) -> tuple[Round, Round, Round | None, cProfile.Profile | None]:
+    """Alternate follower, floor and simple follower rounds; return the best of each (the
+    simple one only for a whole run: it counts its first polls too) and a profile if asked."""
     pipeline_ids = World(world_settings(ns), 0.0, 0.0).pipeline_ids
     follower_rounds: list[Round] = []
     floor_rounds: list[Round] = []
+    simple_rounds: list[Round] = []
     profile = None
     options = {"use_uvloop": ns.uvloop}
     follower_round = functools.partial(
@@ -417,16 +509,22 @@ def measure(ns: argparse.Namespace) -> tuple[Round, Round, cProfile.Profile | No
             b = anyio.run(run_floor, base_url, counts, ns.in_flight, backend_options=options)
             follower_rounds.append(f)
             floor_rounds.append(b)
+            simple = ""
+            if not ns.steady:
+                c = anyio.run(run_simple, base_url, counts, ns.in_flight, backend_options=options)
+                simple_rounds.append(c)
+                simple = f"; simple {c.cpu_s:.2f} s CPU ({c.wall_s:.1f} s wall)"
             print(f"  round {index + 1}: follower {f.cpu_s:.2f} s CPU for {f.polls:,} polls "
                   f"({f.wall_s:.1f} s wall); floor {b.cpu_s:.2f} s CPU for {b.polls:,} "
-                  f"({b.wall_s:.1f} s wall)", flush=True)
+                  f"({b.wall_s:.1f} s wall){simple}", flush=True)
         if ns.profile:
             profile = cProfile.Profile()
             anyio.run(follower_round, base_url, pipeline_ids, ns.polls, ns.in_flight, profile,
                       backend_options=options)
     best_f = min(follower_rounds, key=lambda r: r.cpu_s / r.polls)
     best_b = min(floor_rounds, key=lambda r: r.cpu_s / r.polls)
-    return best_f, best_b, profile
+    best_c = min(simple_rounds, key=lambda r: r.cpu_s / r.polls) if simple_rounds else None
+    return best_f, best_b, best_c, profile
 
 
 def print_profile(profile: cProfile.Profile) -> None:
@@ -449,7 +547,7 @@ def main() -> int:
           f"{ns.rounds} rounds{', steady (after every first poll)' if ns.steady else ''}; "
           f"server in another process; CPU = time.process_time() of this "
           f"process; {os.cpu_count()} CPUs; loop {'uvloop' if ns.uvloop else 'asyncio'}\n")
-    best_f, best_b, profile = measure(ns)
+    best_f, best_b, best_c, profile = measure(ns)
     f_per_poll = best_f.cpu_s / best_f.polls
     b_per_poll = best_b.cpu_s / best_b.polls
     lines_per_poll = best_f.lines / best_f.polls
@@ -464,6 +562,14 @@ def main() -> int:
     print(f"  {'events per poll (all kinds)':44}{best_f.events / best_f.polls:12.1f}{'':>12}")
     print(f"  {'answer bytes per poll':44}{'':>12}{best_b.bytes_in / best_b.polls:12,.0f}")
     print(f"  {'follower / floor CPU':44}{ratio:12.2f}  (target <= {ns.max_ratio:g})")
+    if best_c is not None:
+        c_per_poll = best_c.cpu_s / best_c.polls
+        print("\n  the simple follower (split, suffix/prefix diff, a JSON event per line; none of")
+        print("  the daemon's duties), on the floor's requests:")
+        print(f"  {'CPU s per 1,000 polls':44}{c_per_poll * 1e3:12.3f}")
+        print(f"  {'lines emitted per poll':44}{best_c.lines / best_c.polls:12.1f}")
+        print(f"  {'simple / floor CPU':44}{c_per_poll / b_per_poll:12.2f}")
+        print(f"  {'follower / simple CPU':44}{f_per_poll / c_per_poll:12.2f}")
     steps = breakdown(ns)
     rest = f_per_poll - steps["parse"] - steps["apply"] - steps["write"]
     rows = [
