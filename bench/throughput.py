@@ -50,6 +50,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import aiohttp
 import anyio
@@ -269,34 +270,48 @@ def request_order(counts: dict[str, int]) -> list[str]:
     return order
 
 
-async def run_floor(base_url: str, counts: dict[str, int], in_flight: int) -> Round:
-    """Fetch each pipeline's answers as often as `counts` says and parse them; nothing else."""
+async def fetch_each(
+    base_url: str, counts: dict[str, int], in_flight: int, answered: Callable[[str, bytes], None]
+) -> tuple[float, float]:
+    """Fetch each pipeline's answers as often as `counts` says, `in_flight` at a time, and give
+    each body to `answered` with its pipeline id; the CPU and wall seconds this took (the two
+    clients below share it, so they differ only in what they do with an answer)."""
     await control(base_url, "POST", "/reset")
     root = f"{base_url}{PREFIX}"
     order = request_order(counts)
     headers = {hdrs.AUTHORIZATION: f"Bearer {KEY}", hdrs.ACCEPT: "application/json"}
     timeout = aiohttp.ClientTimeout(total=10.0)
-    received = [0]
     session = create_session()
     wall, cpu = time.perf_counter(), time.process_time()
     try:
 
         async def worker() -> None:
             while order:
-                url = f"{root}{order.pop()}/logs/"
+                pipeline_id = order.pop()
                 async with session.get(
-                    url, headers=headers, timeout=timeout, allow_redirects=False
+                    f"{root}{pipeline_id}/logs/", headers=headers, timeout=timeout,
+                    allow_redirects=False,
                 ) as response:
                     body = await response.read()
-                orjson.loads(body)
-                received[0] += len(body)
+                answered(pipeline_id, body)
 
         async with anyio.create_task_group() as group:
             for _ in range(in_flight):
                 group.start_soon(worker)
     finally:
         await session.close()
-    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    return time.process_time() - cpu, time.perf_counter() - wall
+
+
+async def run_floor(base_url: str, counts: dict[str, int], in_flight: int) -> Round:
+    """Fetch each pipeline's answers as often as `counts` says and parse them; nothing else."""
+    received = [0]
+
+    def answered(_: str, body: bytes) -> None:
+        orjson.loads(body)
+        received[0] += len(body)
+
+    cpu, wall = await fetch_each(base_url, counts, in_flight, answered)
     return Round(cpu, wall, sum(counts.values()), bytes_in=received[0])
 
 
@@ -313,68 +328,54 @@ def new_lines(old: list[str], new: list[str]) -> tuple[list[str], bool]:
     return new, True
 
 
+class SimpleFollower:
+    """A simple correct follower's work on one answer: per pod, split the tail into lines, diff
+    them against the previous tail's (`new_lines`), and write each new line as a JSON event
+    (`ts`, `event`, `pipeline_id`, `pod`, `seq`, `message`, `id`), and a `gap` where nothing
+    lined up. No checkpoints, limits, partial lines, tail errors, metrics or scheduling: a
+    yardstick for what emitting the same lines costs."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._clock = SystemClock()
+        self._tails: dict[tuple[str, str], list[str]] = {}
+        self._seqs: dict[tuple[str, str], int] = {}
+        self.lines = 0
+
+    def answered(self, pipeline_id: str, body: bytes) -> None:
+        ts = format_ts(self._clock.wall())
+        out: list[bytes] = []
+        for pod in orjson.loads(body)["data"]["pods"]:
+            name = pod["pod"]
+            key = (pipeline_id, name)
+            lines = pod["logs"].split("\n")
+            if lines and not lines[-1]:
+                lines.pop()
+            added, gap = new_lines(self._tails.get(key, []), lines)
+            self._tails[key] = lines
+            seq = self._seqs.get(key, 0)
+            if gap:
+                out.append(orjson.dumps({
+                    "ts": ts, "event": "gap", "pipeline_id": pipeline_id, "pod": name,
+                    "after_seq": seq,
+                }, option=orjson.OPT_APPEND_NEWLINE))
+            for line in added:
+                seq += 1
+                out.append(orjson.dumps({
+                    "ts": ts, "event": "log", "pipeline_id": pipeline_id, "pod": name,
+                    "seq": seq, "message": line, "id": f"{pipeline_id}/{name}/{seq}",
+                }, option=orjson.OPT_APPEND_NEWLINE))
+            self._seqs[key] = seq
+            self.lines += len(added)
+        self._out.write(b"".join(out))
+
+
 async def run_simple(base_url: str, counts: dict[str, int], in_flight: int) -> Round:
-    """A simple correct follower: fetch as `run_floor` does, then per pod split the tail into
-    lines, diff them against the previous tail's (`new_lines`), and write each new line as a
-    JSON event (`ts`, `event`, `pipeline_id`, `pod`, `seq`, `message`, `id`) and a `gap` where
-    nothing lined up, to /dev/null. No checkpoints, limits, partial lines, tail errors, metrics
-    or scheduling: a lower bound for any follower that emits what this one does."""
-    await control(base_url, "POST", "/reset")
-    root = f"{base_url}{PREFIX}"
-    order = request_order(counts)
-    headers = {hdrs.AUTHORIZATION: f"Bearer {KEY}", hdrs.ACCEPT: "application/json"}
-    timeout = aiohttp.ClientTimeout(total=10.0)
-    clock = SystemClock()
-    tails: dict[tuple[str, str], list[str]] = {}
-    seqs: dict[tuple[str, str], int] = {}
-    written = [0]
-    session = create_session()
-    wall, cpu = time.perf_counter(), time.process_time()
-    try:
-        with open(os.devnull, "wb") as devnull:  # noqa: ASYNC230 - /dev/null does not block
-
-            async def worker() -> None:
-                while order:
-                    pipeline_id = order.pop()
-                    async with session.get(
-                        f"{root}{pipeline_id}/logs/", headers=headers, timeout=timeout,
-                        allow_redirects=False,
-                    ) as response:
-                        body = await response.read()
-                    ts = format_ts(clock.wall())
-                    out: list[bytes] = []
-                    for pod in orjson.loads(body)["data"]["pods"]:
-                        name = pod["pod"]
-                        key = (pipeline_id, name)
-                        lines = pod["logs"].split("\n")
-                        if lines and not lines[-1]:
-                            lines.pop()
-                        added, gap = new_lines(tails.get(key, []), lines)
-                        tails[key] = lines
-                        seq = seqs.get(key, 0)
-                        if gap:
-                            out.append(orjson.dumps({
-                                "ts": ts, "event": "gap", "pipeline_id": pipeline_id, "pod": name,
-                                "after_seq": seq,
-                            }, option=orjson.OPT_APPEND_NEWLINE))
-                        for line in added:
-                            seq += 1
-                            out.append(orjson.dumps({
-                                "ts": ts, "event": "log", "pipeline_id": pipeline_id,
-                                "pod": name, "seq": seq, "message": line,
-                                "id": f"{pipeline_id}/{name}/{seq}",
-                            }, option=orjson.OPT_APPEND_NEWLINE))
-                        seqs[key] = seq
-                        written[0] += len(added)
-                    devnull.write(b"".join(out))
-
-            async with anyio.create_task_group() as group:
-                for _ in range(in_flight):
-                    group.start_soon(worker)
-    finally:
-        await session.close()
-    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    return Round(cpu, wall, sum(counts.values()), lines=written[0])
+    """The floor's requests, each answer followed by a `SimpleFollower` writing to /dev/null."""
+    with open(os.devnull, "wb") as devnull:  # noqa: ASYNC230 - /dev/null does not block
+        simple = SimpleFollower(devnull)
+        cpu, wall = await fetch_each(base_url, counts, in_flight, simple.answered)
+    return Round(cpu, wall, sum(counts.values()), lines=simple.lines)
 
 
 # --- where the follower's CPU goes ---------------------------------------------------------------
