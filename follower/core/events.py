@@ -60,7 +60,8 @@ class LogEvent:
 
     Immutable by convention, not frozen: a frozen dataclass sets each of its 12 fields through
     `object.__setattr__`, which made building one 4x dearer, and a busy poll builds a hundred
-    (`LineSettings.events`). Nothing assigns to one once built; equality, hash and repr are
+    (`LineSettings.event`; a run of plain ones is a `follower.core.batch.LogRun`, which builds
+    them only when read). Nothing assigns to one once built; equality, hash and repr are
     those of the frozen class it was. The encoder writes one whose optional fields are unset
     from a template (`follower.sinks.encoding`), byte for byte what `to_wire()` gives.
     """

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from follower.core import pending
+from follower.core.batch import EventBatch, LogRun, Part
 from follower.core.differ import Diff, TailState, diff_logs, fingerprint, split_lines
 from follower.core.enrich import EnrichSettings, enrich
 from follower.core.events import Event, GapEvent, LogEvent, PodAddedEvent, PodRemovedEvent
@@ -59,6 +60,7 @@ POD_GONE_ANSWERS: Final = 3
 """Answers in a row a pod must be missing from before it counts as removed: an answer that
 omits a running pod is a hiccup of the API, not a removal, and a slowly polled pipeline can meet
 two such answers in a row (the soak's 5% of missing answers did, once in 600 s)."""
+_NO_EVENTS: Final = EventBatch()
 
 
 def random_epoch() -> str:
@@ -88,27 +90,22 @@ class LineSettings:
     def events(
         self, now: float, pipeline_id: str, pod: str, first_seq: int, lines: Sequence[str],
         *, epoch: str | None,
-    ) -> list[LogEvent]:
+    ) -> EventBatch:
         """The log events of consecutive new lines, numbered from `first_seq`.
 
-        The hot path of a busy pod: without enrichment, a line short enough that even 4-byte
-        characters fit the limit becomes its event directly, without `event`'s checks, and with
-        every argument positional (keywords made the call a third dearer). The events share
-        `now`, `pipeline_id`, `pod` and `epoch` objects, so the encoder recognises the run and
-        encodes its common fields once (`follower.sinks.encoding.pieces`).
+        The hot path of a busy pod: without enrichment, lines short enough that even 4-byte
+        characters fit the limit are one `LogRun`, built once whatever their number; the
+        encoder writes them from it without an event per line (follower/core/batch.py). With a
+        longer line among them, or enrichment, each line is its own event.
         """
-        if self.enrich.enabled:
-            return [self.event(now, pipeline_id, pod, seq, line, epoch=epoch)
-                    for seq, line in enumerate(lines, start=first_seq)]
-        short = self.max_bytes // 4
-        log = LogEvent
-        return [
-            # ts, pipeline_id, pod, seq, message, truncated, level, line_ts, fields, epoch
-            log(now, pipeline_id, pod, seq, line, False, None, None, None, epoch)
-            if len(line) <= short
-            else self.event(now, pipeline_id, pod, seq, line, epoch=epoch)
+        if not lines:
+            return _NO_EVENTS
+        if not self.enrich.enabled and max(map(len, lines)) <= self.max_bytes // 4:
+            return EventBatch((LogRun(now, pipeline_id, pod, first_seq, lines, epoch),))
+        return EventBatch(
+            self.event(now, pipeline_id, pod, seq, line, epoch=epoch)
             for seq, line in enumerate(lines, start=first_seq)
-        ]
+        )
 
     def event(
         self, now: float, pipeline_id: str, pod: str, seq: int, line: str,
@@ -254,7 +251,7 @@ class PodTailError:
 class Applied:
     """What one poll implies: events to write, and the pods that answered with a tail error."""
 
-    events: list[Event]
+    events: EventBatch
     tail_errors: list[PodTailError]
     pods_with_logs: int
     observations: list[PodObservation] = field(default_factory=list)
@@ -328,7 +325,7 @@ class PipelineTracker:
 
     def apply(self, snapshot: LogsSnapshot, now: float) -> Applied:
         """Fold one successful logs answer into the state; return the events it implies."""
-        events: list[Event] = []
+        events: list[Part] = []
         tail_errors: list[PodTailError] = []
         observations: list[PodObservation] = []
         seen: set[str] = set()
@@ -360,7 +357,7 @@ class PipelineTracker:
             events.extend(self._missing(seen, now))
         self.polls = min(self.polls + 1, COUNT_CAP)
         events.extend(self.flush_partials(now))
-        return Applied(events, tail_errors, len(observations), observations)
+        return Applied(EventBatch(events), tail_errors, len(observations), observations)
 
     def _missing(self, seen: set[str], now: float) -> list[Event]:
         """Count the absence of pods the answer left out; remove those gone long enough."""
@@ -418,7 +415,7 @@ class PipelineTracker:
 
     def _diff_pod(
         self, pod: str, state: PodState, logs: str, now: float, read: int, *, after_error: bool
-    ) -> tuple[list[Event], _Observed]:
+    ) -> tuple[list[Part], _Observed]:
         """The pod's events for this tail, and what the scheduler learns from it."""
         first_sight = state.tail is None
         terminated, open_text = pending.split_open(logs)
@@ -443,7 +440,7 @@ class PipelineTracker:
             if open_text is not None:  # being written at start: its final form is new, not this
                 state.pending = Pending(fingerprint(open_text), now, True, open_text)
             return [], _Observed(0, tail_lines, gap=False)
-        events: list[Event] = []
+        events: list[Part] = []
         reason = self._gap_reason(diff.gap, first_sight, window_before, tail_lines, pod)
         if restarted:
             reason = "restarted"
@@ -461,7 +458,7 @@ class PipelineTracker:
         events.extend(
             self.lines.events(
                 now, self.pipeline_id, pod, seq + 1, diff.new_lines, epoch=state.epoch
-            )
+            ).parts
         )
         state.seq = seq + len(diff.new_lines)
         self._hold_open(state, open_text, bool(diff.new_lines) or diff.gap, now)

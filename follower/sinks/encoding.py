@@ -15,9 +15,11 @@ appears in a part that was not hashed (event ids escape `%` as `%25`).
 A plain log event (no flag, no enrichment: nearly every event of a busy follower) is written
 from a template, without `to_wire()`'s dict: the fields it shares with the events before it
 (`ts`, `pipeline_id`, `pod` and the id's head) are JSON-encoded once per run of one pod's lines,
-then each line adds its `seq` and its JSON-encoded message. The bytes are those of
-`orjson.dumps(event.to_wire())`, field order and escaping included (a property test holds the
-two together); every other event, and a line over the limit, takes the general path.
+then each line adds its `seq` and its JSON-encoded message. A `LogRun` of a tracker's batch
+(follower/core/batch.py) is written so line by line from its text, without an event per line.
+The bytes are those of `orjson.dumps(event.to_wire())`, field order and escaping included (a
+property test holds the two together); every other event, and a line over the limit, takes the
+general path.
 
 Encoding a poll of 400,000 one-character lines at once held 1.8 GB (each small `orjson.dumps`
 result keeps a 4 KiB buffer), so a poll is encoded in pieces of at most `PIECE_EVENTS` events or
@@ -34,6 +36,7 @@ from typing import Final
 
 import orjson
 
+from follower.core.batch import EventBatch, LogRun
 from follower.core.events import Event, LogEvent
 from follower.core.model import (
     DEFAULT_MAX_LINE_BYTES,
@@ -98,48 +101,83 @@ def encode(events: Sequence[Event], max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
 
 
 def encoded_lines(events: Iterable[Event], max_line_bytes: int) -> Iterator[bytes]:
-    """Each event's JSON line (newline included), in order, each within the line limit.
+    """Each event's JSON line (newline included), in order, each within the line limit."""
+    for lines in _encoded(events, max_line_bytes):
+        yield from lines
 
-    The hot path: a plain log event of the same run as the one before (the same `ts`, pipeline,
-    pod and epoch objects, as `LineSettings.events` builds them) costs one `%` of the template
-    and one `orjson.dumps` of its message; the first of a run also encodes the run's head.
+
+def _encoded(events: Iterable[Event], max_line_bytes: int) -> Iterator[list[bytes]]:
+    """The events' JSON lines, in order, in lists: a `LogRun`'s lines in one, any other
+    event's line alone.
+
+    The hot path: a run (follower/core/batch.py) encodes its shared head once and costs one
+    `%` of the template and one `orjson.dumps` per line, without an event per line. A plain
+    log event (no optional field set) of the same pod, time and epoch as the one before shares
+    its head too.
     """
     limit = line_limit(max_line_bytes)
-    dumps, newline, template, log = _dumps, _NEWLINE, _LOG_LINE, LogEvent  # locals
-    ts: object = _NOTHING
-    pipeline_id = pod = epoch = ts
+    dumps, newline, template = _dumps, _NEWLINE, _LOG_LINE  # locals
+    shared: tuple[float, str, str, str | None] | None = None
     head = id_head = b""
-    for event in events:
-        if type(event) is log and not (
-            event.truncated or event.partial or event.level is not None
-            or event.line_ts is not None or event.fields is not None
-        ):  # a plain log event: its line is the template's
-            if (
-                event.pod is not pod or event.ts is not ts
-                or event.pipeline_id is not pipeline_id or event.epoch is not epoch
-            ):  # a new run: identity, not equality, is enough to know the head still holds
-                ts, pipeline_id, pod, epoch = event.ts, event.pipeline_id, event.pod, event.epoch
-                head, id_head = _log_head(event.ts, event.pipeline_id, event.pod, event.epoch)
+    parts = events.parts if isinstance(events, EventBatch) else events
+    for event in parts:
+        if isinstance(event, LogRun) or (isinstance(event, LogEvent) and _plain(event)):
+            key = (event.ts, event.pipeline_id, event.pod, event.epoch)
+            if key != shared:  # objects shared by a pod's events compare by identity at once
+                shared = key
+                head, id_head = _log_head(*key)
+            if isinstance(event, LogRun):
+                yield _run_lines(event, head, id_head, limit)
+                continue
             seq = event.seq
             line = template % (head, seq, dumps(event.message), id_head, seq)
         else:
             line = dumps(event.to_wire(), option=newline)
-        yield line if len(line) <= limit else fit(event.to_wire(), limit)
+        yield [line if len(line) <= limit else fit(event.to_wire(), limit)]
+
+
+def _plain(event: LogEvent) -> bool:
+    """Whether the template writes `event`: no optional field of its wire form is set."""
+    return not (
+        event.truncated or event.partial or event.level is not None
+        or event.line_ts is not None or event.fields is not None
+    )
+
+
+def _run_lines(run: LogRun, head: bytes, id_head: bytes, limit: int) -> list[bytes]:
+    """A run's lines from the template; those over the limit (a huge pod name) fitted."""
+    dumps, template = _dumps, _LOG_LINE
+    lines = [
+        template % (head, seq, dumps(message), id_head, seq)
+        for seq, message in enumerate(run.lines, start=run.first_seq)
+    ]
+    if max(map(len, lines), default=0) <= limit:
+        return lines
+    return [
+        line if len(line) <= limit else fit(event.to_wire(), limit)
+        for line, event in zip(lines, run, strict=True)
+    ]
 
 
 def pieces(events: Sequence[Event], max_line_bytes: int) -> Iterator[bytes]:
     """The JSON Lines of `events`, in order, in pieces of whole lines: at most `PIECE_EVENTS`
     events, and a piece ends once it holds `PIECE_BYTES`."""
-    lines: list[bytes] = []
+    piece: list[bytes] = []
     size = 0
-    for line in encoded_lines(events, max_line_bytes):
-        lines.append(line)
-        size += len(line)
-        if len(lines) >= PIECE_EVENTS or size >= PIECE_BYTES:
-            yield b"".join(lines)
-            lines, size = [], 0
-    if lines:
-        yield b"".join(lines)
+    for lines in _encoded(events, max_line_bytes):
+        total = sum(map(len, lines))
+        if len(piece) + len(lines) < PIECE_EVENTS and size + total < PIECE_BYTES:
+            piece += lines  # no line of them ends the piece: taken at once
+            size += total
+            continue
+        for line in lines:
+            piece.append(line)
+            size += len(line)
+            if len(piece) >= PIECE_EVENTS or size >= PIECE_BYTES:
+                yield b"".join(piece)
+                piece, size = [], 0
+    if piece:
+        yield b"".join(piece)
 
 
 # --- fitting an event into the limit -------------------------------------------------------------
