@@ -9,6 +9,7 @@ import operator
 import os
 import signal
 import tracemalloc
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,13 @@ from follower.core.events import (
     PodRemovedEvent,
     TailErrorEvent,
 )
-from follower.core.model import DEFAULT_MAX_LINE_BYTES, PIPELINE_ID_RE, JsonValue
+from follower.core.model import (
+    DEFAULT_MAX_LINE_BYTES,
+    PIPELINE_ID_RE,
+    JsonValue,
+    format_datetime,
+    format_ts,
+)
 from follower.sinks.encoding import MIN_EVENT_BYTES, encode_line, line_limit
 from follower.sinks.files import FileSink
 from follower.sinks.jsonlines import JsonLinesSink
@@ -187,3 +194,35 @@ def test_the_json_of_a_fitted_event_is_what_a_json_parser_reads() -> None:
     """A fitted line parses with the standard library too (no orjson-only form)."""
     event = PodAddedEvent(1.8e9, "pipe_a", '"\\\x00' * 20_000)
     assert json.loads(encode_line(event))["truncated"] is True
+
+
+# --- timestamps ----------------------------------------------------------------------------------
+
+
+def _datetime_ts(epoch_s: float) -> str:
+    """The `ts` text as formatted from a whole datetime (the formatting before the per-second
+    cache), or the name of the error it raises."""
+    try:
+        return format_datetime(datetime.fromtimestamp(epoch_s, tz=UTC))
+    except (ValueError, OverflowError, OSError) as exc:
+        return type(exc).__name__
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(-1e11, 3e11),
+    st.integers(-(10**6), 10**6).map(lambda n: n / 1000 + 0.0005),  # half a millisecond
+    st.integers(-(10**6), 10**6).map(lambda n: n / 1e6 + 5e-7),  # half a microsecond
+    st.sampled_from([0.9999995, 1764669600.9999995, 253402300799.9999995, -62135596800.5]),
+))
+def test_ts_is_the_text_of_the_rounded_datetime(epoch_s: float) -> None:
+    """`format_ts` formats each second once and adds the milliseconds itself: the text, or the
+    error, is the whole datetime's, rounding (half to even, carried into the next second, before
+    1970 too) and the ends of the calendar included."""
+    format_ts.cache_clear()
+    try:
+        text = format_ts(epoch_s)
+    except (ValueError, OverflowError, OSError) as exc:
+        text = type(exc).__name__
+    assert text == _datetime_ts(epoch_s)

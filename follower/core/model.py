@@ -6,6 +6,7 @@ The events themselves, one class per kind, are `follower.core.events`.
 from __future__ import annotations
 
 import functools
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -105,8 +106,32 @@ an earlier one among a thousand pipelines, and 256 entries of each held ~0.14 MB
 
 @functools.lru_cache(maxsize=_CACHED)  # every event of one poll shares its ts: format it once
 def format_ts(epoch_s: float) -> str:
-    """RFC 3339 UTC with milliseconds, the form Vector, Fluent Bit and Filebeat parse by default."""
-    return format_datetime(datetime.fromtimestamp(epoch_s, tz=UTC))
+    """RFC 3339 UTC with milliseconds, the form Vector, Fluent Bit and Filebeat parse by default.
+
+    Every poll has a ts of its own, and a datetime with seven formatted fields cost ~8 us of
+    it: the date and time up to the second are formatted once per second instead, and the
+    milliseconds taken from the microseconds `datetime.fromtimestamp` rounds to (half to even,
+    carried into the second), so the text is the same (a property test holds the two together).
+    """
+    fraction, whole = math.modf(epoch_s)
+    micros = round(fraction * 1e6)
+    if micros >= 1_000_000:
+        micros -= 1_000_000
+        whole += 1.0
+    elif micros < 0:
+        micros += 1_000_000
+        whole -= 1.0
+    return f"{_second(int(whole))}.{micros // 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=2)  # polls of one second share it; two spare a tick's turnover
+def _second(epoch_s: int) -> str:
+    """`YYYY-MM-DDTHH:MM:SS` (UTC) of a whole second."""
+    moment = datetime.fromtimestamp(epoch_s, tz=UTC)
+    return (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:"
+        f"{moment.minute:02d}:{moment.second:02d}"
+    )
 
 
 def format_datetime(moment: datetime) -> str:
