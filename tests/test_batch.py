@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from follower.core.batch import EventBatch, LogRun, count_kinds
+from follower.core.batch import EventBatch, LogRun, count_kinds, pipeline_ids
 from follower.core.enrich import EnrichSettings
 from follower.core.events import Event, GapEvent, LogEvent, PodAddedEvent
 from follower.core.tracker import LineSettings
@@ -84,6 +84,9 @@ def test_a_batch_reads_as_the_list_it_stands_for() -> None:
     assert bool(batch) and not EventBatch() and len(EventBatch([run, run])) == 4
     more = EventBatch([*batch.parts, added])
     assert count_kinds(more) == Counter({"log": 2, "gap": 1, "pod_added": 1})
+    assert list(pipeline_ids(more)) == [event.pipeline_id for event in more] == ["pipe_a"] * 4
+    assert list(pipeline_ids(EventBatch([LogRun(1.0, "pipe_b", "p", 1, ["x"], None), gap]))) == [
+        "pipe_b", "pipe_a"]
     with pytest.raises(TypeError):
         hash(batch)
     assert repr(batch).startswith("EventBatch([GapEvent(")

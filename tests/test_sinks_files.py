@@ -13,6 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from follower.core.batch import EventBatch, LogRun
 from follower.core.events import Event, GapEvent, LogEvent, PodAddedEvent
 from follower.errors import FileSinkError
 from follower.sinks import Sink
@@ -151,6 +152,23 @@ async def test_per_pipeline_layout_writes_one_file_per_pipeline(tmp_path: Path) 
     assert read_lines(rotation_order(tmp_path, f"{P1}.jsonl")) == encoded(first)
     assert read_lines(rotation_order(tmp_path, f"{P2}.jsonl")) == encoded(second)
     assert not (tmp_path / "events.jsonl").exists()
+
+
+async def test_per_pipeline_layout_routes_the_runs_of_a_batch(tmp_path: Path) -> None:
+    """A tracker's batch (runs of lines, not events) goes to the same files, line for line, as
+    its events one by one."""
+    batch = EventBatch([
+        PodAddedEvent(1.8e9, P1, POD),
+        LogRun(1.8e9, P1, POD, 1, [f"one {n}" for n in range(300)], "e1"),
+        LogRun(1.8e9, P2, POD, 7, [f"two {n}" for n in range(5)], "e2"),
+        LogEvent(1.8e9, P1, POD, 301, "after", epoch="e1"),
+    ])
+    target = sink(tmp_path, layout="per-pipeline", max_bytes=10**6)
+    await target.write(batch)
+    await target.aclose()
+    for pipeline_id in (P1, P2):
+        expected = encoded([event for event in batch if event.pipeline_id == pipeline_id])
+        assert read_lines([tmp_path / f"{pipeline_id}.jsonl"]) == expected
 
 
 async def test_reopen_after_an_external_rename_starts_a_new_file(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ Pure values: nothing here does I/O or reads a clock.
 
 from __future__ import annotations
 
+import itertools
 import operator
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -106,6 +107,18 @@ class EventBatch(Sequence[Event]):
 
 
 
+def pipeline_ids(events: Iterable[Event]) -> Iterator[str]:
+    """Each event's pipeline, in order: a batch's runs without building their events."""
+    if not isinstance(events, EventBatch):
+        yield from map(_PIPELINE_ID, events)
+        return
+    for part in events.parts:
+        if type(part) is LogRun:
+            yield from itertools.repeat(part.pipeline_id, len(part))
+        else:
+            yield part.pipeline_id
+
+
 def count_kinds(events: Iterable[Event]) -> Counter[str]:
     """How many events of each kind: a batch's runs counted without building their events."""
     if not isinstance(events, EventBatch):
@@ -117,3 +130,4 @@ def count_kinds(events: Iterable[Event]) -> Counter[str]:
 
 
 _KIND: Final = operator.attrgetter("kind")
+_PIPELINE_ID: Final = operator.attrgetter("pipeline_id")

@@ -41,6 +41,7 @@ import anyio
 import anyio.to_thread
 
 from follower.clock import Clock
+from follower.core.batch import pipeline_ids
 from follower.core.events import Event
 from follower.core.model import DEFAULT_MAX_LINE_BYTES, PIPELINE_ID_RE
 from follower.errors import FileSinkError, OutputFolderError
@@ -62,10 +63,11 @@ DEFAULT_FSYNC_INTERVAL_S: Final = 1.0
 _OPEN_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
 
 
-def file_name(event: Event, layout: Layout) -> str:
-    """The file `event` goes to: `events.jsonl`, or `<pipeline_id>.jsonl` per pipeline."""
-    if layout == "per-pipeline" and PIPELINE_ID_RE.fullmatch(event.pipeline_id):
-        return f"{event.pipeline_id}.jsonl"
+def file_name(pipeline_id: str, layout: Layout) -> str:
+    """The file an event of `pipeline_id` goes to: `events.jsonl`, or `<pipeline_id>.jsonl` per
+    pipeline."""
+    if layout == "per-pipeline" and PIPELINE_ID_RE.fullmatch(pipeline_id):
+        return f"{pipeline_id}.jsonl"
     return SINGLE_FILE  # an id the model never lets through would not become a path
 
 
@@ -278,8 +280,9 @@ class FileSink:
             )
             piece: dict[str, list[bytes]] = {}
             count = size = 0
-            for event, line in zip(events, encoded_lines(events, self._line_limit), strict=True):
-                piece.setdefault(file_name(event, self._layout), []).append(line)
+            lines = encoded_lines(events, self._line_limit)
+            for pipeline_id, line in zip(pipeline_ids(events), lines, strict=True):
+                piece.setdefault(file_name(pipeline_id, self._layout), []).append(line)
                 count, size = count + 1, size + len(line)
                 if count >= PIECE_EVENTS or size >= PIECE_BYTES:
                     await self._write_piece(piece, sync=False)
