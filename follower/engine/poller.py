@@ -281,6 +281,8 @@ class Poller:
         return max(0.0, at - now)
 
     def _tail_errors(self, followed: Followed, applied: Applied, decision: Decision) -> list[Event]:
+        if not applied.tail_errors:  # nearly every poll: spare working out the retry time
+            return []
         retry_in = self._retry_in(followed, self._clock.monotonic())
         wall = self._clock.wall()
         return [
