@@ -75,6 +75,7 @@ def test_a_batch_reads_as_the_list_it_stands_for() -> None:
         LogEvent(1.0, "pipe_a", "p", 6, "y", epoch="e"),
     ]
     assert batch == events and events == batch and batch == EventBatch(events)
+    assert batch != tuple(events)
     assert batch != events[:2] and batch != "not events"
     assert batch[1] == events[1] and batch[-1] == events[-1] and batch[1:] == events[1:]
     # `+` itself is tested here (the poller adds lists to a batch)

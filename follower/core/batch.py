@@ -89,7 +89,7 @@ class EventBatch(Sequence[Event]):
         return self._events[index]
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, EventBatch | list | tuple):
+        if isinstance(other, EventBatch | list):  # a list is not equal to a tuple either
             return len(self) == len(other) and list(self) == list(other)
         return NotImplemented
 
@@ -104,7 +104,6 @@ class EventBatch(Sequence[Event]):
 
     def __repr__(self) -> str:
         return f"EventBatch({list(self)!r})"
-
 
 
 def pipeline_ids(events: Iterable[Event]) -> Iterator[str]:

@@ -15,7 +15,12 @@ from follower.core.events import Event
 
 
 class Sink(Protocol):
-    """Where events go. `write` returns once the batch is handed to the OS (flushed)."""
+    """Where events go. `write` returns once the batch is handed to the OS (flushed).
+
+    A poll's batch is an `EventBatch` (follower/core/batch.py): iterating it gives every event,
+    a run of one pod's lines built as it is read; a sink that can write a run from its lines
+    reads its `parts` instead, as the JSON Lines encoder does.
+    """
 
     async def write(self, events: Sequence[Event]) -> None:
         """Write a batch of events, in order, and flush it."""
