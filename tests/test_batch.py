@@ -108,10 +108,12 @@ def test_a_run_whose_lines_exceed_the_limit_is_fitted_line_by_line() -> None:
     """A pod name so long that even a short line's event is over the limit: each of the run's
     lines is fitted (id hashed, name cut, `truncated`), as its event alone would be."""
     pod = "p" * 3000
-    batch = EventBatch([LogRun(1.0, "pipe_a", pod, 1, ["a", "b"], "e")])
+    count = PIECE_EVENTS + 3  # the run's second slice is fitted from its own first seq
+    batch = EventBatch([LogRun(1.0, "pipe_a", pod, 1, ["a", "b"] * count, "e")])
     written = encode(batch, 1024)
     assert written == encode(list(batch), 1024)
     lines = written.splitlines()
-    assert len(lines) == 2 and all(len(line) + 1 <= line_limit(1024) for line in lines)
-    assert [orjson.loads(line)["truncated"] for line in lines] == [True, True]
-    assert [orjson.loads(line)["seq"] for line in lines] == [1, 2]
+    assert len(lines) == 2 * count
+    assert all(len(line) + 1 <= line_limit(1024) for line in lines)
+    assert all(orjson.loads(line)["truncated"] is True for line in lines)
+    assert [orjson.loads(line)["seq"] for line in lines] == list(range(1, 2 * count + 1))

@@ -9,17 +9,20 @@ import operator
 import os
 import signal
 import tracemalloc
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import anyio
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_cli import follower
 from test_security import Scripted, serve, tails
 
+from follower.core.batch import EventBatch, LogRun
 from follower.core.events import (
     ApiErrorEvent,
     Event,
@@ -162,9 +165,13 @@ def test_a_line_cut_by_the_tracker_then_for_its_escapes_counts_every_byte_left_o
 # --- a poll of many lines: bounded memory --------------------------------------------------------
 
 
-def traced_peak_of_writing(count: int, sink_of: Any) -> int:
-    """Peak traced memory (bytes) of writing `count` one-character log lines as one poll."""
-    events: list[Event] = [LogEvent(1.8e9, "pipe_a", "p", seq, "x") for seq in range(1, count + 1)]
+def traced_peak_of_writing(count: int, sink_of: Any, *, as_run: bool) -> int:
+    """Peak traced memory (bytes) of writing `count` one-character log lines as one poll: as
+    many events, or (`as_run`) one `LogRun` of a batch, as the tracker hands them over."""
+    events: Sequence[Event] = (
+        EventBatch([LogRun(1.8e9, "pipe_a", "p", 1, ["x"] * count, None)]) if as_run
+        else [LogEvent(1.8e9, "pipe_a", "p", seq, "x") for seq in range(1, count + 1)]
+    )
     sink = sink_of()
     gc.collect()
     tracemalloc.start()
@@ -176,14 +183,18 @@ def traced_peak_of_writing(count: int, sink_of: Any) -> int:
         anyio.run(sink.aclose)
 
 
-def test_one_poll_of_many_lines_is_written_in_bounded_memory(tmp_path: Path) -> None:
+@pytest.mark.parametrize("as_run", [False, True], ids=["events", "run"])
+def test_one_poll_of_many_lines_is_written_in_bounded_memory(tmp_path: Path, as_run: bool) -> None:
     """Encoding and writing a 20,000-line poll takes no more memory than a 2,000-line one (a few
-    MB): the encodings are written piece by piece, never all held (they were 4 KiB each)."""
+    MB): the encodings are written piece by piece, never all held (they were 4 KiB each), also
+    when the lines come as one run."""
     devnull = open(os.devnull, "wb")  # noqa: SIM115 - closed below, shared by the runs
     try:
         for sink_of in (lambda: JsonLinesSink(devnull),
                         lambda: FileSink(tmp_path, clock=FakeClock(), fsync="never")):
-            small, large = (traced_peak_of_writing(n, sink_of) for n in (2_000, 20_000))
+            small, large = (
+                traced_peak_of_writing(n, sink_of, as_run=as_run) for n in (2_000, 20_000)
+            )
             assert large < 8 * 1024 * 1024, (small, large)
             assert large < 2 * small + 1024 * 1024, (small, large)
     finally:

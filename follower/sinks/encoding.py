@@ -126,8 +126,9 @@ def _encoded(events: Iterable[Event], max_line_bytes: int) -> Iterator[list[byte
             if key != shared:  # objects shared by a pod's events compare by identity at once
                 shared = key
                 head, id_head = _log_head(*key)
-            if isinstance(event, LogRun):
-                yield _run_lines(event, head, id_head, limit)
+            if isinstance(event, LogRun):  # in slices of a piece: a run can be 100,000 lines
+                for start in range(0, len(event.lines), PIECE_EVENTS):
+                    yield _run_lines(event, start, head, id_head, limit)
                 continue
             seq = event.seq
             line = template % (head, seq, dumps(event.message), id_head, seq)
@@ -144,18 +145,24 @@ def _plain(event: LogEvent) -> bool:
     )
 
 
-def _run_lines(run: LogRun, head: bytes, id_head: bytes, limit: int) -> list[bytes]:
-    """A run's lines from the template; those over the limit (a huge pod name) fitted."""
+def _run_lines(run: LogRun, start: int, head: bytes, id_head: bytes, limit: int) -> list[bytes]:
+    """The lines of a run from its line `start` on, at most `PIECE_EVENTS` of them, from the
+    template; those over the limit (a huge pod name) fitted."""
     dumps, template = _dumps, _LOG_LINE
+    messages = run.lines
+    if start or len(messages) > PIECE_EVENTS:
+        messages = messages[start : start + PIECE_EVENTS]
+    first = run.first_seq + start
     lines = [
         template % (head, seq, dumps(message), id_head, seq)
-        for seq, message in enumerate(run.lines, start=run.first_seq)
+        for seq, message in enumerate(messages, start=first)
     ]
     if max(map(len, lines), default=0) <= limit:
         return lines
+    events = LogRun(run.ts, run.pipeline_id, run.pod, first, messages, run.epoch)
     return [
         line if len(line) <= limit else fit(event.to_wire(), limit)
-        for line, event in zip(lines, run, strict=True)
+        for line, event in zip(lines, events, strict=True)
     ]
 
 
