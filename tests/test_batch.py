@@ -104,6 +104,16 @@ def test_a_run_longer_than_a_piece_is_cut_at_the_same_lines() -> None:
     assert [piece.count(b"\n") for piece in got] == [PIECE_EVENTS, PIECE_EVENTS, 8]
 
 
+def test_a_run_of_long_lines_is_cut_at_the_same_lines_as_its_events() -> None:
+    """A run whose text is too long to encode at once (lines of control characters, 6 bytes
+    each in JSON) is encoded in slices, and still written in the same pieces as its events."""
+    lines = ["\x01" * 10_000, "short", "\x01" * 9_999] * 20
+    batch = EventBatch([LogRun(1.0, "pipe_a", "p", 1, lines, "e")])
+    got = list(pieces(batch, 65_536))
+    assert got == list(pieces(list(batch), 65_536))
+    assert len(got) > 1 and sum(piece.count(b"\n") for piece in got) == len(lines)
+
+
 def test_a_run_whose_lines_exceed_the_limit_is_fitted_line_by_line() -> None:
     """A pod name so long that even a short line's event is over the limit: each of the run's
     lines is fitted (id hashed, name cut, `truncated`), as its event alone would be."""

@@ -51,6 +51,9 @@ PIECE_EVENTS: Final = 256
 """Events encoded and written at once: their encodings (~4 KiB each while separate) stay ~1 MB."""
 PIECE_BYTES: Final = 1 << 20
 """A piece ends once its lines reach this many bytes (long lines fill it before PIECE_EVENTS)."""
+_SLICE_CHARS: Final = PIECE_BYTES // 6
+"""A run's lines are encoded in slices of at most this many characters of text (a character
+takes at most 6 bytes of JSON, `\\u0001`), as well as of `PIECE_EVENTS` lines."""
 MIN_EVENT_BYTES: Final = 1024
 """The smallest line limit applied to a whole event: room for the fields no cut can shorten
 (`ts`, `event`, `pipeline_id`, a hashed id, numbers) and a marker per cut field."""
@@ -126,9 +129,9 @@ def _encoded(events: Iterable[Event], max_line_bytes: int) -> Iterator[list[byte
             if key != shared:  # objects shared by a pod's events compare by identity at once
                 shared = key
                 head, id_head = _log_head(*key)
-            if isinstance(event, LogRun):  # in slices of a piece: a run can be 100,000 lines
-                for start in range(0, len(event.lines), PIECE_EVENTS):
-                    yield _run_lines(event, start, head, id_head, limit)
+            if isinstance(event, LogRun):  # a run can be 100,000 lines: in slices of a piece
+                for start, stop in _slices(event.lines):
+                    yield _run_lines(event, start, stop, head=head, id_head=id_head, limit=limit)
                 continue
             seq = event.seq
             line = template % (head, seq, dumps(event.message), id_head, seq)
@@ -145,13 +148,32 @@ def _plain(event: LogEvent) -> bool:
     )
 
 
-def _run_lines(run: LogRun, start: int, head: bytes, id_head: bytes, limit: int) -> list[bytes]:
-    """The lines of a run from its line `start` on, at most `PIECE_EVENTS` of them, from the
-    template; those over the limit (a huge pod name) fitted."""
+def _slices(lines: Sequence[str]) -> Iterator[tuple[int, int]]:
+    """Where to cut a run's lines so that each slice's encodings stay about a piece: at most
+    `PIECE_EVENTS` lines and `_SLICE_CHARS` characters (nearly always one slice)."""
+    count = len(lines)
+    if count <= PIECE_EVENTS and sum(map(len, lines)) <= _SLICE_CHARS:
+        yield 0, count
+        return
+    start = size = 0
+    for index, line in enumerate(lines):
+        size += len(line)
+        if index + 1 - start >= PIECE_EVENTS or size >= _SLICE_CHARS:
+            yield start, index + 1
+            start, size = index + 1, 0
+    if start < count:
+        yield start, count
+
+
+def _run_lines(
+    run: LogRun, start: int, stop: int, *, head: bytes, id_head: bytes, limit: int
+) -> list[bytes]:
+    """The lines of a run from line `start` to `stop` from the template; those over the limit
+    (a huge pod name) fitted."""
     dumps, template = _dumps, _LOG_LINE
     messages = run.lines
-    if start or len(messages) > PIECE_EVENTS:
-        messages = messages[start : start + PIECE_EVENTS]
+    if start or stop < len(messages):
+        messages = messages[start:stop]
     first = run.first_seq + start
     lines = [
         template % (head, seq, dumps(message), id_head, seq)
