@@ -29,6 +29,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +88,15 @@ class Result:
 
 
 async def measure(case: Case, polls: int) -> Result:
-    """Serve `case` to a `follower run` process and measure it (see the module docstring)."""
+    """Serve `case` to a `follower run` process and measure it (see the module docstring).
+
+    The run has a state file of its own: in the default place, a run would restore the pods an
+    earlier run saw, whose names and tails these answers repeat, and emit nothing for them."""
+    with tempfile.TemporaryDirectory() as folder:
+        return await measure_with_state(case, polls, Path(folder) / "state.json")
+
+
+async def measure_with_state(case: Case, polls: int, state_file: Path) -> Result:
     served = 0
     answered = anyio.Event()
     bodies: dict[int, bytes] = {}
@@ -120,7 +129,8 @@ async def measure(case: Case, polls: int) -> Result:
                         str(ROOT)]))
         process = await anyio.open_process(
             [sys.executable, "-m", "follower", "run", "--base-url", base_url,
-             "--pipeline", "pipe_bench", "--interval", "1"],
+             "--pipeline", "pipe_bench", "--interval", "1",
+             "--state-file", str(state_file)],
             env=env, stderr=subprocess.DEVNULL, cwd="/",  # `-m` puts the cwd first on the path
         )
         process_box.append(process.pid)
