@@ -22,14 +22,8 @@ from follower.core.batch import EventBatch, Part
 from follower.core.enrich import EnrichSettings
 from follower.core.events import Event, GapEvent, LogEvent, PodAddedEvent
 from follower.core.tracker import LineSettings
-from follower.sinks.encoding import (
-    PIECE_BYTES,
-    PIECE_EVENTS,
-    encode_line,
-    fit,
-    line_limit,
-    pieces,
-)
+from follower.sinks.encoding import PIECE_BYTES, PIECE_EVENTS, encode_line, line_limit, pieces
+from follower.sinks.fitting import fit
 
 # --- the encoder as it was: orjson over to_wire(), fit() when over the limit -------------------
 
