@@ -218,3 +218,58 @@ def test_the_ceiling_must_be_positive() -> None:
         Ranking(0.0)
     with pytest.raises(ValueError, match="ceiling_s"):
         Ranking[str](60.0).reconfigure(-1.0)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.tuples(st.floats(1e-3, 1e4), st.floats(0.0, 50.0), st.integers(1, 1000)),
+    st.tuples(st.floats(1e-3, 1e4), st.floats(0.0, 50.0), st.integers(1, 1000)),
+    st.floats(50.0, 100.0),
+)
+def test_a_certificate_never_outlives_its_winner(
+    first: tuple[float, float, int], second: tuple[float, float, int], now: float
+) -> None:
+    """Up to the time the root's certificate names, the winner is the reference's: a certificate
+    promises the whole time until the margin-widened lines meet, never beyond the real crossing
+    (checked at the certificate, at the next float after it and around it)."""
+    tournament = RiskTournament()
+    plans = {}
+    for pid, (rate, last, window) in (("p0", first), ("p1", second)):
+        plans[pid] = PipelinePlan(last_poll=last, rate_lps=rate, window=window, samples=1)
+        tournament.add(pid, rate, last, window, now)
+    winner = tournament.best(now)
+    assert winner == most_at_risk(plans.items(), now)
+    until = tournament._until[1]
+    if math.isinf(until):
+        return
+    for at in (until, math.nextafter(until, -math.inf), (now + until) / 2):
+        if at >= now:
+            assert most_at_risk(plans.items(), at) == winner
+
+
+def test_a_crossing_is_looked_at_a_few_times_not_once_per_halving() -> None:
+    """Two risks that cross in 10 s, looked at every 10 ms: the pair is compared a handful of
+    times, not again at each halving of the time left (about log2(1,000) times)."""
+    tournament = RiskTournament()
+    plans = {
+        "old": PipelinePlan(last_poll=0.0, rate_lps=1.0, window=100, samples=1),
+        "fast": PipelinePlan(last_poll=10.0, rate_lps=3.0, window=100, samples=1),
+    }  # risks now / 100 and 3 (now - 10) / 100: they cross at 15
+    for pid, plan in plans.items():
+        assert plan.last_poll is not None and plan.window is not None
+        tournament.add(pid, plan.rate_lps, plan.last_poll, plan.window, 10.0)
+    computed = 0
+    recompute = tournament._recompute
+
+    def counting(node: int) -> bool:
+        nonlocal computed
+        computed += 1
+        return recompute(node)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tournament, "_recompute", counting)
+        for step in range(1, 1001):
+            now = 10.0 + step * 0.01
+            assert tournament.best(now) == most_at_risk(plans.items(), now)
+    assert most_at_risk(plans.items(), 20.0) == "fast"
+    assert computed <= 4
