@@ -30,6 +30,9 @@ rounding of the three float operations of a risk (about 4e-16), so a trusted ord
 SMALLEST: Final = 1e-300
 """Risks this close to zero are not trusted to keep their order (subnormal rounding)."""
 ROUNDING: Final = 4 * 2.0**-53
+_SHRINK: Final = 1 - MARGIN
+_WIDEN: Final = 1 + MARGIN
+_nextafter: Final = math.nextafter
 STALE_CERTIFICATES: Final = 2
 """Entries of the certificate heap per leaf before the stale ones are dropped: each costs ~100
 bytes (a tuple and a float), and dropping them is one pass over the nodes."""
@@ -166,16 +169,17 @@ class RiskTournament:
             return math.inf  # dominated: every risk operation rounds in the winner's favour
         now = self._now
         slope_w, slope_l = rate[winner] / window[winner], rate[loser] / window[loser]
-        gap = slope_w * (now - last_w) * (1 - MARGIN) - slope_l * (now - last_l) * (1 + MARGIN)
+        gap = slope_w * (now - last_w) * _SHRINK - slope_l * (now - last_l) * _WIDEN
         if gap <= SMALLEST:
             return now  # a near tie: compare again at the next later time
-        closing = slope_l * (1 + MARGIN) - slope_w * (1 - MARGIN) + ROUNDING * (slope_l + slope_w)
+        closing = slope_l * _WIDEN - slope_w * _SHRINK + ROUNDING * (slope_l + slope_w)
         if closing <= 0:
             return math.inf  # the gap only grows
         # The whole time until the widened lines meet: there the winner still leads by about
         # 2 MARGIN of its risk, millions of roundings. (Half of it, as before, made a crossing
         # pair be compared again at each halving of the time left: ten times per crossing.)
-        return max(now, math.nextafter(now + gap / closing, -math.inf))
+        until = _nextafter(now + gap / closing, -math.inf)
+        return until if until > now else now
 
     def _grow(self) -> None:
         """Double the leaves and rebuild every node at the current time."""

@@ -346,9 +346,11 @@ class Pool:
                 break
             waited = now - since
             found.append((heapq.heappop(starts), member))
+        if not found:  # nearly every pick: nothing has waited past the ceiling
+            return None
         for since, _ in found:
             heapq.heappush(starts, since)
-        return min((member for _, member in found), key=lambda m: m.pipeline_id, default=None)
+        return min((member for _, member in found), key=lambda m: m.pipeline_id)
 
     def _bucket_top(self, since: float, bucket: list[str]) -> Member | None:
         while bucket:
