@@ -562,10 +562,12 @@ def test_pods_table_behaves_as_a_dict(operations: list[tuple[str, str, int]]) ->
 
 
 def test_pods_table_copy_copies_each_state() -> None:
-    """An undo's copy shares no state with the table it was taken from."""
-    for names in (["a"], ["a", "b"]):
+    """An undo's copy shares no state with the table it was taken from, equals it, and holds a
+    lone pod without a dict as the table does."""
+    for names in ([], ["a"], ["a", "b"], ["a", "b", "c"]):
         pods = Pods((name, PodState(seq=1)) for name in names)
         copy = pods.copy()
+        assert copy == pods and (copy._many is None) == (len(names) < 2)
         for name in names:
             copy[name].seq = 2
             assert pods[name].seq == 1
