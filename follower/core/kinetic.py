@@ -176,8 +176,8 @@ class RiskTournament:
         if closing <= 0:
             return math.inf  # the gap only grows
         # The whole time until the widened lines meet: there the winner still leads by about
-        # 2 MARGIN of its risk, millions of roundings. (Half of it, as before, made a crossing
-        # pair be compared again at each halving of the time left: ten times per crossing.)
+        # 2 MARGIN of its risk, millions of roundings, and a pair whose risks cross is compared
+        # again once there, not at each halving of the time left.
         until = _nextafter(now + gap / closing, -math.inf)
         return until if until > now else now
 
