@@ -231,7 +231,7 @@ def test_a_certificate_never_outlives_its_winner(
 ) -> None:
     """Up to the time the root's certificate names, the winner is the reference's: a certificate
     promises the whole time until the margin-widened lines meet, never beyond the real crossing
-    (checked at the certificate, at the next float after it and around it)."""
+    (checked at the certificate, at the float before it and halfway to it)."""
     tournament = RiskTournament()
     plans = {}
     for pid, (rate, last, window) in (("p0", first), ("p1", second)):
