@@ -558,8 +558,10 @@ def main() -> int:
     print()
     print(f"  {'':44}{'follower':>12}{'floor':>12}")
     print(f"  {'CPU s per 1,000 polls':44}{f_per_poll * 1e3:12.3f}{b_per_poll * 1e3:12.3f}")
-    print(f"  {'CPU s per 100,000 emitted lines':44}"
-          f"{f_per_poll / lines_per_poll * 1e5:12.3f}{b_per_poll / lines_per_poll * 1e5:12.3f}")
+    if lines_per_poll:  # none with --new-per-poll 0 under --steady: the engine on its own
+        print(f"  {'CPU s per 100,000 emitted lines':44}"
+              f"{f_per_poll / lines_per_poll * 1e5:12.3f}"
+              f"{b_per_poll / lines_per_poll * 1e5:12.3f}")
     print(f"  {'polls per CPU second':44}{1 / f_per_poll:12,.0f}{1 / b_per_poll:12,.0f}")
     print(f"  {'lines emitted per poll':44}{lines_per_poll:12.1f}{'':>12}")
     print(f"  {'events per poll (all kinds)':44}{best_f.events / best_f.polls:12.1f}{'':>12}")
