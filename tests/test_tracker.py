@@ -595,3 +595,66 @@ def test_poll_count_stops_at_the_cap() -> None:
     # Not a first poll: a pod seen now has its whole tail emitted, as `since = "now"` says.
     events = summary(t.apply(snap(b="y\n"), 999.0).events)
     assert events == [("pod_added", "b"), ("log", "b", "1", "y")]
+
+
+RPC = "rpc error: code = Unavailable desc = connection refused (attempt {})"
+
+
+def test_lines_that_grow_from_a_tail_error_are_the_pods_output() -> None:
+    """A pod whose only output looks like a runtime error is taken for one while it is one line;
+    once the next answer adds lines after it, it was output all along: every line is emitted,
+    the first one included, and no gap."""
+    t = tracker()
+    first = t.apply(snap(a=RPC.format(1)), 1.0)
+    assert first.tail_errors and not finals(first.events)
+    events = t.apply(snap(a=f"{RPC.format(1)}\n{RPC.format(2)}\n"), 2.0).events
+    assert summary(events) == [("log", "a", "1", RPC.format(1)), ("log", "a", "2", RPC.format(2))]
+    lines = "\n".join(RPC.format(n) for n in (1, 2, 3)) + "\n"
+    assert summary(t.apply(snap(a=lines), 3.0).events) == [("log", "a", "3", RPC.format(3))]
+
+
+def test_error_like_lines_that_continue_the_tail_are_emitted_not_swallowed() -> None:
+    """Output lines that look like runtime errors and fill the window go on from the previous
+    tail: they are lines, not a tail error (no line lost, no gap, no backoff)."""
+    t = tracker()
+    t.apply(snap(a=f"n1\nn2\n{RPC.format(1)}\n"), 1.0)
+    applied = t.apply(snap(a=f"n2\n{RPC.format(1)}\n{RPC.format(2)}\n"), 2.0)
+    assert summary(applied.events) == [("log", "a", "4", RPC.format(2))]
+    rpcs = "\n".join(RPC.format(n) for n in (1, 2, 3)) + "\n"
+    applied = t.apply(snap(a=rpcs), 3.0)
+    assert summary(applied.events) == [("log", "a", "5", RPC.format(3))]
+    assert not applied.tail_errors and not applied.all_failing
+    back = t.apply(snap(a=f"{RPC.format(2)}\n{RPC.format(3)}\nrecovered\n"), 4.0).events
+    assert summary(back) == [("log", "a", "6", "recovered")]
+
+
+def test_a_runtime_error_after_output_is_still_a_tail_error() -> None:
+    """Error lines that do not go on from the previous tail (nor grow from a previous error)
+    are the runtime's answer, one line or several."""
+    t = tracker()
+    t.apply(snap(a="l1\nl2\n"), 1.0)
+    two = f"{RPC.format(1)}\n{RPC.format(2)}"
+    applied = t.apply(snap(a=two), 2.0)
+    assert applied.events == [] and [e.error for e in applied.tail_errors] == [two]
+    again = t.apply(snap(a=two), 3.0)
+    assert again.events == [] and [e.changed for e in again.tail_errors] == [False]
+
+
+def test_an_open_line_that_is_not_continued_is_a_gap() -> None:
+    """A line being written can only grow: when the line that completes it does not start with
+    what was seen of it, the output was rewritten (the pod restarted) and what was being written
+    is lost, so a gap says so before the new line."""
+    t = tracker()
+    t.apply(snap(a="a\nabc"), 1.0)
+    assert summary(t.apply(snap(a="a\nxyz\n"), 2.0).events) == [
+        ("gap", "a", "1", "restarted"), ("log", "a", "2", "xyz")
+    ]
+
+
+def test_an_open_line_ending_in_a_carriage_return_is_shown_without_it() -> None:
+    """CRLF output: the open segment "c\\r" is snapshotted as "c", as its final line will be,
+    and its completion is no gap."""
+    t = tracker()
+    t.apply(snap(a="a\r\nc\r"), 0.0)
+    assert partials(t.flush_partials(FLUSH)) == ["c"]
+    assert summary(t.apply(snap(a="a\r\nc\r\n"), FLUSH + 1).events) == [("log", "a", "2", "c")]

@@ -347,6 +347,8 @@ class PipelineTracker:
                 events.append(PodAddedEvent(now, self.pipeline_id, entry.pod))
             state.missing_since, state.missing_answers = None, 0
             error = self.matcher.match(entry.logs)
+            if error is not None and _is_output(state, entry.logs, error):
+                error = None
             if error is not None:
                 tail_errors.append(PodTailError(entry.pod, error, changed=error != state.error))
                 state.error = error
@@ -409,8 +411,10 @@ class PipelineTracker:
         if held is None or held.flushed or held.text is None:
             return []
         state.pending = Pending(held.digest, held.seen_at, True, held.text)
+        # As its final line will be: CRLF output loses the "\r" that ends a line.
+        text = held.text[:-1] if held.text.endswith("\r") else held.text
         event = self.lines.event(
-            now, self.pipeline_id, pod, state.seq + 1, held.text,
+            now, self.pipeline_id, pod, state.seq + 1, text,
             epoch=state.epoch, digest=held.digest,
         )
         return [event]
@@ -449,7 +453,7 @@ class PipelineTracker:
             return [], _Observed(0, tail_lines, gap=False)
         events: list[Part] = []
         reason = self._gap_reason(diff.gap, first_sight, window_before, tail_lines, pod)
-        if restarted:
+        if restarted or (reason is None and _rewritten(state.pending, diff.new_lines)):
             reason = "restarted"
         if not state.fresh and terminated:
             # Restored: the process that saved the tail may have numbered lines past it before it
@@ -492,6 +496,30 @@ class PipelineTracker:
         if first_sight and self.polls > 0 and 0 < window <= length:
             return "window_full"
         return None
+
+
+def _is_output(state: PodState, logs: str, error: str) -> bool:
+    """Whether `logs`, which reads as a runtime error, is the pod's own output after all: it grew
+    from the previous such answer by more lines, or it goes on from the previous tail. A runtime
+    error replaces the output, so it does neither; a program that prints error-like lines (a
+    gRPC client's `rpc error: ...`) does both, and its lines must not be lost."""
+    if state.error is not None and error.startswith(state.error + "\n"):
+        return True
+    terminated = pending.split_open(logs)[0]
+    if state.tail is None or not len(state.tail) or not terminated:
+        return False
+    diff = diff_logs(state.tail, terminated)
+    return not diff.gap and len(diff.state) > len(diff.new_lines)
+
+
+def _rewritten(held: Pending | None, new_lines: Sequence[str]) -> bool:
+    """Whether the line that was being written is not the one that completes it: a line only
+    grows, so the output was rewritten (the pod restarted) and what was being written is lost.
+    A final line has lost the one "\r" that ended it, its open segment not always."""
+    if held is None or held.text is None or not new_lines:
+        return False
+    line = new_lines[0]
+    return not (line.startswith(held.text) or (line + "\r").startswith(held.text))
 
 
 def _cannot_slide(diff: Diff, before: int, tail_lines: int, window: int) -> bool:
