@@ -181,6 +181,38 @@ async def test_sigkill_redelivery_keeps_the_ids_of_the_lines_it_repeats(tmp_path
     assert_ids_name_one_line(before + after)
 
 
+async def test_lines_of_a_pod_first_seen_after_the_last_checkpoint_keep_their_ids(
+    tmp_path: Path,
+) -> None:
+    """Killed before any checkpoint held the pod: the lines written again after the restart are
+    delivered under the ids they had before the crash (a new epoch gave them new ids, so a
+    consumer that drops by id kept both copies), and the lines after them go on in that epoch."""
+    state = tmp_path / "state.json"
+    config = tmp_path / "follower.toml"
+    config.write_text("checkpoint_interval_s = 600\n", encoding="utf-8")
+    answers = [{"p": "l1\nl2\n"}, {"p": "l1\nl2\nl3\n"}, {"p": "l1\nl2\nl3\nl4\n"}]
+    env = env_with(GOLDRUSH_SERVICE_KEY=KEY)
+    async with scripted(answers) as url:
+        args = run_args(url, [PIPE], "--state-file", str(state), "--config", str(config))
+        async with follower(*args, env=env) as run:
+            await run.wait_for('"event":"log"', count=3)
+            run.process.kill()
+            await run.exit_code()
+        before = run.events()
+        async with follower(*args, env=env) as run:
+            await run.wait_for('"message":"l4"')
+            run.process.send_signal(signal.SIGTERM)
+            assert await run.exit_code() == 0
+        after = run.events()
+    first = {e["message"]: e["id"] for e in logs_of(before)}
+    assert {"l1", "l2", "l3"} <= set(first)
+    again = {e["message"]: e["id"] for e in logs_of(after)}
+    assert {"l1", "l2", "l3", "l4"} <= set(first) | set(again)
+    assert all(first[message] == again[message] for message in set(first) & set(again))
+    assert not [e for e in after if e["event"] == "gap"]
+    assert_ids_name_one_line(before + after)
+
+
 async def test_a_plain_run_keeps_its_place_in_the_default_state_directory(
     tmp_path: Path,
 ) -> None:

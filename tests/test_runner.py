@@ -328,7 +328,7 @@ async def test_checkpoints_periodically_and_at_the_end() -> None:
     sink = MemorySink()
     saved: list[tuple[float, int, int]] = []
 
-    async def checkpointer(state: dict[str, Saved]) -> bool:
+    async def checkpointer(state: dict[str, Saved], mark: object) -> bool:
         written = [e.seq for e in sink.events if isinstance(e, LogEvent)]
         saved.append((clock.monotonic(), state[A].pods["p1"].seq, written[-1]))
         return True

@@ -658,3 +658,78 @@ def test_an_open_line_ending_in_a_carriage_return_is_shown_without_it() -> None:
     t.apply(snap(a="a\r\nc\r"), 0.0)
     assert partials(t.flush_partials(FLUSH)) == ["c"]
     assert summary(t.apply(snap(a="a\r\nc\r\n"), FLUSH + 1).events) == [("log", "a", "2", "c")]
+
+
+def journaled(t: PipelineTracker, logs: str, now: float) -> tuple[list[Event], dict[str, PodState]]:
+    """The events of one poll, and the pods it numbered anew (as the journal records them)."""
+    applied = t.apply(snap(a=logs), now)
+    return list(applied.events), dict(applied.numbered)
+
+
+def test_a_poll_that_numbers_a_pod_anew_says_so_and_a_steady_one_does_not() -> None:
+    """First sight (and a pod back after its removal, and a first real tail after a tail error)
+    numbers lines no earlier record can reproduce: the poll hands the pod's state over, with
+    `replay_from` at its first line; a poll that only goes on numbers nothing anew."""
+    t = tracker()
+    _, numbered = journaled(t, "l1\nl2\n", 1.0)
+    assert list(numbered) == ["a"] and numbered["a"].replay_from == 1
+    assert numbered["a"].epoch == t.pods["a"].epoch and numbered["a"].seq == 2
+    assert journaled(t, "l1\nl2\nl3\n", 2.0)[1] == {}
+    late = tracker()
+    late.apply(snap(a=NOT_FOUND), 1.0)
+    assert late.apply(snap(a=NOT_FOUND), 2.0).numbered == []
+    assert [(pod, s.replay_from) for pod, s in late.apply(snap(a="x\n"), 3.0).numbered] == [
+        ("a", 1)
+    ]
+
+
+def restored_from(record: PodState) -> PipelineTracker:
+    return PipelineTracker.restored(PIPE, "start", TailErrorMatcher(), {"a": record})
+
+
+def test_a_pod_restored_from_its_record_writes_its_lines_again_under_their_ids() -> None:
+    """Killed before a checkpoint held the pod: restored from the journal's record, the lines
+    numbered before the crash come again with the ids they had, and the numbering goes on."""
+    t = tracker()
+    crashed, numbered = journaled(t, "l1\nl2\n", 1.0)
+    crashed += t.apply(snap(a="l1\nl2\nl3\n"), 2.0).events
+    again = restored_from(numbered["a"]).apply(snap(a="l1\nl2\nl3\nl4\n"), 3.0).events
+    ids = {e.message: e.id for e in crashed if isinstance(e, LogEvent)}
+    assert summary(again) == [
+        ("log", "a", "1", "l1"), ("log", "a", "2", "l2"), ("log", "a", "3", "l3"),
+        ("log", "a", "4", "l4"),
+    ]
+    assert all(ids.get(e.message, e.id) == e.id for e in again if isinstance(e, LogEvent))
+
+
+def test_a_record_whose_lines_left_the_tail_counts_on_behind_a_gap_in_a_new_epoch() -> None:
+    """The pod wrote past the first lines numbered before the crash: they cannot be written
+    again under their ids, so the whole tail goes on in a new epoch behind a gap."""
+    t = tracker()
+    crashed, numbered = journaled(t, "l1\nl2\n", 1.0)
+    again = restored_from(numbered["a"]).apply(snap(a="l2\nl3\n"), 2.0).events
+    assert summary(again) == [
+        ("gap", "a", "2", "no_overlap"), ("log", "a", "3", "l2"), ("log", "a", "4", "l3")
+    ]
+    assert not {e.id for e in crashed} & {e.id for e in again}
+
+
+def test_a_record_that_lines_up_two_ways_counts_on_behind_a_gap_in_a_new_epoch() -> None:
+    """Repeated lines: with no one way to find the lines numbered before the crash, none of
+    them may be left out, so the whole tail comes again in a new epoch behind a gap."""
+    t = tracker()
+    crashed, numbered = journaled(t, "x\nx\n", 1.0)
+    again = restored_from(numbered["a"]).apply(snap(a="x\nx\nx\n"), 2.0).events
+    assert summary(again)[0] == ("gap", "a", "2", "no_overlap")
+    assert [e.message for e in again if isinstance(e, LogEvent)] == ["x", "x", "x"]
+    assert not {e.id for e in crashed} & {e.id for e in again}
+
+
+def test_a_restored_record_waits_for_a_tail_with_lines() -> None:
+    """An empty tail or only a line being written shows nothing of the record's lines: they are
+    written again at the first tail with terminated lines, not given up behind a gap."""
+    t = tracker()
+    _, numbered = journaled(t, "l1\nl2\n", 1.0)
+    after = restored_from(numbered["a"])
+    assert after.apply(snap(a=""), 2.0).events == []
+    assert finals(after.apply(snap(a="l1\nl2\nl3\n"), 3.0).events) == ["l1", "l2", "l3"]

@@ -135,7 +135,10 @@ class PodState:
 
     `epoch` names the space `seq` counts in; `fresh` says this process drew it (so no earlier
     process can have used its numbers). `pending` is the open last segment. `missing_since` and
-    `missing_answers` count how long the pod has been absent from the answers.
+    `missing_answers` count how long the pod has been absent from the answers. `replay_from`
+    (restored from the journal of new numberings, follower/engine/journal.py): the lines of
+    `tail` from this seq on were numbered but perhaps never written, so they are written again,
+    under the same ids, at the next poll that still shows them all (0: nothing to write again).
     """
 
     tail: TailState | None = None
@@ -146,12 +149,13 @@ class PodState:
     missing_since: float | None = None
     missing_answers: int = 0
     fresh: bool = False
+    replay_from: int = 0
 
     def copy(self) -> PodState:
         """A copy for a checkpoint or an undo (tails and pendings are immutable, so shared)."""
         return PodState(
             self.tail, self.seq, self.error, self.epoch, self.pending,
-            self.missing_since, self.missing_answers, self.fresh,
+            self.missing_since, self.missing_answers, self.fresh, self.replay_from,
         )
 
 
@@ -263,6 +267,11 @@ class Applied:
     pods_with_logs: int
     observations: list[PodObservation] = field(default_factory=list)
     """One per pod with real lines: what the scheduler learns of its rate and window."""
+    numbered: list[tuple[str, PodState]] = field(default_factory=list)
+    """Pods whose lines this poll numbers in a way no earlier record can reproduce (a new epoch,
+    or the first lines of a tail never seen), each with its state after the poll and
+    `replay_from` at its first line: to be made durable before the events are written (the
+    journal), so a crash before the next checkpoint cannot give those lines other ids."""
 
     @property
     def all_failing(self) -> bool:
@@ -335,6 +344,7 @@ class PipelineTracker:
         events: list[Part] = []
         tail_errors: list[PodTailError] = []
         observations: list[PodObservation] = []
+        numbered: list[tuple[str, PodState]] = []
         seen: set[str] = set()
         read = self._lines_per_pod(len(snapshot.pods))
         for entry in snapshot.pods:
@@ -342,9 +352,12 @@ class PipelineTracker:
                 continue
             seen.add(entry.pod)
             state = self.pods.get(entry.pod)
+            epoch, untailed, seq = None, True, 0
             if state is None:
                 state = self.pods[entry.pod] = PodState(epoch=self.new_epoch(), fresh=True)
                 events.append(PodAddedEvent(now, self.pipeline_id, entry.pod))
+            else:
+                epoch, untailed, seq = state.epoch, state.tail is None, state.seq
             state.missing_since, state.missing_answers = None, 0
             error = self.matcher.match(entry.logs)
             if error is not None and _is_output(state, entry.logs, error):
@@ -359,6 +372,10 @@ class PipelineTracker:
                 entry.pod, state, entry.logs, now, read, after_error=after_error
             )
             events.extend(pod_events)
+            if state.epoch != epoch or (untailed and state.tail is not None):
+                record = state.copy()
+                record.replay_from = seq + 1
+                numbered.append((entry.pod, record))
             observations.append(
                 PodObservation(observed.new_lines, observed.tail_lines, observed.gap, previous)
             )
@@ -366,7 +383,9 @@ class PipelineTracker:
             events.extend(self._missing(seen, now))
         self.polls = min(self.polls + 1, COUNT_CAP)
         events.extend(self.flush_partials(now))
-        return Applied(EventBatch(events), tail_errors, len(observations), observations)
+        return Applied(
+            EventBatch(events), tail_errors, len(observations), observations, numbered
+        )
 
     def _missing(self, seen: set[str], now: float) -> list[Event]:
         """Count the absence of pods the answer left out; remove those gone long enough."""
@@ -441,8 +460,14 @@ class PipelineTracker:
         )
         tail_lines = len(diff.state) if terminated else 0
         restarted = after_error and _cannot_slide(diff, before, tail_lines, window_before)
-        if restarted:
+        replay: list[str] | None = []
+        if state.replay_from and terminated and not restarted and not diff.gap:
+            replay = None if diff.ambiguous else _replayed(state, terminated, read, diff)
+        if restarted or replay is None:
+            # With lines numbered before a crash gone from the tail, or no one way to find them,
+            # the whole tail goes on behind a gap, in a new epoch (below).
             diff = Diff(split_lines(terminated)[-read:], True, diff.state)
+            replay = []
         slid = tail_lines < before + len(diff.new_lines)
         if state.tail is not None and not diff.gap and slid:
             self.window = max(self.window, tail_lines)  # lines dropped off the top: it slid
@@ -462,13 +487,14 @@ class PipelineTracker:
             # epoch. Either way, the numbers from here on are this process's own.
             if diff.gap or diff.ambiguous:
                 state.epoch = self.new_epoch()
-            state.fresh = True
+            state.fresh, state.replay_from = True, 0
         if reason is not None:
             events.append(GapEvent(now, self.pipeline_id, pod, state.seq, reason, state.epoch))
         seq = state.seq
+        lines = replay + diff.new_lines if replay else diff.new_lines
         events.extend(
             self.lines.events(
-                now, self.pipeline_id, pod, seq + 1, diff.new_lines, epoch=state.epoch
+                now, self.pipeline_id, pod, seq + 1 - len(replay), lines, epoch=state.epoch
             ).parts
         )
         state.seq = seq + len(diff.new_lines)
@@ -510,6 +536,18 @@ def _is_output(state: PodState, logs: str, error: str) -> bool:
         return False
     diff = diff_logs(state.tail, terminated)
     return not diff.gap and len(diff.state) > len(diff.new_lines)
+
+
+def _replayed(state: PodState, terminated: str, read: int, diff: Diff) -> list[str] | None:
+    """The restored tail's lines from `replay_from` on, as the new tail shows them (just before
+    its new lines), or None when some of them have left it."""
+    count = state.seq - state.replay_from + 1
+    if count <= 0:
+        return []
+    seen = len(diff.state) - len(diff.new_lines)
+    if count > seen:
+        return None
+    return split_lines(terminated)[-read:][seen - count : seen]
 
 
 def _rewritten(held: Pending | None, new_lines: Sequence[str]) -> bool:

@@ -7,7 +7,9 @@ base64, so a 200-line tail costs about 2 KiB) with the function that made them
 polled since), the open line being written (`pending`: its fingerprint, when it was first seen
 and whether a snapshot of it was written) and how long the pod has been missing from the answers.
 `plan` is what the scheduler learnt (line rate, window), so the first polls after a restart are
-planned from knowledge instead of a cold start.
+planned from knowledge instead of a cold start. A pod restored from the journal of new numberings
+(follower/engine/journal.py) and not polled since keeps its `replay_from`; `journal` says which of
+the journal's records the file already holds.
 
 Versions 1 and 2 (per pipeline, the pods only, without epochs) are still read. Version 1
 fingerprints are all BLAKE2b-64: such tails are marked legacy, and the differ compares the first
@@ -50,6 +52,8 @@ from follower.core.schedule import Learned
 from follower.core.tracker import PodState
 from follower.errors import StateFileError
 
+JournalMark = tuple[str, int]
+"""A journal's id and how many of its records (numbered from 1) a checkpoint holds."""
 STATE_VERSION: Final = 3
 READABLE_VERSIONS: Final = (1, 2, 3)
 XXH3 = "xxh3-64"
@@ -91,7 +95,8 @@ def _decode_tail(text: object, *, legacy: bool) -> TailState:
     return TailState.of(fingerprints, legacy)
 
 
-def _encode_pod(state: PodState) -> dict[str, object]:
+def encode_pod(state: PodState) -> dict[str, object]:
+    """A pod's state as the state file (and the journal) hold it."""
     entry: dict[str, object] = {
         "seq": state.seq, "epoch": state.epoch, "error": state.error, "tail": None
     }
@@ -105,6 +110,8 @@ def _encode_pod(state: PodState) -> dict[str, object]:
         }
     if state.missing_since is not None:
         entry["missing"] = {"since": state.missing_since, "answers": state.missing_answers}
+    if state.replay_from:
+        entry["replay_from"] = state.replay_from
     return entry
 
 
@@ -112,24 +119,33 @@ def _encode_plan(plan: Learned) -> dict[str, object]:
     return {"rate_lps": plan.rate_lps, "window": plan.window, "window_proven": plan.window_proven}
 
 
-def encode(pipelines: Mapping[str, Saved], now: float) -> bytes:
-    """The checkpoint bytes for `pipelines` (pods with no real tail yet keep only seq/error)."""
-    document = {
+def encode(
+    pipelines: Mapping[str, Saved], now: float, journal: JournalMark | None = None
+) -> bytes:
+    """The checkpoint bytes for `pipelines` (pods with no real tail yet keep only seq/error),
+    which hold the journal's records up to `journal`."""
+    document: dict[str, object] = {
         "version": STATE_VERSION,
         "written_at": format_ts(now),
         "pipelines": {
             pipeline_id: {
-                "pods": {pod: _encode_pod(state) for pod, state in saved.pods.items()},
+                "pods": {pod: encode_pod(state) for pod, state in saved.pods.items()},
                 "plan": None if saved.plan is None else _encode_plan(saved.plan),
             }
             for pipeline_id, saved in pipelines.items()
         },
     }
+    if journal is not None:
+        document["journal"] = {"id": journal[0], "covered": journal[1]}
     return orjson.dumps(document)
 
 
 def decode(raw: bytes, path: Path) -> dict[str, Saved]:
     """The pipelines saved in `raw`; StateFileError says what is wrong and where."""
+    return _decode_document(raw, path)[0]
+
+
+def _decode_document(raw: bytes, path: Path) -> tuple[dict[str, Saved], JournalMark | None]:
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -150,9 +166,19 @@ def decode(raw: bytes, path: Path) -> dict[str, Saved]:
         return {
             _checked_id(pipeline_id): _decode_pipeline(entry, pipeline_id, version)
             for pipeline_id, entry in pipelines.items()
-        }
+        }, _decode_mark(document.get("journal"))
     except ValueError as exc:
         raise StateFileError(path, str(exc)) from None
+
+
+def _decode_mark(entry: Any) -> JournalMark | None:
+    if entry is None:
+        return None
+    journal_id = entry.get("id") if isinstance(entry, dict) else None
+    covered = entry.get("covered") if isinstance(entry, dict) else None
+    if not isinstance(journal_id, str) or type(covered) is not int or covered < 0:
+        raise ValueError(f"journal: expected an id and a count of records, got {entry!r}")
+    return journal_id, covered
 
 
 def _checked_id(pipeline_id: str) -> str:
@@ -194,10 +220,11 @@ def _decode_pods(pods: Any, pipeline_id: str, version: int) -> PipelineState:
     if not isinstance(pods, dict):
         raise ValueError(f"pipelines.{pipeline_id}: expected an object of pods")
     where = f"pipelines.{pipeline_id}"
-    return {pod: _decode_pod(entry, f"{where}.{pod}", version) for pod, entry in pods.items()}
+    return {pod: decode_pod(entry, f"{where}.{pod}", version) for pod, entry in pods.items()}
 
 
-def _decode_pod(entry: Any, where: str, version: int) -> PodState:
+def decode_pod(entry: Any, where: str, version: int = STATE_VERSION) -> PodState:
+    """A pod's state from `encode_pod`'s form; ValueError names what is wrong at `where`."""
     if not isinstance(entry, dict):
         raise ValueError(f"{where}: expected an object")
     seq, error, tail = entry.get("seq"), entry.get("error"), entry.get("tail")
@@ -216,11 +243,15 @@ def _decode_pod(entry: Any, where: str, version: int) -> PodState:
     if epoch is not None and (not isinstance(epoch, str) or not epoch.isalnum()):
         raise ValueError(f"{where}.epoch: expected letters and digits or null, got {epoch!r}")
     missing = _decode_missing(entry.get("missing"), f"{where}.missing")
+    replay_from = entry.get("replay_from", 0)
+    if type(replay_from) is not int or not 0 <= replay_from <= seq + 1:
+        raise ValueError(f"{where}.replay_from: expected an integer from 0 to seq + 1")
     return PodState(
         tail=state, seq=seq, error=error, epoch=epoch,
         pending=_decode_pending(entry.get("pending"), f"{where}.pending"),
         missing_since=None if missing is None else missing[0],
         missing_answers=0 if missing is None else missing[1],
+        replay_from=replay_from,
     )
 
 
@@ -258,13 +289,20 @@ def _decode_missing(entry: Any, where: str) -> tuple[float, int] | None:
 
 def load(path: Path) -> dict[str, Saved] | None:
     """The saved state, or None when the file does not exist yet (first start)."""
+    loaded = load_marked(path)
+    return None if loaded is None else loaded[0]
+
+
+def load_marked(path: Path) -> tuple[dict[str, Saved], JournalMark | None] | None:
+    """The saved state and the journal records it holds (`encode`'s `journal`), or None when
+    the file does not exist yet."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise StateFileError(path, f"cannot be read: {exc.strerror}") from None
-    return decode(raw, path)
+    return _decode_document(raw, path)
 
 
 def _elsewhere(folder: Path) -> str:

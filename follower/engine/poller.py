@@ -37,6 +37,7 @@ from follower.core.model import LogsSnapshot, PipelineStatus, PodProblem
 from follower.core.pace import PaceMonitor
 from follower.core.schedule import PipelinePlan, ScheduleSettings
 from follower.core.tracker import Applied, PipelineTracker
+from follower.engine.journal import Journal
 from follower.engine.sources import Source
 from follower.errors import ApiError, AuthError, NetworkError, ThrottledError
 from follower.ops.metrics import Metrics
@@ -114,11 +115,14 @@ class Poller:
         reject_key: Callable[[Source], None] = lambda _: None,
         in_flight_limit: Callable[[], int] = lambda: 8,
         followed_count: Callable[[], int] = lambda: 1,
+        journal: Journal | None = None,
     ) -> None:
         """`reject_key` pauses a source whose key got a 401 (keys.py's; it sets the probe
         time, which the api_error event then reports as `retry_in_s`). `in_flight_limit`: the
         dispatcher's bound and `followed_count` the pipelines followed, for the diagnostic that says
-        the planned interval is not kept."""
+        the planned interval is not kept. `journal` records new numberings before their events
+        are written (with a state file)."""
+        self._journal = journal
         self._reject_key = reject_key
         self._in_flight_limit = in_flight_limit
         self._followed_count = followed_count
@@ -194,6 +198,9 @@ class Poller:
         async with self._commit:
             before = followed.tracker.memento()
             applied = followed.tracker.apply(snapshot, self._clock.wall())
+            if applied.numbered and not self._journaled(followed, applied):
+                followed.tracker.restore(before)  # asked again at its next turn
+                return Outcome(key_accepted=True)
             decision = followed.life.on_logs(
                 LogsOk(applied.all_failing, no_pods=not snapshot.pods),
                 self._clock.monotonic(),
@@ -213,6 +220,22 @@ class Poller:
                 raise
         self._log_transition(followed, decision)
         return Outcome(key_accepted=True)
+
+    def _journaled(self, followed: Followed, applied: Applied) -> bool:
+        """Record the poll's new numberings before its events are written (follower/engine/
+        journal.py); False when they cannot be (the events must not be written then)."""
+        if self._journal is None:
+            return True
+        try:
+            self._journal.append(followed.pipeline_id, applied.numbered)
+        except OSError as exc:
+            self._log.error(
+                "journal_failed", pipeline_id=followed.pipeline_id,
+                error=exc.strerror or str(exc),
+                hint="free space in the state file's folder; the poll is tried again",
+            )
+            return False
+        return True
 
     async def _poll_status(self, followed: Followed, sent_at: float) -> Outcome:
         try:

@@ -29,6 +29,7 @@ from follower.core.tail_errors import TailErrorMatcher
 from follower.engine.checkpoint import Saved
 from follower.engine.discovery_loop import Discoverer
 from follower.engine.dispatcher import Dispatcher
+from follower.engine.journal import Journal
 from follower.engine.keys import KeyWatch
 from follower.engine.parking import Parking
 from follower.engine.poller import Poller, PollStats
@@ -59,6 +60,7 @@ class Runner:
         restored: Mapping[str, Saved] | None = None,
         reset_state: bool = False,
         checkpointer: Checkpointer | None = None,
+        journal: Journal | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         names = [source.name for source in sources]
@@ -83,6 +85,7 @@ class Runner:
             reject_key=self._keys.reject,
             in_flight_limit=self._in_flight_limit,
             followed_count=self._followed_count,
+            journal=journal,
         )
         self._roster = Roster(
             clock=clock, settings=settings, matcher=matcher, commit=commit,
@@ -102,8 +105,8 @@ class Runner:
             self._roster, parking=self._parking, clock=clock, metrics=self.metrics,
             log=self._log, keys=self._keys,
         )
-        self._saver = StateSaver(self._roster, commit=commit, clock=clock,
-                                 parking=self._parking, checkpointer=checkpointer)
+        self._saver = StateSaver(self._roster, commit=commit, clock=clock, parking=self._parking,
+                                 checkpointer=checkpointer, journal=journal, log=self._log)
         self.metrics.checkpoint_age_from(self._saver.age)
         self._status = Status(roster=self._roster, sources=self._sources, keys=self._keys,
                               stats=self.stats, metrics=self.metrics, dispatcher=self._dispatcher)

@@ -11,6 +11,7 @@ import dataclasses
 import random
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
@@ -23,12 +24,12 @@ from follower.api.secret import ServiceKey, remember
 from follower.clock import Clock
 from follower.config import Config, SourceConfig, read_key_file
 from follower.core.tail_errors import TailErrorMatcher
-from follower.engine import checkpoint
+from follower.engine import checkpoint, journal
 from follower.engine.poller import PollStats
 from follower.engine.runner import Runner
 from follower.engine.settings import Checkpointer, RunSettings
 from follower.engine.sources import Source, SourceSettings
-from follower.errors import SinkClosedError
+from follower.errors import SinkClosedError, StateFileError
 from follower.ops.server import ops_server
 from follower.sinks import Sink
 from follower.sinks.files import FileSink
@@ -61,8 +62,8 @@ def state_file_checkpointer(config: Config, clock: Clock) -> Checkpointer | None
     if path is None:
         return None
 
-    async def save(state: dict[str, checkpoint.Saved]) -> bool:
-        data = checkpoint.encode(state, clock.wall())
+    async def save(state: dict[str, checkpoint.Saved], mark: checkpoint.JournalMark | None) -> bool:
+        data = checkpoint.encode(state, clock.wall(), mark)
         try:
             await anyio.to_thread.run_sync(checkpoint.save, path, data)
         except OSError as exc:  # disk full, folder gone: keep following, try again next time
@@ -221,16 +222,42 @@ async def follow(
                 hint="pass --state-file PATH (or set GOLDRUSH_STATE_FILE); until then a restart "
                 "emits the tails again",
             )
+        new_journal = None
         if config.state_file is not None:
             held.enter_context(
                 checkpoint.claimed(config.state_file, create_folder=config.state_file_default)
             )
             if not reset_state:
-                restored = checkpoint.load(config.state_file)
+                restored = _restore(config.state_file, clock)
+            new_journal = _open_journal(config.state_file)
+            held.callback(new_journal.close)
         return await _follow(
             config, sink=sink, clock=clock, stop=stop, rng=rng, restored=restored,
-            reset_state=reset_state, on_runner=on_runner,
+            reset_state=reset_state, on_runner=on_runner, new_journal=new_journal,
         )
+
+
+def _restore(path: Path, clock: Clock) -> dict[str, checkpoint.Saved] | None:
+    """The checkpoint with the journal's newer records laid over it. When there were such
+    records, the result is saved first: the journal this process starts replaces the old one."""
+    loaded = checkpoint.load_marked(path)
+    saved, mark = loaded if loaded is not None else (None, None)
+    restored, applied = journal.restore(saved, mark, journal.read(journal.journal_path(path)))
+    if applied and restored is not None:
+        try:
+            checkpoint.save(path, checkpoint.encode(restored, clock.wall()))
+        except OSError as exc:
+            raise StateFileError(path, f"cannot be written: {exc.strerror or exc}") from None
+    return restored
+
+
+def _open_journal(path: Path) -> journal.Journal:
+    try:
+        return journal.Journal(journal.journal_path(path))
+    except OSError as exc:
+        where = journal.journal_path(path)
+        raise StateFileError(path, f"its journal {str(where)!r} cannot be opened: "
+                             f"{exc.strerror or exc}") from None
 
 
 async def _follow(
@@ -243,6 +270,7 @@ async def _follow(
     restored: dict[str, checkpoint.Saved] | None,
     reset_state: bool,
     on_runner: Callable[[Runner], None] | None,
+    new_journal: journal.Journal | None,
 ) -> PollStats:
     session = create_session(user_agent=f"goldrush-follower/{__version__}")
     try:
@@ -260,6 +288,7 @@ async def _follow(
             restored=restored,
             reset_state=reset_state,
             checkpointer=state_file_checkpointer(config, clock),
+            journal=new_journal,
         )
         if on_runner is not None:
             on_runner(runner)

@@ -20,10 +20,11 @@ from follower.core.schedule import ScheduleSettings
 from follower.core.selection import Selection
 from follower.core.sharding import ShardSettings
 from follower.core.tracker import LineSettings, Since
-from follower.engine.checkpoint import Saved
+from follower.engine.checkpoint import JournalMark, Saved
 
-Checkpointer = Callable[[dict[str, Saved]], Awaitable[bool]]
-"""Saves a snapshot of every followed pipeline (see follower.engine.checkpoint); False: failed."""
+Checkpointer = Callable[[dict[str, Saved], JournalMark | None], Awaitable[bool]]
+"""Saves a snapshot of every followed pipeline, which holds the journal's records up to the mark
+(see follower.engine.checkpoint and follower.engine.journal); False: failed."""
 
 _HTTP: Final = HttpSettings()
 

@@ -6,9 +6,13 @@ covers an event that was not written; the file itself is follower/engine/checkpo
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
+import structlog
 
 from follower.clock import Clock
+from follower.engine.journal import Journal
 from follower.engine.parking import Parking
 from follower.engine.roster import Roster
 from follower.engine.settings import Checkpointer
@@ -27,12 +31,16 @@ class StateSaver:
         clock: Clock,
         parking: Parking,
         checkpointer: Checkpointer | None,
+        journal: Journal | None = None,
+        log: Any = None,
     ) -> None:
         self._roster = roster
         self._commit = commit
         self._clock = clock
         self._parking = parking
         self._checkpointer = checkpointer
+        self._journal = journal
+        self._log = log or structlog.get_logger("follower")
         self._saved_at: float | None = None
 
     @property
@@ -44,10 +52,19 @@ class StateSaver:
         """Save a snapshot taken between two commits (no-op without a checkpointer)."""
         if self._checkpointer is None:
             return
+        journal = self._journal
         async with self._commit:
             state = self._roster.snapshot()
-        if await self._checkpointer(state):
-            self._saved_at = self._clock.monotonic()
+            mark = None if journal is None else journal.mark()
+        if not await self._checkpointer(state, mark):
+            return
+        self._saved_at = self._clock.monotonic()
+        if journal is not None and mark is not None:
+            async with self._commit:  # no record is appended while the file is rewritten
+                try:
+                    journal.compact(mark)
+                except OSError as exc:  # the records stay: the next checkpoint drops them
+                    self._log.warning("journal_compaction_failed", error=exc.strerror or str(exc))
 
     async def every(self, interval_s: float) -> None:
         """Save every `interval_s` seconds, until cancelled."""
