@@ -75,6 +75,18 @@ class StateFileError(FollowerError):
         super().__init__(f"state file {str(path)!r} cannot be used: {reason}. {hint}")
 
 
+class CheckpointError(FollowerError):
+    """The state could not be saved when the run ended (the reason is logged as
+    checkpoint_failed): exit 1, so a supervisor does not take the stop for a checkpointed one.
+    The next start repeats, never loses, what was written since the last saved checkpoint."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the last checkpoint could not be saved (see checkpoint_failed): the next start "
+            "writes again the events written since the one before"
+        )
+
+
 class SinkError(FollowerError):
     """The output cannot take events any more; the run ends (exit 1) with the poll undone."""
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -330,3 +331,23 @@ async def test_sigkill_then_restart_loses_nothing(tmp_path: Path) -> None:
         if (p, pod, m) in repeated:  # only what was emitted after the last checkpoint
             assert isinstance(seq, int) and seq > saved[str(p)].pods[str(pod)].seq
     assert not [e for e in runs[1] if e["event"] == "gap"]
+
+
+async def test_sigterm_with_the_state_folder_gone_exits_1_naming_the_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """The last checkpoint cannot be saved (its folder was removed while running): the events
+    are out, but the exit is 1 with one line saying so, not 0 (a supervisor reads 0 as saved)."""
+    folder = tmp_path / "sd"
+    folder.mkdir()
+    async with served() as sim:
+        args = run_args(sim.base_url, sim.world.pipeline_ids[:1], "--state-file",
+                        str(folder / "state.json"))
+        async with follower(*args) as run:
+            await run.wait_for('"event":"log"')
+            shutil.rmtree(folder)
+            run.process.send_signal(signal.SIGTERM)
+            assert await run.exit_code() == 1
+    assert "checkpoint_failed" in "\n".join(run.stderr)
+    assert "follower: the last checkpoint could not be saved" in "\n".join(run.stderr)
+    assert "Traceback" not in run.everything()

@@ -19,7 +19,14 @@ from follower.engine.poller import PollStats
 from follower.engine.runner import Runner
 from follower.engine.settings import RunSettings
 from follower.engine.sources import Source, SourceSettings
-from follower.errors import ApiError, AuthError, NotFoundError, ServerError, ThrottledError
+from follower.errors import (
+    ApiError,
+    AuthError,
+    CheckpointError,
+    NotFoundError,
+    ServerError,
+    ThrottledError,
+)
 from follower.testing import FakeClock, MemorySink, advance_to, first_of, settle
 
 A = "pipe_a"
@@ -345,3 +352,25 @@ async def test_checkpoints_periodically_and_at_the_end() -> None:
     assert [at for at, _, _ in saved] == [2.0, 3.0]
     assert all(state_seq == written_seq for _, state_seq, written_seq in saved)
     assert saved[-1][1] == 4
+
+
+async def test_a_last_checkpoint_that_cannot_be_saved_ends_the_run_with_an_error() -> None:
+    """Stopped with the state file's folder gone: the events are written, but a supervisor
+    must not read exit 0 as 'checkpointed', so the run ends with CheckpointError (exit 1)."""
+    clock = FakeClock(start=0.0)
+    source = ScriptedSource(clock, {A: [logs(A, "1\n")]})
+    sink = MemorySink()
+
+    async def checkpointer(state: dict[str, Saved], mark: object) -> bool:
+        return False
+
+    runner = Runner(
+        sources=[Source(source, SourceSettings(pipelines=(A,)))], sink=sink, clock=clock,
+        settings=RunSettings(interval_s=1.0, checkpoint_interval_s=60.0),
+        matcher=TailErrorMatcher(), checkpointer=checkpointer,
+    )
+    with pytest.raises(ExceptionGroup) as raised:  # drive's task group wraps it
+        await drive(runner, clock, [1.0])
+    (error,) = raised.value.exceptions
+    assert isinstance(error, CheckpointError) and error.exit_code == 1
+    assert [e.message for e in sink.events if isinstance(e, LogEvent)] == ["1"]

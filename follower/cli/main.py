@@ -43,6 +43,7 @@ from follower.errors import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    CheckpointError,
     ConfigError,
     FollowerError,
     SinkClosedError,
@@ -222,6 +223,8 @@ def _follow_until_signalled(
             # Nothing can reach the reader any more; point stdout at /dev/null so the
             # interpreter's own flush at exit does not print a second, confusing BrokenPipeError.
             _silence_stdout()
+        if isinstance(error, CheckpointError):  # the one failure after which it does not
+            return _fail(error)
         return _fail(error, stopping="the checkpoint holds what was written")
     if stats is None:
         return EXIT_INTERRUPTED

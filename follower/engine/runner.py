@@ -38,6 +38,7 @@ from follower.engine.settings import Checkpointer, RunSettings
 from follower.engine.sources import Source, SourceSettings
 from follower.engine.state_saver import StateSaver
 from follower.engine.status import Status
+from follower.errors import CheckpointError
 from follower.ops.metrics import Metrics
 from follower.sinks import Sink
 
@@ -150,9 +151,10 @@ class Runner:
         learnt."""
         return self._roster.snapshot()
 
-    async def checkpoint(self) -> None:
-        """Save a snapshot taken between two commits (no-op without a checkpointer)."""
-        await self._saver.save()
+    async def checkpoint(self) -> bool:
+        """Save a snapshot taken between two commits (no-op without a checkpointer); False when
+        it could not be saved."""
+        return await self._saver.save()
 
     async def flush_partials(self, *, everything: bool = False) -> None:
         """Write the partial snapshots of open lines that are due (every one, at shutdown)."""
@@ -220,7 +222,7 @@ class Runner:
             mode="fixed" if self._settings.interval_s is not None else "adaptive",
         )
         self._status.running = True
-        clean = False
+        clean = saved = False
         try:
             async with anyio.create_task_group() as outer:
                 self._outer = outer
@@ -239,7 +241,7 @@ class Runner:
                     if clean:  # lines still being written reach the output as snapshots
                         await self.flush_partials(everything=True)
                 finally:
-                    await self.checkpoint()
+                    saved = await self.checkpoint()
             self._status.running = False
         self._log.info(
             "follower_stopped",
@@ -248,6 +250,8 @@ class Runner:
             status_polls=self.stats.status_polls,
             events=self.stats.events,
         )
+        if not saved:
+            raise CheckpointError
         return self.stats
 
     async def _shutdown_on(self, stop: anyio.Event) -> None:

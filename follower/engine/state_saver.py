@@ -48,16 +48,17 @@ class StateSaver:
         """False without a checkpointer (no state file)."""
         return self._checkpointer is not None
 
-    async def save(self) -> None:
-        """Save a snapshot taken between two commits (no-op without a checkpointer)."""
+    async def save(self) -> bool:
+        """Save a snapshot taken between two commits (no-op without a checkpointer); False when
+        it could not be saved."""
         if self._checkpointer is None:
-            return
+            return True
         journal = self._journal
         async with self._commit:
             state = self._roster.snapshot()
             mark = None if journal is None else journal.mark()
         if not await self._checkpointer(state, mark):
-            return
+            return False
         self._saved_at = self._clock.monotonic()
         if journal is not None and mark is not None:
             async with self._commit:  # no record is appended while the file is rewritten
@@ -65,6 +66,7 @@ class StateSaver:
                     journal.compact(mark)
                 except OSError as exc:  # the records stay: the next checkpoint drops them
                     self._log.warning("journal_compaction_failed", error=exc.strerror or str(exc))
+        return True
 
     async def every(self, interval_s: float) -> None:
         """Save every `interval_s` seconds, until cancelled."""
