@@ -71,6 +71,11 @@ def test_a_record_cut_short_by_a_crash_is_left_out_and_damage_elsewhere_is_an_er
     path.write_bytes(b'{"n": 1}\n')
     with pytest.raises(StateFileError, match="header"):
         journal.read(path)
+    record = orjson.loads(lines[1])
+    record["pipeline"] = "../etc"
+    path.write_bytes(b"\n".join([lines[0], orjson.dumps(record), b""]))
+    with pytest.raises(StateFileError, match="invalid pipeline id"):
+        journal.read(path)
     assert journal.read(tmp_path / "absent") == (None, [])
 
 

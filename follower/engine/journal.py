@@ -31,6 +31,7 @@ from typing import Final
 
 import orjson
 
+from follower.core.model import validate_pipeline_id
 from follower.core.tracker import PodState
 from follower.engine import checkpoint
 from follower.engine.checkpoint import JournalMark, Saved
@@ -87,6 +88,7 @@ def _record(entry: object, line: int) -> Record:
     number, pipeline_id, pod = entry.get("n"), entry.get("pipeline"), entry.get("pod")
     if type(number) is not int or not isinstance(pipeline_id, str) or not isinstance(pod, str):
         raise ValueError(f"{where}: expected a record number, a pipeline and a pod")
+    validate_pipeline_id(pipeline_id)  # the merged state is saved, and read back strictly
     return number, pipeline_id, pod, checkpoint.decode_pod(entry.get("state"), f"{where}.state")
 
 
