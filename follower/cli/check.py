@@ -52,6 +52,7 @@ from follower.errors import (
     StateFileError,
     ThrottledError,
 )
+from follower.sinks.terminal import printable
 
 DEFAULT_LOOK_S: Final = 5.0
 """Seconds between the two looks that measure the line rates (the scheduler's own probe)."""
@@ -72,12 +73,18 @@ class Finding:
 
 
 def render(findings: Sequence[Finding]) -> str:
-    """The report for people: `ok    name: detail`, `FAIL  name: detail` and its `fix:` line."""
+    """The report for people: `ok    name: detail`, `FAIL  name: detail` and its `fix:` line.
+
+    Details quote the API (pipeline and pod names, error messages), so every text goes through
+    the terminal view's `printable`, as `pipelines` and `tail` do: an escape sequence could
+    drive the terminal, and a newline would let the API forge a line of the report.
+    """
     lines: list[str] = []
     for finding in findings:
-        lines.append(f"{'ok' if finding.ok else 'FAIL':<5} {finding.check}: {finding.detail}")
+        status = "ok" if finding.ok else "FAIL"
+        lines.append(f"{status:<5} {printable(finding.check)}: {printable(finding.detail)}")
         if not finding.ok and finding.fix:
-            lines.append(f"      fix: {finding.fix}")
+            lines.append(f"      fix: {printable(finding.fix)}")
     passed = sum(finding.ok for finding in findings)
     failed = len(findings) - passed
     lines.append(
