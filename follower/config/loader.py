@@ -24,6 +24,7 @@ from follower.config.values import (
     check_selection,
     default_state_file,
     flatten,
+    key_flaw,
     read_key_file,
 )
 from follower.core.sharding import ordinal_from_hostname, validate_shard
@@ -102,6 +103,11 @@ def _read_key(
             return None, None
         return ServiceKey(text), path
     if inline.strip():
+        wrong = key_flaw(inline.strip())
+        if wrong is not None:
+            problems.append(f"{ENV_KEY}: the key holds {wrong} inside it; set {ENV_KEY} to the "
+                            "ServiceKey alone")
+            return None, None
         return ServiceKey(inline.strip()), None
     problems.append(
         f"{ENV_KEY}: no ServiceKey; export {ENV_KEY}=<key> or set {ENV_KEY_FILE} to a file "

@@ -172,6 +172,11 @@ def _read_key(
     if not text:
         problems.append(f"{where}.service_key_env: the variable {key_env} is not set or empty")
         return None
+    wrong = cv.key_flaw(text)
+    if wrong is not None:
+        problems.append(f"{where}.service_key_env: the variable {key_env} holds {wrong} inside "
+                        "the key; set it to the ServiceKey alone")
+        return None
     return ServiceKey(text)
 
 
