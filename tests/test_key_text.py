@@ -14,7 +14,7 @@ from harness import simulated
 from structlog.testing import capture_logs
 from test_cli import KEY, closed_port, env_with, follower, served
 
-from follower.api.secret import ServiceKey
+from follower.api.secret import MASK, ServiceKey
 from follower.simulator.world import SimSettings
 from follower.testing import MemorySink
 
@@ -93,3 +93,55 @@ async def test_a_key_file_turning_bad_at_runtime_keeps_the_key_in_use(tmp_path: 
     assert len(failed) == 1 and "control character" in failed[0]["error"]
     assert not sink.of_kind("api_error")
     assert len(sink.of_kind("log")) > logs_at[8] > logs_at[3]
+
+
+# --- the key pasted into another setting ---------------------------------------------------------
+
+PASTED = "cqt_SeCrEtKey42"
+"""The key, pasted where a URL, a pipeline id or a path belongs."""
+
+
+def leaks(text: str) -> bool:
+    """The key in any letter case (the masking finds it so)."""
+    return PASTED.casefold() in text.casefold()
+
+
+@pytest.mark.parametrize("where", ["GOLDRUSH_SERVICE_KEY", "GOLDRUSH_SERVICE_KEY_FILE"])
+@pytest.mark.parametrize(
+    ("route", "expected"),
+    [
+        ("check GOLDRUSH_BASE_URL", 2), ("run GOLDRUSH_BASE_URL", 2), ("run --pipeline", 2),
+        ("tail --base-url", 2), ("tail --source", 2), ("pipelines --base-url upper-cased", 2),
+        ("run base_url in the config file", 2), ("run GOLDRUSH_STATE_FILE", 2),
+        ("check GOLDRUSH_STATE_FILE", 1),
+    ],
+)
+async def test_the_key_pasted_into_another_setting_is_masked_in_the_error(
+    tmp_path: Path, where: str, route: str, expected: int
+) -> None:
+    """Each message about a setting the key was pasted into shows the mask in its place, for
+    every command, whichever variable holds the key."""
+    env = key_env(where, PASTED, tmp_path)
+    closed = f"http://127.0.0.1:{closed_port()}"
+    config = tmp_path / "follower.toml"
+    config.write_text(f'base_url = "{PASTED}"\n', encoding="utf-8")
+    args = {
+        "check GOLDRUSH_BASE_URL": ["check", "--no-state"],
+        "run GOLDRUSH_BASE_URL": ["run", "--pipeline", "pipe_a", "--no-state"],
+        "run --pipeline": ["run", "--pipeline", PASTED, "--base-url", closed],
+        "tail --base-url": ["tail", "pipe_a", "--base-url", PASTED],
+        "tail --source": ["tail", "pipe_a", "--source", PASTED, "--base-url", closed],
+        "pipelines --base-url upper-cased": ["pipelines", "--base-url", PASTED.upper()],
+        "run base_url in the config file": ["run", "--config", str(config), "--pipeline",
+                                            "pipe_a"],
+        "run GOLDRUSH_STATE_FILE": ["run", "--pipeline", "pipe_a", "--base-url", closed],
+        "check GOLDRUSH_STATE_FILE": ["check", "--base-url", closed, *LOOK],
+    }[route]
+    if "GOLDRUSH_BASE_URL" in route:
+        env["GOLDRUSH_BASE_URL"] = PASTED
+    if "GOLDRUSH_STATE_FILE" in route:
+        env["GOLDRUSH_STATE_FILE"] = str(tmp_path / "gone" / PASTED)
+    async with follower(*args, env=env) as run:
+        assert await run.exit_code(within_s=30) == expected, run.everything()
+    assert not leaks(run.everything()), run.everything()
+    assert MASK in run.everything()
