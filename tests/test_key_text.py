@@ -113,7 +113,8 @@ def leaks(text: str) -> bool:
         ("check GOLDRUSH_BASE_URL", 2), ("run GOLDRUSH_BASE_URL", 2), ("run --pipeline", 2),
         ("tail --base-url", 2), ("tail --source", 2), ("pipelines --base-url upper-cased", 2),
         ("run base_url in the config file", 2), ("run GOLDRUSH_STATE_FILE", 2),
-        ("check GOLDRUSH_STATE_FILE", 1),
+        ("check GOLDRUSH_STATE_FILE", 1), ("run usage: --interval", 2),
+        ("check usage: a stray argument", 2),
     ],
 )
 async def test_the_key_pasted_into_another_setting_is_masked_in_the_error(
@@ -136,6 +137,8 @@ async def test_the_key_pasted_into_another_setting_is_masked_in_the_error(
                                             "pipe_a"],
         "run GOLDRUSH_STATE_FILE": ["run", "--pipeline", "pipe_a", "--base-url", closed],
         "check GOLDRUSH_STATE_FILE": ["check", "--base-url", closed, *LOOK],
+        "run usage: --interval": ["run", "--pipeline", "pipe_a", "--interval", PASTED],
+        "check usage: a stray argument": ["check", PASTED.lower()],
     }[route]
     if "GOLDRUSH_BASE_URL" in route:
         env["GOLDRUSH_BASE_URL"] = PASTED
