@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar, Final, Protocol
 
+from follower.api.secret import redact_known
+
 EXIT_OK: Final = 0
 """Stopped cleanly: SIGTERM/SIGINT, or --duration elapsed."""
 EXIT_FAILURE: Final = 1
@@ -37,8 +39,12 @@ class FollowerError(Exception):
     exit_code: ClassVar[int] = EXIT_FAILURE
 
     def describe(self) -> str:
-        """The one line saying what went wrong (and what to do), for stderr."""
-        return str(self)
+        """The one line saying what went wrong (and what to do), for stderr.
+
+        Every key the process has read is masked in it: a message may quote a value the
+        operator pasted the key into (a state file path, a pipeline name given to `tail`).
+        """
+        return redact_known(str(self))
 
 
 class ConfigError(FollowerError):
@@ -108,7 +114,7 @@ class OutputFolderError(FileSinkError):
     exit_code = EXIT_START
 
     def describe(self) -> str:
-        return f"--output-dir: {self}"
+        return f"--output-dir: {super().describe()}"
 
 
 class UnknownPipelineError(FollowerError):

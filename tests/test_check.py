@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hostile import ROOT, failure, hostile_api, listing, logs, logs_path
 from test_cli import KEY, closed_port, env_with, follower, served
 
 from follower.cli.check import Finding, budget_finding, estimate_budget, render
@@ -101,6 +102,32 @@ async def test_invalid_configuration_exits_2_naming_each_problem() -> None:
     failed = lines_of(run.stdout, "FAIL")
     assert any("--interval" in line for line in failed)
     assert any("--base-url" in line and "ftp://x" in line for line in failed)
+
+
+FORGED = "\x1b]0;PWNED\x07\x1b[2J\nok    key: FAKE LINE\r"
+"""API text that sets the terminal's title, clears the screen and forges a line of the report."""
+
+
+async def test_api_text_is_escaped_and_forges_no_line() -> None:
+    """A pipeline name, a pod name and an error message holding ESC, BEL, CR and a newline:
+    `check` shows them escaped, as `pipelines` and `tail` do, so none reaches the terminal raw
+    and the API cannot add a line to the report."""
+    async with hostile_api() as api:
+        api.script(ROOT, listing([{"id": "pipe_a", "name": f"evil{FORGED}", "project": "p",
+                                   "status": "running"}]))
+        api.script(logs_path("pipe_a"), logs({f"pod{FORGED}": "one line\n"}),
+                   failure(500, f"boom{FORGED}"))
+        async with follower("check", "--base-url", api.base_url, "--no-state", *LOOK) as run:
+            assert await run.exit_code(within_s=30) == 1
+    text = "\n".join(run.stdout)
+    for raw in ("\x1b", "\x07", "\r"):
+        assert raw not in text
+    assert not any("FAKE LINE" in line and "evil" not in line and "pod" not in line
+                   and "boom" not in line for line in run.stdout)
+    assert "evil" in text and "pod" in text and "boom" in text  # shown, escaped
+    assert [line.split()[0] for line in run.stdout] == [
+        "ok", "ok", "ok", "ok", "ok", "FAIL", "fix:", "1"
+    ], text
 
 
 def test_estimate_extrapolates_the_sample_with_the_schedule_math() -> None:

@@ -30,6 +30,7 @@ from typing import Final
 
 from follower.api.client import PipelineApi, create_session
 from follower.api.listing import ListingTruncated, list_all
+from follower.api.secret import redact_known
 from follower.clock import Clock
 from follower.config import ENV_KEY, ENV_KEY_FILE, Config, SourceConfig
 from follower.config.values import DEFAULT_BASE_URL
@@ -52,6 +53,7 @@ from follower.errors import (
     StateFileError,
     ThrottledError,
 )
+from follower.sinks.terminal import printable
 
 DEFAULT_LOOK_S: Final = 5.0
 """Seconds between the two looks that measure the line rates (the scheduler's own probe)."""
@@ -72,18 +74,30 @@ class Finding:
 
 
 def render(findings: Sequence[Finding]) -> str:
-    """The report for people: `ok    name: detail`, `FAIL  name: detail` and its `fix:` line."""
+    """The report for people: `ok    name: detail`, `FAIL  name: detail` and its `fix:` line.
+
+    Details quote the API (pipeline and pod names, error messages), so every text goes through
+    the terminal view's `printable`, as `pipelines` and `tail` do: an escape sequence could
+    drive the terminal, and a newline would let the API forge a line of the report. They quote
+    the configuration too (the state file's path), where an operator may have pasted the key:
+    every key the process has read is masked.
+    """
     lines: list[str] = []
     for finding in findings:
-        lines.append(f"{'ok' if finding.ok else 'FAIL':<5} {finding.check}: {finding.detail}")
+        status = "ok" if finding.ok else "FAIL"
+        lines.append(f"{status:<5} {_shown(finding.check)}: {_shown(finding.detail)}")
         if not finding.ok and finding.fix:
-            lines.append(f"      fix: {finding.fix}")
+            lines.append(f"      fix: {_shown(finding.fix)}")
     passed = sum(finding.ok for finding in findings)
     failed = len(findings) - passed
     lines.append(
         "all checks passed" if failed == 0 else f"{failed} of {len(findings)} checks failed"
     )
     return "\n".join(lines)
+
+
+def _shown(text: str) -> str:
+    return printable(redact_known(text))
 
 
 def config_failure(problems: Sequence[str]) -> list[Finding]:

@@ -7,13 +7,23 @@ attribute, so `load_config` can name a bad value by the flag the user typed.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 from pathlib import Path
-from typing import Final
+from typing import Final, NoReturn
 
 from follower import __version__
+from follower.api.secret import masker
 from follower.api.settings import HttpSettings
 from follower.cli.check import DEFAULT_LOOK_S, DEFAULT_SAMPLE
-from follower.config import DEFAULT_BASE_URL, LOG_LEVELS, OUTPUT_KINDS
+from follower.config import (
+    DEFAULT_BASE_URL,
+    ENV_KEY,
+    ENV_KEY_FILE,
+    LOG_LEVELS,
+    OUTPUT_KINDS,
+    read_key_file,
+)
 from follower.core.budget import DEFAULT_REQUESTS_PER_S
 from follower.errors import ConfigError
 from follower.simulator.cli import add_simulate_arguments
@@ -24,9 +34,25 @@ SOURCE_HELP: Final = "with [[sources]] in --config: use this source's key and AP
     "top-level key, GOLDRUSH_SERVICE_KEY)"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors mask the ServiceKey: they quote the value they
+    refuse (`invalid float value: '...'`, `unrecognized arguments: ...`), and the key may be
+    what was pasted there. The configuration is not read yet, so the key is looked for where
+    the environment says it is; subcommands' parsers are of this class too (argparse makes
+    them of the parent's class)."""
+
+    def error(self, message: str) -> NoReturn:
+        values = [os.environ.get(ENV_KEY, "").strip()]
+        if os.environ.get(ENV_KEY_FILE):
+            # A bad key file is named once the configuration is read; here it masks nothing.
+            with contextlib.suppress(ValueError):
+                values.append(read_key_file(Path(os.environ[ENV_KEY_FILE])))
+        super().error(masker(*values)(message))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `follower` argument parser with its subcommands."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="follower",
         description="Follow the logs of GoldRush pipelines and emit only the new lines as JSON.",
     )

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from follower.api.secret import ServiceKey
+from follower.api.secret import ServiceKey, masker
 from follower.config import sources as config_sources
 from follower.config.keys import FIELDS, build_sections
 from follower.config.sources import DEFAULT_SOURCE
@@ -24,6 +24,7 @@ from follower.config.values import (
     check_selection,
     default_state_file,
     flatten,
+    key_flaw,
     read_key_file,
 )
 from follower.core.sharding import ordinal_from_hostname, validate_shard
@@ -102,6 +103,11 @@ def _read_key(
             return None, None
         return ServiceKey(text), path
     if inline.strip():
+        wrong = key_flaw(inline.strip())
+        if wrong is not None:
+            problems.append(f"{ENV_KEY}: the key holds {wrong} inside it; set {ENV_KEY} to the "
+                            "ServiceKey alone")
+            return None, None
         return ServiceKey(inline.strip()), None
     problems.append(
         f"{ENV_KEY}: no ServiceKey; export {ENV_KEY}=<key> or set {ENV_KEY_FILE} to a file "
@@ -198,19 +204,26 @@ def _finish(
     except ValueError as exc:
         problems.append(str(exc))
     extra: tuple[SourceConfig, ...] = ()
+    keys: list[ServiceKey] = []
     if sources is not None:
-        extra = config_sources.parse_sources(sources, config, env, problems, notes)
+        extra = config_sources.parse_sources(sources, config, env, problems, notes, read_keys=keys)
     key = None
     if top_level:
         key, key_file = _read_key(env, key_file, problems)
+        if key is not None:
+            keys.append(key)
     owners = [(DEFAULT_SOURCE, config.pipelines)] if top_level else []
     config_sources.check_no_overlap(owners + [(s.name, s.settings.pipelines) for s in extra],
                                     problems)
+    # A problem or a note quotes the value it is about, and an operator may have pasted the key
+    # into a setting (a URL, a pipeline id, a path): every key read is masked, in any letter
+    # case, before they leave, whichever command prints them.
+    mask = masker(*(read.reveal() for read in keys))
     if problems or (top_level and key is None):
-        raise ConfigError(problems)
+        raise ConfigError([mask(problem) for problem in problems])
     return dataclasses.replace(
         config, key=key, key_file=None if key is None else key_file, extra_sources=extra,
-        notices=tuple(notes),
+        notices=tuple(mask(note) for note in notes),
     )
 
 

@@ -75,16 +75,20 @@ def parse_sources(
     env: Mapping[str, str],
     problems: list[str],
     notes: list[str] | None = None,
+    *,
+    read_keys: list[ServiceKey] | None = None,
 ) -> tuple[SourceConfig, ...]:
     """The `[[sources]]` array of tables, checked, inheriting from the top level `top`; every
     problem goes to `problems`, and what was corrected (a base URL with the API path) to
-    `notes`."""
+    `notes`. Every key read goes to `read_keys`, a failed source's too, so that the problems can be
+    masked: a key pasted into another setting would be quoted there."""
     if not isinstance(raw, list) or not all(isinstance(table, dict) for table in raw):
         problems.append("sources: expected an array of tables ([[sources]]), one per key")
         return ()
     sources: list[SourceConfig] = []
     for index, table in enumerate(raw):
-        source = _parse_one(f"sources[{index}]", table, top, env, problems, notes=notes)
+        source = _parse_one(f"sources[{index}]", table, top, env, problems, notes=notes,
+                            read_keys=read_keys)
         if source is not None:
             sources.append(source)
     _check_distinct(sources, problems)
@@ -99,6 +103,7 @@ def _parse_one(
     problems: list[str],
     *,
     notes: list[str] | None = None,
+    read_keys: list[ServiceKey] | None = None,
 ) -> SourceConfig | None:
     values: dict[str, Any] = {}
     name = ""
@@ -127,6 +132,8 @@ def _parse_one(
                 problems.append(f"{where}.{dotted}: {exc}")
     key_file, key_env = values.pop("service_key_file", None), values.pop("service_key_env", None)
     key = _read_key(where, key_file, key_env, env, problems)
+    if key is not None and read_keys is not None:
+        read_keys.append(key)
     cv.check_selection(
         values, problems, prefix=f"{where}.", nothing="list pipelines or enable discovery"
     )
@@ -171,6 +178,11 @@ def _read_key(
     text = env.get(key_env or "", "").strip()
     if not text:
         problems.append(f"{where}.service_key_env: the variable {key_env} is not set or empty")
+        return None
+    wrong = cv.key_flaw(text)
+    if wrong is not None:
+        problems.append(f"{where}.service_key_env: the variable {key_env} holds {wrong} inside "
+                        "the key; set it to the ServiceKey alone")
         return None
     return ServiceKey(text)
 

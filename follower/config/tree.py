@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal, get_args
 
-from follower.api.secret import ServiceKey
+from follower.api.secret import ServiceKey, masker
 from follower.api.settings import HttpSettings
 from follower.config.values import DEFAULT_BASE_URL
 from follower.core.backoff import BackoffPolicy
@@ -160,4 +160,8 @@ def only_source(config: Config, name: str) -> Config:
                 budget=settings.budget, extra_sources=(),
             )
     names = ", ".join(repr(source.name) for source in config.sources) or "none"
-    raise ConfigError([f"--source: no source named {name!r}; the configuration has: {names}"])
+    # The name is quoted back, and may be a key pasted in the wrong place: mask every key.
+    mask = masker(*(source.key.reveal() for source in config.sources))
+    raise ConfigError(
+        [mask(f"--source: no source named {name!r}; the configuration has: {names}")]
+    )

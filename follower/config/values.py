@@ -182,18 +182,43 @@ def is_loopback(host: str) -> bool:
 
 
 def read_key_file(path: Path) -> str:
-    """The key held in `path`, stripped; ValueError names the file and what is wrong."""
+    """The key held in `path`, stripped; ValueError names the file, what is wrong and the fix."""
     try:
-        text = path.read_text(encoding="utf-8").strip()
+        # utf-8-sig: a byte order mark at the start (Notepad and PowerShell's Out-File write one)
+        # is an encoding marker, not part of the key; read as utf-8 it stayed at the key's
+        # front and every request was refused as if the key were revoked.
+        text = path.read_text(encoding="utf-8-sig").strip()
     except FileNotFoundError:
         raise ValueError(f"key file {str(path)!r} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"key file {str(path)!r} cannot be read: {exc}") from None
     if not text:
         raise ValueError(f"key file {str(path)!r} is empty")
-    if any(ch.isspace() for ch in text):
-        raise ValueError(f"key file {str(path)!r} holds whitespace inside the key")
+    wrong = key_flaw(text)
+    if wrong is not None:
+        raise ValueError(
+            f"key file {str(path)!r} holds {wrong} inside the key; write the ServiceKey alone "
+            "in the file (a line break at the end is fine)"
+        )
     return text
+
+
+def key_flaw(text: str) -> str | None:
+    """What in `text` (a key, stripped) no ServiceKey holds, or None: "whitespace", "a control
+    character" (invisible and format characters too) or "a character that is not ASCII".
+
+    The client sends the key in the Authorization header, which takes visible ASCII only, and
+    refuses any other key before a request; caught here, such a key is a bad configuration
+    (exit 2, naming where it came from) instead of what looks like a revoked key. The flaw is
+    named, never the character: the key is a secret.
+    """
+    if any(char.isspace() for char in text):
+        return "whitespace"
+    if not text.isprintable():
+        return "a control character"
+    if not text.isascii():
+        return "a character that is not ASCII"
+    return None
 
 
 def flatten(table: Mapping[str, Any], fields: Iterable[str], prefix: str = "") -> dict[str, Any]:
