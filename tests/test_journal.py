@@ -10,12 +10,11 @@ import orjson
 import pytest
 from test_runner import A, ScriptedSource, drive, logs
 
-from follower.clock import SystemClock
 from follower.core.differ import TailState
 from follower.core.events import Event, LogEvent
 from follower.core.tail_errors import TailErrorMatcher
 from follower.core.tracker import PodState
-from follower.engine import checkpoint, journal, service
+from follower.engine import checkpoint, journal
 from follower.engine.checkpoint import JournalMark, Saved
 from follower.engine.journal import Journal
 from follower.engine.runner import Runner
@@ -117,12 +116,12 @@ def test_a_start_after_a_crash_saves_the_records_before_replacing_the_journal(
     book = Journal(journal.journal_path(path))
     book.append(A, [("p2", state(2, 1))])
     book.close()
-    restored = service._restore(path, SystemClock())
+    restored = journal.restore_state(path, 1.8e9)
     assert restored is not None and restored[A].pods["p2"] == state(2, 1)
     assert checkpoint.load(path) == restored
-    service._open_journal(path).close()
+    journal.start(path).close()
     assert journal.read(journal.journal_path(path))[1] == []
-    assert service._restore(path, SystemClock()) == restored
+    assert journal.restore_state(path, 1.8e9) == restored
 
 
 class ReadingSink(MemorySink):

@@ -37,7 +37,7 @@ from follower.engine import checkpoint
 from follower.engine.checkpoint import JournalMark, Saved
 from follower.errors import StateFileError
 
-__all__ = ["Journal", "journal_path", "read", "restore"]
+__all__ = ["Journal", "journal_path", "read", "restore", "restore_state", "start"]
 
 _FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -113,6 +113,33 @@ def restore(
         pods[pod] = state
         pipelines[pipeline_id] = Saved(pods, before.plan if before is not None else None)
     return pipelines, len(fresh)
+
+
+def restore_state(state_file: Path, now: float) -> dict[str, Saved] | None:
+    """The checkpoint with the journal's records it does not hold laid over it. When there
+    were such records, the result is saved first: the journal `start` opens replaces the old."""
+    loaded = checkpoint.load_marked(state_file)
+    saved, mark = loaded if loaded is not None else (None, None)
+    restored, applied = restore(saved, mark, read(journal_path(state_file)))
+    if applied and restored is not None:
+        try:
+            checkpoint.save(state_file, checkpoint.encode(restored, now))
+        except OSError as exc:
+            raise StateFileError(
+                state_file, f"cannot be written: {exc.strerror or exc}"
+            ) from None
+    return restored
+
+
+def start(state_file: Path) -> Journal:
+    """This process's journal beside `state_file` (after `restore_state`, or a reset)."""
+    path = journal_path(state_file)
+    try:
+        return Journal(path)
+    except OSError as exc:
+        raise StateFileError(
+            state_file, f"its journal {str(path)!r} cannot be opened: {exc.strerror or exc}"
+        ) from None
 
 
 class Journal:

@@ -11,7 +11,6 @@ import dataclasses
 import random
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
@@ -29,7 +28,7 @@ from follower.engine.poller import PollStats
 from follower.engine.runner import Runner
 from follower.engine.settings import Checkpointer, RunSettings
 from follower.engine.sources import Source, SourceSettings
-from follower.errors import SinkClosedError, StateFileError
+from follower.errors import SinkClosedError
 from follower.ops.server import ops_server
 from follower.sinks import Sink
 from follower.sinks.files import FileSink
@@ -228,36 +227,14 @@ async def follow(
                 checkpoint.claimed(config.state_file, create_folder=config.state_file_default)
             )
             if not reset_state:
-                restored = _restore(config.state_file, clock)
-            new_journal = _open_journal(config.state_file)
+                restored = journal.restore_state(config.state_file, clock.wall())
+            new_journal = journal.start(config.state_file)
             held.callback(new_journal.close)
         return await _follow(
             config, sink=sink, clock=clock, stop=stop, rng=rng, restored=restored,
             reset_state=reset_state, on_runner=on_runner, new_journal=new_journal,
         )
 
-
-def _restore(path: Path, clock: Clock) -> dict[str, checkpoint.Saved] | None:
-    """The checkpoint with the journal's newer records laid over it. When there were such
-    records, the result is saved first: the journal this process starts replaces the old one."""
-    loaded = checkpoint.load_marked(path)
-    saved, mark = loaded if loaded is not None else (None, None)
-    restored, applied = journal.restore(saved, mark, journal.read(journal.journal_path(path)))
-    if applied and restored is not None:
-        try:
-            checkpoint.save(path, checkpoint.encode(restored, clock.wall()))
-        except OSError as exc:
-            raise StateFileError(path, f"cannot be written: {exc.strerror or exc}") from None
-    return restored
-
-
-def _open_journal(path: Path) -> journal.Journal:
-    try:
-        return journal.Journal(journal.journal_path(path))
-    except OSError as exc:
-        where = journal.journal_path(path)
-        raise StateFileError(path, f"its journal {str(where)!r} cannot be opened: "
-                             f"{exc.strerror or exc}") from None
 
 
 async def _follow(
