@@ -302,7 +302,10 @@ def _cmd_tail(ns: argparse.Namespace) -> int:
             raise ConfigError(["PIPELINE: name at least one pipeline (an id or exact name), "
                                "as an argument or with -p; `follower pipelines` lists them"])
         history = _history_lines(ns)
-        config = _people_config(ns, interval_s=ns.interval_s)
+        # No state file (as --no-state): `tail` shows each pod's recent history every time it
+        # starts, and must neither move `follower run`'s checkpoint (run would then skip the
+        # lines tail showed) nor be refused because a running `run` holds that file.
+        config = _people_config(ns, interval_s=ns.interval_s, state_file=False)
         include = _patterns(ns.include, "--include")
         exclude = _patterns(ns.exclude, "--exclude")
         pods = PodFilter(tuple(_patterns(ns.pod, "--pod")),

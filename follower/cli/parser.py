@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Follow pipelines (by id or exact name) and print their lines like stern. "
         "The key comes from GOLDRUSH_SERVICE_KEY or GOLDRUSH_SERVICE_KEY_FILE. Unlike "
         "`follower run` (which starts with every pod's whole tail), tail shows the last "
-        f"{DEFAULT_TAIL_LINES} lines of each pod first (--tail), then new lines.",
+        f"{DEFAULT_TAIL_LINES} lines of each pod first (--tail), then new lines. It keeps no "
+        "state: it never reads or moves the checkpoint of `follower run`, and can run beside it.",
     )
     tail.add_argument("pipeline_names", nargs="*", metavar="PIPELINE",
                       help="pipeline id or exact name")
