@@ -199,7 +199,8 @@ def _add_follow_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", type=Path, metavar="DIR",
                         help="folder of the event files (with --output file)")
     parser.add_argument("--listen", metavar="HOST:PORT",
-                        help="serve /metrics, /healthz and /readyz there (e.g. 127.0.0.1:9464)")
+                        help="serve /metrics, /healthz and /readyz there (e.g. 127.0.0.1:9464); "
+                        "an address that cannot be bound stops the start (exit 3)")
     parser.add_argument("--duration", type=float, default=0.0, help=argparse.SUPPRESS)
 
 
