@@ -1,6 +1,6 @@
 """`python -m follower` is the same as the `follower` console script."""
 
-from follower.cli.main import main
+from follower.cli.entry import main
 
 if __name__ == "__main__":
     main()

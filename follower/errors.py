@@ -24,7 +24,7 @@ EXIT_FAILURE: Final = 1
 EXIT_CONFIG: Final = 2
 """Invalid configuration or state file, reported before any request."""
 EXIT_START: Final = 3
-"""Could not start: the output folder cannot be used."""
+"""Could not start: the output folder cannot be used, or the ops server cannot listen."""
 EXIT_INTERRUPTED: Final = 130
 """A second SIGINT cut the shutdown short."""
 
@@ -115,6 +115,20 @@ class OutputFolderError(FileSinkError):
 
     def describe(self) -> str:
         return f"--output-dir: {super().describe()}"
+
+
+class ListenError(FollowerError):
+    """At start, the ops server cannot listen on `ops.listen` (`--listen`): the port is taken,
+    the address belongs to no interface of this machine, or the host name does not resolve."""
+
+    exit_code = EXIT_START
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        super().__init__(reason)
+
+    def describe(self) -> str:
+        return f"--listen (ops.listen) {self.address}: cannot serve there: {self}"
 
 
 class UnknownPipelineError(FollowerError):

@@ -206,3 +206,14 @@ def test_save_never_writes_through_a_planted_temporary(
     assert victim.read_bytes() == b"precious"
     assert (tmp_path / "state.json").read_bytes() == b"new"
     assert (tmp_path / ".state.json.tmp-guessed").is_symlink()
+
+
+def test_a_state_file_whose_folder_takes_no_lock_file_points_to_another_state_file() -> None:
+    """`--state-file /proc/version`: the lock file beside it cannot be created, which starting
+    afresh (--reset-state) cannot change; the hint is another --state-file, or --no-state."""
+    with pytest.raises(StateFileError) as refused, checkpoint.claimed(Path("/proc/version")):
+        pass
+    text = str(refused.value)
+    assert "its lock file '/proc/.version.lock' cannot be opened" in text
+    assert "--reset-state" not in text
+    assert "another --state-file" in text and "--no-state" in text

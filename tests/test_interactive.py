@@ -1,4 +1,5 @@
-"""`follower tail` and `follower pipelines` as people run them: piped, on a terminal, Ctrl-C."""
+"""`follower tail` and `follower pipelines` as people run them: piped, on a terminal, Ctrl-C,
+beside a `follower run`."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import os
 import pty
 import signal
 import sys
+from pathlib import Path
 
 import anyio
-from test_cli import KEY, env_with, follower, served
+from test_cli import KEY, env_with, follower, run_args, served
 
+from follower.simulator.world import SimSettings
 from follower.sinks.terminal import short_pod
 
 
@@ -109,3 +112,48 @@ async def test_pipelines_table_shows_phase_and_replicas() -> None:
     assert len(rows) == len(sim.world.pipeline_ids)
     assert all("RUNNING" in row and "2/2" in row for row in rows)
     assert {row.split()[0] for row in rows} == set(sim.world.pipeline_ids)
+
+
+UNIQUE = SimSettings(pipelines=1, pods=2, rate=20.0, window=200, line_style="unique")
+
+
+async def test_tail_leaves_the_default_state_file_to_run(tmp_path: Path) -> None:
+    """`follower tail` keeps no state: the lines it showed are not skipped by a later plain
+    `follower run` (same XDG state directory), which starts with every pod's whole tail."""
+    env = env_with(GOLDRUSH_SERVICE_KEY=KEY, XDG_STATE_HOME=str(tmp_path / "xdg"))
+    async with served(settings=UNIQUE) as sim:
+        pipeline_id = sim.world.pipeline_ids[0]
+        async with follower(
+            "tail", pipeline_id, "--base-url", sim.base_url, "-o", "json", "--interval", "0.2",
+            env=env,
+        ) as tailing:
+            await tailing.wait_for('"event":"log"', count=40)
+            tailing.process.send_signal(signal.SIGINT)
+            assert await tailing.exit_code() == 0
+        assert not (tmp_path / "xdg" / "goldrush-follower" / "state.json").exists()
+        async with follower(*run_args(sim.base_url, [pipeline_id]), env=env) as running:
+            await running.wait_for('"event":"log"', count=40)
+            running.process.send_signal(signal.SIGTERM)
+            assert await running.exit_code() == 0
+    shown = [(e["pod"], e["message"]) for e in tailing.events() if e["event"] == "log"]
+    emitted = {(e["pod"], e["message"]) for e in running.events() if e["event"] == "log"}
+    assert shown[:10] and set(shown[:10]) <= emitted  # tail's first look, still in the window
+
+
+async def test_tail_works_while_run_holds_the_default_state_file(tmp_path: Path) -> None:
+    """A `follower run` holding the default state file does not stop a `follower tail` of the
+    same pipeline, which needs no state file."""
+    env = env_with(GOLDRUSH_SERVICE_KEY=KEY, XDG_STATE_HOME=str(tmp_path / "xdg"))
+    async with served(settings=UNIQUE) as sim:
+        pipeline_id = sim.world.pipeline_ids[0]
+        async with follower(*run_args(sim.base_url, [pipeline_id]), env=env) as running:
+            await running.wait_for('"event":"log"')
+            async with follower(
+                "tail", pipeline_id, "--base-url", sim.base_url, "--interval", "0.2", env=env,
+            ) as tailing:
+                await tailing.wait_for(" | ", count=5)
+                tailing.process.send_signal(signal.SIGINT)
+                assert await tailing.exit_code() == 0
+            running.process.send_signal(signal.SIGTERM)
+            assert await running.exit_code() == 0
+    assert "state file" not in "\n".join(tailing.stderr)

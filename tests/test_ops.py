@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 
 import aiohttp
+import pytest
 from test_cli import KEY, follower, run_args, served
 
 from follower.simulator.app import CONTROL
@@ -54,3 +56,22 @@ async def test_listen_address_is_validated() -> None:
     async with follower("run", "--pipeline", "pipe_abc", "--listen", "nowhere") as run:
         assert await run.exit_code() == 2
     assert any("--listen: expected HOST:PORT" in line for line in run.stderr)
+
+
+@pytest.mark.parametrize("where", ["in use", "not on this machine"])
+async def test_a_listen_address_that_cannot_be_bound_exits_3_with_one_line(where: str) -> None:
+    """A --listen port already taken, or an address of no interface here: exit 3 (could not
+    start) with one line naming --listen and the reason, no traceback, no event."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        address = f"127.0.0.1:{port}" if where == "in use" else "192.0.2.1:9464"  # TEST-NET-1
+        async with served() as sim, follower(
+            *run_args(sim.base_url, sim.world.pipeline_ids[:1], "--listen", address)
+        ) as run:
+            assert await run.exit_code() == 3
+    assert "Traceback" not in run.everything()
+    plain = [line for line in run.stderr if line.startswith("follower: ")]
+    assert len(plain) == 1 and "--listen" in plain[0] and address in plain[0]
+    assert run.stdout == []

@@ -1,2 +1,3 @@
-"""The command line: `main` (logging, exit codes, the only sys.exit; `follower run`), `parser`
-(argparse), `interactive` (`tail`, `pipelines`), `check` and `demo`."""
+"""The command line: `entry` (the console script: the process's signals before and after a
+command), `main` (logging, exit codes; `follower run`), `parser` (argparse), `interactive`
+(`tail`, `pipelines`), `check` and `demo`."""

@@ -31,6 +31,7 @@ import structlog
 from follower.api.secret import remember
 from follower.cli.check import config_failure, render, run_checks
 from follower.cli.demo import demo
+from follower.cli.entry import hold_late_signals
 from follower.cli.interactive import PodFilter, pipeline_rows, tail
 from follower.cli.parser import DEFAULT_TAIL_LINES, FLAG_KEYS, build_parser, config_flags
 from follower.clock import SystemClock
@@ -71,19 +72,26 @@ async def _until_signalled(
     async def watch_signals(
         scope: anyio.CancelScope, *, task_status: anyio.abc.TaskStatus[None]
     ) -> None:
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-            task_status.started()  # handlers are installed before the body runs
-            async for signum in signals:
-                if signum == signal.SIGHUP:
-                    log.info("reload_requested", signal="SIGHUP")
-                    if on_hangup is not None:
-                        await on_hangup()
-                elif not stop.is_set():
-                    log.info("shutdown_requested", signal=signal.Signals(signum).name)
-                    stop.set()
-                elif signum == signal.SIGINT:
-                    log.warning("shutdown_forced", signal="SIGINT")
-                    scope.cancel()
+        try:
+            with anyio.open_signal_receiver(
+                signal.SIGTERM, signal.SIGINT, signal.SIGHUP
+            ) as signals:
+                task_status.started()  # handlers are installed before the body runs
+                async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        log.info("reload_requested", signal="SIGHUP")
+                        if on_hangup is not None:
+                            await on_hangup()
+                    elif not stop.is_set():
+                        log.info("shutdown_requested", signal=signal.Signals(signum).name)
+                        stop.set()
+                    elif signum == signal.SIGINT:
+                        log.warning("shutdown_forced", signal="SIGINT")
+                        scope.cancel()
+        finally:
+            # Leaving the receiver put back Python's defaults, under which a SIGINT while the
+            # process winds down would raise anywhere and a SIGTERM would kill it.
+            hold_late_signals()
 
     async def stop_after(seconds: float) -> None:
         await SystemClock().sleep(seconds)
@@ -305,7 +313,10 @@ def _cmd_tail(ns: argparse.Namespace) -> int:
             raise ConfigError(["PIPELINE: name at least one pipeline (an id or exact name), "
                                "as an argument or with -p; `follower pipelines` lists them"])
         history = _history_lines(ns)
-        config = _people_config(ns, interval_s=ns.interval_s)
+        # No state file (as --no-state): `tail` shows each pod's recent history every time it
+        # starts, and must neither move `follower run`'s checkpoint (run would then skip the
+        # lines tail showed) nor be refused because a running `run` holds that file.
+        config = _people_config(ns, interval_s=ns.interval_s, state_file=False)
         include = _patterns(ns.include, "--include")
         exclude = _patterns(ns.exclude, "--exclude")
         pods = PodFilter(tuple(_patterns(ns.pod, "--pod")),
@@ -388,11 +399,17 @@ COMMANDS: Final = {
 }
 
 
-def main(argv: Sequence[str] | None = None) -> NoReturn:
-    """Entry point of the `follower` console script."""
-    ns = build_parser().parse_args(argv)
+def run(argv: Sequence[str] | None = None) -> int:
+    """Parse `argv` and run its command; the exit code. The process's signals outside the
+    command's handlers are `follower.cli.entry`'s."""
     try:
-        code = COMMANDS[ns.command](ns)
+        ns = build_parser().parse_args(argv)
+        return COMMANDS[ns.command](ns)
     except KeyboardInterrupt:  # SIGINT before the handlers were installed or after they left
-        code = EXIT_INTERRUPTED
-    sys.exit(code)
+        return EXIT_INTERRUPTED
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Run the command of `argv` in this process and exit with its code (what tests call); the
+    console script is `follower.cli.entry.main`, which also owns the process's signals."""
+    sys.exit(run(argv))

@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Follow pipelines (by id or exact name) and print their lines like stern. "
         "The key comes from GOLDRUSH_SERVICE_KEY or GOLDRUSH_SERVICE_KEY_FILE. Unlike "
         "`follower run` (which starts with every pod's whole tail), tail shows the last "
-        f"{DEFAULT_TAIL_LINES} lines of each pod first (--tail), then new lines.",
+        f"{DEFAULT_TAIL_LINES} lines of each pod first (--tail), then new lines. It keeps no "
+        "state: it never reads or moves the checkpoint of `follower run`, and can run beside it.",
     )
     tail.add_argument("pipeline_names", nargs="*", metavar="PIPELINE",
                       help="pipeline id or exact name")
@@ -224,7 +225,8 @@ def _add_follow_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", type=Path, metavar="DIR",
                         help="folder of the event files (with --output file)")
     parser.add_argument("--listen", metavar="HOST:PORT",
-                        help="serve /metrics, /healthz and /readyz there (e.g. 127.0.0.1:9464)")
+                        help="serve /metrics, /healthz and /readyz there (e.g. 127.0.0.1:9464); "
+                        "an address that cannot be bound stops the start (exit 3)")
     parser.add_argument("--duration", type=float, default=0.0, help=argparse.SUPPRESS)
 
 

@@ -337,7 +337,12 @@ def claimed(path: Path, *, create_folder: bool = False) -> Iterator[None]:
     try:
         descriptor = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError as exc:
-        raise StateFileError(path, f"its lock file cannot be opened: {exc.strerror}") from None
+        # Starting afresh (--reset-state) would meet the same folder: only another place helps.
+        raise StateFileError(
+            path, f"its lock file {str(lock)!r} cannot be opened: {exc.strerror}",
+            "Choose another --state-file in a folder that takes new files (or --no-state to run "
+            "without one)",
+        ) from None
     try:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)

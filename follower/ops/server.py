@@ -8,12 +8,15 @@ accepted, which is what a Kubernetes readiness probe or a rollout should wait fo
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Protocol
 
 from aiohttp import web
 
+from follower.errors import ListenError
 from follower.ops.metrics import Metrics
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -62,13 +65,31 @@ def create_ops_app(observed: Observed) -> web.Application:
 
 @asynccontextmanager
 async def ops_server(observed: Observed, host: str, port: int) -> AsyncIterator[str]:
-    """Serve the ops endpoints on host:port while the block runs; yields the base URL."""
+    """Serve the ops endpoints on host:port while the block runs; yields the base URL.
+
+    An address that cannot be bound raises `ListenError` (exit 3, one line): a taken port or a
+    mistyped address is the operator's to fix, not a crash to report with a traceback.
+    """
     runner = web.AppRunner(create_ops_app(observed), access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # EADDRINUSE, EADDRNOTAVAIL, EACCES, gaierror (a name unknown)
+            raise ListenError(host, port, _reason(exc)) from None
         display = f"[{host}]" if ":" in host else host
         yield f"http://{display}:{site.port}"  # the bound port, also when 0 was asked
     finally:
         await runner.cleanup()
+
+
+def _reason(exc: OSError) -> str:
+    """The operating system's words for a failed bind: asyncio wraps a bind error in a sentence
+    that repeats the address, so the errno's own text is shorter; a resolver error's errno is
+    not an OS errno, its `strerror` says it."""
+    if exc.errno is not None and exc.errno > 0 and not isinstance(exc, socket.gaierror):
+        text = os.strerror(exc.errno)
+    else:
+        text = exc.strerror or str(exc)
+    return text[:1].lower() + text[1:]
