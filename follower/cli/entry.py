@@ -50,7 +50,7 @@ def _exit_early(signum: int, frame: FrameType | None) -> None:
     checkpoint), so `os._exit` is exact; raising instead would reach whatever code is running,
     where it can turn into another error (an exception raised in a class's `__set_name__` while
     a module imports becomes a RuntimeError) or, caught, still end the process by SIGINT at exit
-    (CPython 3.11 records a KeyboardInterrupt that ends code run by `exec()` of a string as
+    (CPython 3.11 records a KeyboardInterrupt that ends code run from a string (runpy) as
     unhandled even once it is caught).
     """
     os._exit(EXIT_OK if signum == signal.SIGTERM else EXIT_INTERRUPTED)
