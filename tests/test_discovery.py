@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from follower.api.listing import ListingTruncated, list_all, page_sizes
+from follower.api.listing import ListingTruncated, ListingUnsure, list_all, page_sizes
 from follower.core.model import PipelineInfo, PipelinePage
 from follower.core.selection import Selection, changes, followed_ids
 from follower.errors import ServerError, UnexpectedStatusError
@@ -229,3 +229,26 @@ async def test_other_statuses_and_a_refusal_without_page_size_propagate() -> Non
     with pytest.raises(UnexpectedStatusError):
         await list_all(always_400)
     assert page_sizes(1) == [1, None]
+
+
+@pytest.mark.parametrize(
+    "pages",
+    [
+        # page 2 repeats page 1 (the list shifted between the two requests) and says more
+        [page(range(2), True, 5), page(range(2), True, 5)],
+        # an empty page while total_count says 5
+        [page(range(2), None, 5), page([], None, 5)],
+        # an empty page that says has_more
+        [page(range(2), True), page([], True)],
+    ],
+)
+async def test_a_listing_for_dropping_is_unsure_when_it_ends_on_nothing_new_but_more(
+    pages: list[PipelinePage],
+) -> None:
+    """Discovery drops what a listing leaves out, so a page with nothing new while the list says
+    there is more makes the listing unsure (nothing may be dropped); other callers take it as
+    the end, as before."""
+    with pytest.raises(ListingUnsure) as caught:
+        await list_all(FakeList(pages), page_size=2, whole=True)
+    assert [i.id for i in caught.value.items] == ["pipe_000", "pipe_001"]
+    assert len(await list_all(FakeList(pages), page_size=2)) == 2

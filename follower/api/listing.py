@@ -62,6 +62,22 @@ class ListingTruncated(FollowerError):
         )
 
 
+class ListingUnsure(ListingTruncated):
+    """The listing ended on a page with nothing new (empty, or only ids already read) while the
+    list said there was more (`has_more`, `total_count`): the list may have shifted between
+    pages, so the listing may miss pipelines. Safe to follow `items`, not to drop any."""
+
+    def __init__(self, items: list[PipelineInfo], pages: int) -> None:
+        super().__init__(items, pages, "")
+        self.args = (
+            f"page {pages} of the pipeline list brought nothing new while the list said there "
+            f"were more ({len(items)} pipelines read): it may have changed between pages",
+        )
+
+    def describe(self) -> str:
+        return f"{self}; listing again later reads it whole"
+
+
 def page_sizes(page_size: int) -> list[int | None]:
     """The page sizes to try in turn when the API refuses one: the configured size, a quarter of
     it, then none (the API's default)."""
@@ -76,6 +92,7 @@ async def list_all(
     *,
     max_items: int = MAX_PIPELINES,
     on_page: PageFound | None = None,
+    whole: bool = False,
 ) -> list[PipelineInfo]:
     """Every pipeline the key can see, once each (the first occurrence), in listing order.
 
@@ -84,6 +101,8 @@ async def list_all(
     100,000 times). A 400 or 422 answer is taken as a refused `page_size`: the listing starts
     again with the next of `page_sizes`. `on_page` gets each page's new pipelines as they come.
     Other errors from `list_page` propagate: a failed listing must not look like an empty one.
+    With `whole` (discovery, which drops what a listing leaves out), a page with nothing new
+    while the list said there was more raises `ListingUnsure` instead of ending the listing.
     """
     if page_size < 1 or max_pages < 1 or max_items < 1:
         raise ValueError(
@@ -103,13 +122,16 @@ async def list_all(
             sizes.pop(0)
             page_number = 1
             continue
-        if not page.items:
-            return list(found.values())
         fresh: dict[str, PipelineInfo] = {}
         for info in page.items:
             if info.id not in found:
                 fresh.setdefault(info.id, info)
-        if not fresh:  # nothing new: the same page again
+        if not fresh:  # an empty page, or the same page again: the end, or an unsure one
+            if whole and (
+                page.has_more is True
+                or (page.total_count is not None and len(found) < page.total_count)
+            ):
+                raise ListingUnsure(list(found.values()), requests)
             return list(found.values())
         new = list(fresh.values())[: max_items - len(found)]
         found.update((info.id, info) for info in new)

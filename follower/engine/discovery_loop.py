@@ -31,6 +31,11 @@ from follower.ops.metrics import Metrics
 
 LIST_SHARE: Final = 0.5
 """The share of a source's request rate that the pages of a listing may take, after the first."""
+LISTINGS_TO_DROP: Final = 2
+"""Whole listings in a row a pipeline must be missing from before it is dropped: a listing that
+leaves a pipeline out once (an empty page for a moment, a list that shifted) is a hiccup of the
+API, not a deletion, and dropping it would stop its polls (a deleted pipeline also answers 404,
+which drops it)."""
 
 
 class Discoverer:
@@ -54,6 +59,8 @@ class Discoverer:
         self._keys = keys
         self._paced: dict[Source, float] = {}
         """When each source's next list page may go (see `_list_page`)."""
+        self._unlisted: dict[Source, dict[str, int]] = {}
+        """Per source, its pipelines missing from its last whole listings, and from how many."""
 
     def restart(self, sources: Sequence[Source], group: anyio.abc.TaskGroup | None) -> None:
         """(Re)start each source's loop with its settings, or stop it when disabled."""
@@ -105,9 +112,16 @@ class Discoverer:
         try:
             items = await listing.list_all(
                 page, settings.page_size, settings.max_pages,
-                max_items=settings.max_pipelines, on_page=follow_new,
+                max_items=settings.max_pipelines, on_page=follow_new, whole=True,
             )
             truncated = False
+        except listing.ListingUnsure as unsure:
+            items, truncated = unsure.items, True
+            self._log.warning(
+                "discovery_unsure", **self._keys.labels(source), pages=unsure.pages,
+                pipelines=len(items), reason=str(unsure),
+                hint="the pipelines read are followed, none is dropped until a listing is whole",
+            )
         except listing.ListingTruncated as partial:
             items, truncated = partial.items, True
             self._log.warning(
@@ -127,12 +141,22 @@ class Discoverer:
         listed = selection.followed_ids(source.explicit, items, settings.selection)
         mine = sharding.select(listed, *self._roster.shard())
         _, removed = selection.changes(self._roster.owned_by(source), mine)
-        for pipeline_id in [] if truncated else removed:
+        gone = [] if truncated else self._missing(source, removed)
+        for pipeline_id in gone:
             await self._roster.drop(pipeline_id, "not_listed")
-        if added or (removed and not truncated):
+        if added or gone:
             self._log.info("pipelines_changed", **self._keys.labels(source), added=len(added),
-                           removed=0 if truncated else len(removed))
+                           removed=len(gone))
             self._parking.wake()
+
+    def _missing(self, source: Source, unlisted: Sequence[str]) -> list[str]:
+        """Count a whole listing's absences; the pipelines missing from `LISTINGS_TO_DROP` in a
+        row, to drop."""
+        before = self._unlisted.get(source, {})
+        counts = {pipeline_id: before.get(pipeline_id, 0) + 1 for pipeline_id in unlisted}
+        gone = [p for p, count in counts.items() if count >= LISTINGS_TO_DROP]
+        self._unlisted[source] = {p: c for p, c in counts.items() if c < LISTINGS_TO_DROP}
+        return gone
 
     async def _list_page(
         self, source: Source, page_number: int, page_size: int | None

@@ -5,13 +5,19 @@ state after a restart), announces `pipeline_added` / `pipeline_removed`, and wri
 snapshots of open lines that fall due. The discovery loops (follower/engine/discovery_loop.py)
 change it through `add`, `drop`, `owned_by` and `is_followed`; the dispatcher reads it and hears
 of every pipeline followed or dropped (`watch`).
+
+A dropped pipeline's state is kept (the last `DROPPED_KEPT`): one that comes back (listed again,
+configured again) goes on where it stopped, in the same epochs, instead of writing its tail
+again under new ids. Its pods are then recorded in the journal (follower/engine/journal.py), as
+no checkpoint holds them any more.
 """
 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, ItemsView, Iterator, Mapping
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import anyio
 
@@ -23,11 +29,15 @@ from follower.core.schedule import PipelinePlan
 from follower.core.tail_errors import TailErrorMatcher
 from follower.core.tracker import PipelineTracker
 from follower.engine.checkpoint import Saved
+from follower.engine.journal import Journal
 from follower.engine.poller import Followed
 from follower.engine.settings import RunSettings
 from follower.engine.sources import Source
 
-__all__ = ["Roster", "RosterWatcher"]
+__all__ = ["DROPPED_KEPT", "Roster", "RosterWatcher"]
+
+DROPPED_KEPT: Final = 1_000
+"""Dropped pipelines whose state is kept for their return (about 4 KiB each with two pods)."""
 
 
 class RosterWatcher(Protocol):
@@ -52,6 +62,7 @@ class Roster:
         log: Any,
         restored: Mapping[str, Saved] | None = None,
         reset_state: bool = False,
+        journal: Journal | None = None,
     ) -> None:
         """`write` writes events to the sink; `commit` is held while it does, so a checkpoint
         never covers an unwritten event."""
@@ -63,6 +74,8 @@ class Roster:
         self._write = write
         self._log = log
         self._restored = dict(restored or {})
+        self._dropped: OrderedDict[str, Saved] = OrderedDict()
+        self._journal = journal
         self._reset_state = reset_state
         self._followed: dict[str, Followed] = {}
         self._watchers: list[RosterWatcher] = []
@@ -121,7 +134,7 @@ class Roster:
 
     def follow(self, pipeline_id: str, source: Source) -> None:
         """Follow a pipeline silently (at start: the configured ones)."""
-        saved = self._restored.pop(pipeline_id, None)
+        saved = self._restored.pop(pipeline_id, None) or self._returned(pipeline_id)
         since, lines = self._settings.since, self._settings.lines
         if saved is not None:
             tracker = PipelineTracker.restored(
@@ -141,6 +154,26 @@ class Roster:
         for watcher in self._watchers:
             watcher.followed(followed)
 
+    def _returned(self, pipeline_id: str) -> Saved | None:
+        """The state the pipeline had when it was dropped, recorded in the journal first (no
+        checkpoint holds it any more); None when there is none, or it cannot be recorded (then
+        the pipeline starts afresh, in new epochs: lines may repeat, ids never name two)."""
+        saved = self._dropped.pop(pipeline_id, None)
+        if saved is None or self._journal is None:
+            return saved
+        records = []
+        for pod, state in saved.pods.items():
+            record = state.copy()
+            record.replay_from = state.seq + 1
+            records.append((pod, record))
+        try:
+            self._journal.append(pipeline_id, records)
+        except OSError as exc:
+            self._log.error("journal_failed", pipeline_id=pipeline_id,
+                            error=exc.strerror or str(exc))
+            return None
+        return saved
+
     async def add(self, pipeline_id: str, name: str | None, source: Source) -> None:
         """Follow a pipeline through `source`, announced by `pipeline_added`."""
         async with self._commit:
@@ -153,6 +186,9 @@ class Roster:
             followed = self._followed.pop(pipeline_id, None)
             if followed is None:
                 return
+            self._dropped[pipeline_id] = Saved(followed.tracker.snapshot(), followed.plan.learned())
+            while len(self._dropped) > DROPPED_KEPT:
+                self._dropped.popitem(last=False)
             for watcher in self._watchers:
                 watcher.dropped(followed)
             event = PipelineRemovedEvent(self._clock.wall(), pipeline_id, reason)

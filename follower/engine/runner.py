@@ -91,6 +91,7 @@ class Runner:
         self._roster = Roster(
             clock=clock, settings=settings, matcher=matcher, commit=commit,
             write=self._poller.write, log=self._log, restored=restored, reset_state=reset_state,
+            journal=journal,
         )
         for source in self._sources:
             self._roster.select(source)
