@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import random
+import shutil
 import stat
 import threading
 from collections.abc import Iterator
@@ -193,6 +194,74 @@ async def test_without_reopen_writes_follow_the_renamed_file(tmp_path: Path) -> 
     await target.aclose()
     assert (tmp_path / "moved").read_bytes().count(b"\n") == 2
     assert not (tmp_path / "events.jsonl").exists()
+
+
+async def test_a_deleted_events_file_is_made_again_and_keeps_every_line(tmp_path: Path) -> None:
+    """The events file is deleted while open: the next write goes to a new file at its name,
+    not to the nameless inode (whose lines a checkpoint would cover and a restart skip)."""
+    events = stream(20)
+    target = sink(tmp_path, fsync="never")
+    await target.write(events[:10])
+    (tmp_path / "events.jsonl").unlink()
+    await target.write(events[10:])
+    await target.aclose()
+    assert read_lines([tmp_path / "events.jsonl"]) == encoded(events[10:])
+    assert modes(tmp_path) == {0o640}
+
+
+@pytest.mark.parametrize("fsync", ["never", "always"])
+async def test_a_deleted_output_folder_is_made_again_and_keeps_every_line(
+    tmp_path: Path, fsync: str
+) -> None:
+    """`rm -r` of the output folder at runtime: the next write makes the folder (0750) and each
+    file again, so every line written after the deletion is in a file that exists."""
+    folder = tmp_path / "out"
+    first, second = stream(40, pipeline_id=P1), stream(40, pipeline_id=P2, seed=9)
+    target = sink(folder, layout="per-pipeline", fsync=fsync)
+    await target.write(first[:20] + second[:20])
+    shutil.rmtree(folder)
+    await target.write(first[20:] + second[20:])
+    await target.aclose()
+    assert read_lines([folder / f"{P1}.jsonl"]) == encoded(first[20:])
+    assert read_lines([folder / f"{P2}.jsonl"]) == encoded(second[20:])
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o750
+
+
+async def test_a_file_deleted_during_a_write_gets_the_lines_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deletion between the look at the file and the write itself: the lines that went to the
+    nameless inode are written again to a new file at the name."""
+    target = sink(tmp_path, fsync="never")
+    await target.write([PodAddedEvent(1.8e9, P1, POD)])
+    real_write = os.write
+    deleted: list[bool] = []
+
+    def delete_then_write(fd: int, data: bytes | memoryview) -> int:
+        if not deleted:
+            deleted.append(True)
+            (tmp_path / "events.jsonl").unlink()
+        return real_write(fd, data)
+
+    monkeypatch.setattr(files_module.os, "write", delete_then_write)
+    events = stream(5)
+    await target.write(events)
+    await target.aclose()
+    assert deleted
+    assert read_lines([tmp_path / "events.jsonl"]) == encoded(events)
+
+
+async def test_a_deleted_folder_whose_parent_is_gone_ends_the_run(tmp_path: Path) -> None:
+    """Only the output folder itself is made again, never the folders above it (an unmounted
+    volume must not become a tree on another disk): FileSinkError, the poll is undone."""
+    folder = tmp_path / "volume" / "out"
+    target = sink(folder, fsync="never")
+    await target.write([PodAddedEvent(1.8e9, P1, POD)])
+    shutil.rmtree(tmp_path / "volume")
+    with pytest.raises(FileSinkError, match="cannot write"):
+        await target.write([LogEvent(1.8e9, P1, POD, 1, "lost?")])
+    assert not (tmp_path / "volume").exists()
+    await target.aclose()
 
 
 @pytest.mark.parametrize("umask", [0o000, 0o022, 0o077])

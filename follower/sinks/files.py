@@ -16,6 +16,10 @@ Guarantees:
   fsync, and writes to the page cache are done inline).
 - `reopen()` (SIGHUP, for an external logrotate) closes every file; the next write opens each
   name afresh, creating the file if logrotate renamed it away.
+- A file deleted while open (`rm`, or `rm -r` of the folder) is noticed before and after each
+  write (its name count is 0): the lines go to a new file at its name, the folder made again
+  if it was deleted (the folder only, never its parents: then the run ends, the poll undone),
+  so no line goes to a nameless inode while the checkpoint moves past it.
 - An events file that is a symbolic link or not a regular file (a FIFO, a device) is refused,
   never followed: a daemon writing as root into a shared folder must not append to whatever a
   planted link points at. The folder is checked at start (`OutputFolderError`, exit 3); every open
@@ -31,6 +35,7 @@ to files, with the link and FIFO refusals that both need.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from collections.abc import Callable, Sequence
@@ -61,6 +66,8 @@ DEFAULT_FSYNC: Final[FsyncMode] = "interval"
 DEFAULT_FSYNC_INTERVAL_S: Final = 1.0
 # O_NOFOLLOW: a planted symlink fails the open; O_NONBLOCK: a planted FIFO cannot hang it.
 _OPEN_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+_NAMELESS_RETRIES: Final = 3
+"""Writes of one piece to a file that is deleted each time before `write` ends with an error."""
 
 
 def file_name(pipeline_id: str, layout: Layout) -> str:
@@ -97,6 +104,7 @@ class RotatingFile:
 
     def write_lines(self, lines: Sequence[bytes]) -> None:
         """Append whole lines, rotating before any line that would take the file past the cap."""
+        self._look()
         pending: list[bytes] = []
         pending_size = 0
         for line in lines:
@@ -128,24 +136,61 @@ class RotatingFile:
             os.close(self._fd)
             self._fd = None
 
+    def _look(self) -> None:
+        """Before a write, one fstat of the open file: drop it if it lost its name (deleted, or
+        its folder was), so the lines go to a new file at the name and not to an inode nothing
+        will ever read while the checkpoint moves past them; else take its size as it is now
+        (a copytruncate shrank it). A rename keeps the name count: lines follow the renamed
+        file until `reopen()`, as shippers following inodes expect."""
+        if self._fd is None:
+            return
+        status = os.fstat(self._fd)
+        if status.st_nlink == 0:
+            self._drop()
+        else:
+            self._size = status.st_size
+
     def _open(self) -> int:
         if self._fd is None:
-            self._fd = _open_append(self.path)
-            self._size = os.fstat(self._fd).st_size
+            try:
+                fd = _open_append(self.path)
+            except FileNotFoundError:  # the folder itself was deleted while the follower ran
+                _make_folder(self.path.parent)
+                fd = _open_append(self.path)
+            self._fd = fd
+            self._size = os.fstat(fd).st_size
         return self._fd
 
+    def _drop(self) -> None:
+        """Close a file that has no name any more, without syncing: nothing can read it."""
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+            self.dirty = False
+
     def _append(self, fd: int, lines: list[bytes]) -> None:
+        """Write the lines, then check that the file still has a name: a deletion between
+        `_look()` and the write sent them to a nameless inode, so they are written again to a
+        new file at the name (a few times at most: a file deleted at every write is an error)."""
         if not lines:
             return
         data = b"".join(lines)
-        try:
-            _write_all(fd, data)
-        except OSError:
-            with contextlib.suppress(OSError):  # best effort: never leave half a line behind
-                os.ftruncate(fd, self._size)
-            raise
-        self._size += len(data)
-        self.dirty = True
+        for _ in range(_NAMELESS_RETRIES):
+            try:
+                _write_all(fd, data)
+            except OSError:
+                with contextlib.suppress(OSError):  # best effort: never leave half a line behind
+                    os.ftruncate(fd, self._size)
+                raise
+            status = os.fstat(fd)
+            if status.st_nlink > 0:
+                self._size = status.st_size
+                self.dirty = True
+                return
+            self._drop()
+            fd = self._open()
+        raise OSError(errno.ENOENT, "the file is deleted as soon as it is written")
 
     def _rotate(self) -> None:
         self.close()
@@ -183,6 +228,15 @@ def _open_append(path: Path) -> int:
             os.close(fd)
             raise FileSinkError(f"refusing to write events to {path}: not a regular file")
         return fd
+
+
+def _make_folder(folder: Path) -> None:
+    """Make the output folder again after it was deleted, as it was made at start (0750 under
+    the umask), but only the folder itself: if its parent is gone too (an unmounted volume, a
+    removed tree) the open fails and the run ends with the poll undone, rather than the events
+    going to a tree made up on another disk."""
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir(mode=DIR_MODE)
 
 
 def _refuse_special(path: Path) -> None:
