@@ -5,7 +5,10 @@ from __future__ import annotations
 import errno
 import os
 import random
+import shutil
 import stat
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +27,7 @@ from follower.testing import FakeClock
 P1 = "pipe_3e8678c5fc9e48a7bf9879ca729"
 P2 = "pipe_0a5bb0d35d46587868de739b149"
 POD = "pipeline-covalent-postgres-mlm2"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def stream(count: int, *, pipeline_id: str = P1, seed: int = 1) -> list[Event]:
@@ -193,6 +197,171 @@ async def test_without_reopen_writes_follow_the_renamed_file(tmp_path: Path) -> 
     await target.aclose()
     assert (tmp_path / "moved").read_bytes().count(b"\n") == 2
     assert not (tmp_path / "events.jsonl").exists()
+
+
+async def test_a_deleted_events_file_is_made_again_and_keeps_every_line(tmp_path: Path) -> None:
+    """The events file is deleted while open: the next write goes to a new file at its name,
+    not to the nameless inode (whose lines a checkpoint would cover and a restart skip)."""
+    events = stream(20)
+    target = sink(tmp_path, fsync="never")
+    await target.write(events[:10])
+    (tmp_path / "events.jsonl").unlink()
+    await target.write(events[10:])
+    await target.aclose()
+    assert read_lines([tmp_path / "events.jsonl"]) == encoded(events[10:])
+    assert modes(tmp_path) == {0o640}
+
+
+@pytest.mark.parametrize("fsync", ["never", "always"])
+async def test_a_deleted_output_folder_is_made_again_and_keeps_every_line(
+    tmp_path: Path, fsync: str
+) -> None:
+    """`rm -r` of the output folder at runtime: the next write makes the folder (0750) and each
+    file again, so every line written after the deletion is in a file that exists."""
+    folder = tmp_path / "out"
+    first, second = stream(40, pipeline_id=P1), stream(40, pipeline_id=P2, seed=9)
+    target = sink(folder, layout="per-pipeline", fsync=fsync)
+    await target.write(first[:20] + second[:20])
+    shutil.rmtree(folder)
+    await target.write(first[20:] + second[20:])
+    await target.aclose()
+    assert read_lines([folder / f"{P1}.jsonl"]) == encoded(first[20:])
+    assert read_lines([folder / f"{P2}.jsonl"]) == encoded(second[20:])
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o750
+
+
+async def test_a_file_deleted_during_a_write_gets_the_lines_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deletion between the look at the file and the write itself: the lines that went to the
+    nameless inode are written again to a new file at the name."""
+    target = sink(tmp_path, fsync="never")
+    await target.write([PodAddedEvent(1.8e9, P1, POD)])
+    real_write = os.write
+    deleted: list[bool] = []
+
+    def delete_then_write(fd: int, data: bytes | memoryview) -> int:
+        if not deleted:
+            deleted.append(True)
+            (tmp_path / "events.jsonl").unlink()
+        return real_write(fd, data)
+
+    monkeypatch.setattr(files_module.os, "write", delete_then_write)
+    events = stream(5)
+    await target.write(events)
+    await target.aclose()
+    assert deleted
+    assert read_lines([tmp_path / "events.jsonl"]) == encoded(events)
+
+
+async def test_a_deleted_folder_whose_parent_is_gone_ends_the_run(tmp_path: Path) -> None:
+    """Only the output folder itself is made again, never the folders above it (an unmounted
+    volume must not become a tree on another disk): FileSinkError, the poll is undone."""
+    folder = tmp_path / "volume" / "out"
+    target = sink(folder, fsync="never")
+    await target.write([PodAddedEvent(1.8e9, P1, POD)])
+    shutil.rmtree(tmp_path / "volume")
+    with pytest.raises(FileSinkError, match="cannot write"):
+        await target.write([LogEvent(1.8e9, P1, POD, 1, "lost?")])
+    assert not (tmp_path / "volume").exists()
+    await target.aclose()
+
+
+MANY_PIPELINES = """
+import asyncio, resource, sys
+from pathlib import Path
+from follower.core.events import LogEvent
+from follower.sinks.files import FileSink
+from follower.testing import FakeClock
+
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+
+async def main() -> None:
+    target = FileSink(Path(sys.argv[1]), clock=FakeClock(), layout="per-pipeline")
+    for seq in range(1, 4):
+        for n in range(150):
+            await target.write([LogEvent(1.8e9, f"pipe_{n:04d}", "pod", seq, f"line {seq}")])
+    await target.aclose()
+
+asyncio.run(main())
+"""
+
+
+def test_many_pipelines_under_a_low_open_file_limit(tmp_path: Path) -> None:
+    """150 per-pipeline files under `ulimit -n 64`: the sink keeps fewer open than the process
+    may, and every line reaches its file (it used to end with EMFILE at the 60th file)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.getenv("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, "-c", MANY_PIPELINES, str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(names(tmp_path)) == 150
+    for n in range(150):
+        lines = (tmp_path / f"pipe_{n:04d}.jsonl").read_bytes().splitlines()
+        assert [orjson.loads(line)["message"] for line in lines] == ["line 1", "line 2", "line 3"]
+
+
+async def test_too_many_open_files_closes_the_least_recent_and_retries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EMFILE on open (something else took the descriptors): the least recently written file
+    is closed and the open tried again; the write succeeds and the cap comes down."""
+    target = sink(tmp_path, layout="per-pipeline", fsync="never")
+    await target.write([PodAddedEvent(1.8e9, P1, POD)])
+    await target.write([PodAddedEvent(1.8e9, P2, POD)])
+    real_open = os.open
+    failed: list[str | os.PathLike[str]] = []
+
+    def full_once(path: str | os.PathLike[str], flags: int, mode: int = 0o777) -> int:
+        if not failed:
+            failed.append(path)
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(files_module.os, "open", full_once)
+    third = "pipe_third"
+    await target.write([PodAddedEvent(1.8e9, third, POD)])
+    await target.write([LogEvent(1.8e9, P2, POD, 1, "P2 stayed open")])
+    monkeypatch.undo()
+    assert [str(path) for path in failed] == [str(tmp_path / f"{third}.jsonl")]
+    assert target.open_files == 2  # P1 was closed to make room; two are kept open from now on
+    await target.write([LogEvent(1.8e9, P1, POD, 1, "P1 opened again")])
+    await target.aclose()
+    assert (tmp_path / f"{third}.jsonl").read_bytes().count(b"\n") == 1
+    assert (tmp_path / f"{P1}.jsonl").read_bytes().count(b"\n") == 2
+    assert (tmp_path / f"{P2}.jsonl").read_bytes().count(b"\n") == 2
+
+
+async def test_too_many_open_files_with_nothing_to_close_ends_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EMFILE with no other events file open: nothing can be freed, FileSinkError."""
+    target = sink(tmp_path, fsync="never")
+
+    def full(path: str | os.PathLike[str], flags: int, mode: int = 0o777) -> int:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(files_module.os, "open", full)
+    with pytest.raises(FileSinkError, match="Too many open files"):
+        await target.write([PodAddedEvent(1.8e9, P1, POD)])
+    monkeypatch.undo()
+    await target.aclose()
+
+
+def test_the_open_files_are_a_share_of_the_process_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cap is max_open_files or a quarter of RLIMIT_NOFILE's soft limit, whichever is
+    lower, so sockets, the state file and the journal keep room."""
+    monkeypatch.setattr(files_module, "_nofile_limit", lambda: 64)
+    assert sink(tmp_path, max_open_files=128).max_open_files == 16
+    assert sink(tmp_path, max_open_files=8).max_open_files == 8
+    monkeypatch.setattr(files_module, "_nofile_limit", lambda: 2)
+    assert sink(tmp_path).max_open_files == 1
+    monkeypatch.setattr(files_module, "_nofile_limit", lambda: None)
+    assert sink(tmp_path).max_open_files == files_module.DEFAULT_MAX_OPEN
 
 
 @pytest.mark.parametrize("umask", [0o000, 0o022, 0o077])

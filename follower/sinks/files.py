@@ -16,22 +16,32 @@ Guarantees:
   fsync, and writes to the page cache are done inline).
 - `reopen()` (SIGHUP, for an external logrotate) closes every file; the next write opens each
   name afresh, creating the file if logrotate renamed it away.
+- A file deleted while open (`rm`, or `rm -r` of the folder) is noticed before and after each
+  write (its name count is 0): the lines go to a new file at its name, the folder made again
+  if it was deleted (the folder only, never its parents: then the run ends, the poll undone),
+  so no line goes to a nameless inode while the checkpoint moves past it.
 - An events file that is a symbolic link or not a regular file (a FIFO, a device) is refused,
   never followed: a daemon writing as root into a shared folder must not append to whatever a
   planted link points at. The folder is checked at start (`OutputFolderError`, exit 3); every open
   also refuses them (O_NOFOLLOW, fstat), which ends the run (exit 1) with the poll undone.
+- Per pipeline, at most `max_open_files` files are open, and at most a quarter of the soft
+  RLIMIT_NOFILE (`ulimit -n`); the least recently written are closed first. An open that fails
+  with EMFILE or ENFILE closes another file and tries again, and lowers the cap to what was open.
 - A poll's events are encoded and written in pieces of whole lines (follower/sinks/encoding.py),
   each line within `max_line_bytes`; when a piece fails the poll is undone, so the lines of its
   earlier pieces may be repeated after a restart, never lost.
 
 Size: over 300 lines because it is one sink: the rotating file and the sink that routes events
-to files, with the link and FIFO refusals that both need.
+to files, with what both need: the link and FIFO refusals, a deleted file or folder made again,
+and the open files kept within the process's descriptor limit.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import resource
 import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -56,11 +66,16 @@ DIR_MODE: Final = 0o750
 DEFAULT_MAX_BYTES: Final = 100 * 1024 * 1024
 DEFAULT_MAX_FILES: Final = 5
 DEFAULT_MAX_OPEN: Final = 128
+OPEN_SHARE: Final = 4
+"""The sink keeps at most 1/OPEN_SHARE of RLIMIT_NOFILE's soft limit open: the rest is left to
+sockets, the state file, the journal and the ops server."""
 DEFAULT_LAYOUT: Final[Layout] = "single"
 DEFAULT_FSYNC: Final[FsyncMode] = "interval"
 DEFAULT_FSYNC_INTERVAL_S: Final = 1.0
 # O_NOFOLLOW: a planted symlink fails the open; O_NONBLOCK: a planted FIFO cannot hang it.
 _OPEN_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+_NAMELESS_RETRIES: Final = 3
+"""Writes of one piece to a file that is deleted each time before `write` ends with an error."""
 
 
 def file_name(pipeline_id: str, layout: Layout) -> str:
@@ -86,8 +101,12 @@ class RotatingFile:
         max_bytes: int,
         max_files: int,
         fsync: Callable[[int], None] | None,
+        make_room: Callable[[RotatingFile], bool] = lambda _: False,
     ) -> None:
+        """`make_room(self)` closes another open file when the process is out of descriptors;
+        False when there is none to close."""
         self.path = path
+        self._make_room = make_room
         self._max_bytes = max_bytes
         self._max_files = max_files
         self._fsync = fsync
@@ -97,6 +116,7 @@ class RotatingFile:
 
     def write_lines(self, lines: Sequence[bytes]) -> None:
         """Append whole lines, rotating before any line that would take the file past the cap."""
+        self._look()
         pending: list[bytes] = []
         pending_size = 0
         for line in lines:
@@ -128,24 +148,77 @@ class RotatingFile:
             os.close(self._fd)
             self._fd = None
 
+    def _look(self) -> None:
+        """Before a write, one fstat of the open file: drop it if it lost its name (deleted, or
+        its folder was), so the lines go to a new file at the name and not to an inode nothing
+        will ever read while the checkpoint moves past them; else take its size as it is now
+        (a copytruncate shrank it). A rename keeps the name count: lines follow the renamed
+        file until `reopen()`, as shippers following inodes expect."""
+        if self._fd is None:
+            return
+        status = os.fstat(self._fd)
+        if status.st_nlink == 0:
+            self._drop()
+        else:
+            self._size = status.st_size
+
+    @property
+    def is_open(self) -> bool:
+        return self._fd is not None
+
     def _open(self) -> int:
         if self._fd is None:
-            self._fd = _open_append(self.path)
+            self._fd = self._open_path()
             self._size = os.fstat(self._fd).st_size
         return self._fd
 
+    def _open_path(self) -> int:
+        """Open the name, making the folder again if it was deleted while the follower ran, and
+        closing other files while the process is out of descriptors (EMFILE, or ENFILE for the
+        whole system) rather than ending the run while files it could close are open."""
+        made_folder = False
+        while True:
+            try:
+                return _open_append(self.path)
+            except FileNotFoundError:
+                if made_folder:
+                    raise
+                _make_folder(self.path.parent)
+                made_folder = True
+            except OSError as exc:
+                if exc.errno not in (errno.EMFILE, errno.ENFILE) or not self._make_room(self):
+                    raise
+
+    def _drop(self) -> None:
+        """Close a file that has no name any more, without syncing: nothing can read it."""
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+            self.dirty = False
+
     def _append(self, fd: int, lines: list[bytes]) -> None:
+        """Write the lines, then check that the file still has a name: a deletion between
+        `_look()` and the write sent them to a nameless inode, so they are written again to a
+        new file at the name (a few times at most: a file deleted at every write is an error)."""
         if not lines:
             return
         data = b"".join(lines)
-        try:
-            _write_all(fd, data)
-        except OSError:
-            with contextlib.suppress(OSError):  # best effort: never leave half a line behind
-                os.ftruncate(fd, self._size)
-            raise
-        self._size += len(data)
-        self.dirty = True
+        for _ in range(_NAMELESS_RETRIES):
+            try:
+                _write_all(fd, data)
+            except OSError:
+                with contextlib.suppress(OSError):  # best effort: never leave half a line behind
+                    os.ftruncate(fd, self._size)
+                raise
+            status = os.fstat(fd)
+            if status.st_nlink > 0:
+                self._size = status.st_size
+                self.dirty = True
+                return
+            self._drop()
+            fd = self._open()
+        raise OSError(errno.ENOENT, "the file is deleted as soon as it is written")
 
     def _rotate(self) -> None:
         self.close()
@@ -183,6 +256,21 @@ def _open_append(path: Path) -> int:
             os.close(fd)
             raise FileSinkError(f"refusing to write events to {path}: not a regular file")
         return fd
+
+
+def _make_folder(folder: Path) -> None:
+    """Make the output folder again after it was deleted, as it was made at start (0750 under
+    the umask), but only the folder itself: if its parent is gone too (an unmounted volume, a
+    removed tree) the open fails and the run ends with the poll undone, rather than the events
+    going to a tree made up on another disk."""
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir(mode=DIR_MODE)
+
+
+def _nofile_limit() -> int | None:
+    """The soft limit on the descriptors this process may open; None when there is none."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY else soft
 
 
 def _refuse_special(path: Path) -> None:
@@ -238,7 +326,8 @@ class FileSink:
         fsync_hook: Callable[[int], None] = os.fsync,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     ) -> None:
-        """`max_files` counts the live file and its rotated copies (like Docker's `max-file`).
+        """`max_files` counts the live file and its rotated copies (like Docker's `max-file`);
+        at most `max_open_files` files are kept open, fewer if RLIMIT_NOFILE asks (OPEN_SHARE).
 
         Raises OutputFolderError if `directory` cannot be created or holds an events file that is a
         symbolic link or not a regular file; ValueError for bad settings.
@@ -262,7 +351,10 @@ class FileSink:
         self._max_files = max_files
         self._fsync_mode = fsync
         self._fsync_interval_s = fsync_interval_s
-        self._max_open = max_open_files
+        limit = _nofile_limit()
+        self._max_open = (
+            max_open_files if limit is None else min(max_open_files, max(1, limit // OPEN_SHARE))
+        )
         self._fsync_hook = fsync_hook
         self._files: dict[str, RotatingFile] = {}  # least recently written first
         self._lock = anyio.Lock(fast_acquire=True)  # no yield to the loop when uncontended
@@ -297,6 +389,16 @@ class FileSink:
         else:
             await anyio.to_thread.run_sync(lambda: self._write_sync(piece, sync=sync))
 
+    @property
+    def max_open_files(self) -> int:
+        """How many files are kept open at most (least recently written closed first)."""
+        return self._max_open
+
+    @property
+    def open_files(self) -> int:
+        """How many events files are open now."""
+        return sum(target.is_open for target in self._files.values())
+
     def reopen(self) -> None:
         """Close every file at the next write and open each name afresh (after logrotate)."""
         self._reopen = True
@@ -314,11 +416,10 @@ class FileSink:
             self._reopen = False
             self._close_all()
         for name, lines in batches.items():
-            target = self._file(name)
             try:
-                target.write_lines(lines)
+                self._file(name).write_lines(lines)
             except OSError as exc:
-                raise FileSinkError(f"cannot write {target.path}: {exc}") from exc
+                raise FileSinkError(f"cannot write {self.directory / name}: {exc}") from exc
         if sync:
             for target in self._files.values():
                 target.sync()
@@ -331,11 +432,24 @@ class FileSink:
                 max_bytes=self._max_bytes,
                 max_files=self._max_files,
                 fsync=None if self._fsync_mode == "never" else self._fsync_hook,
+                make_room=self._make_room,
             )
         self._files[name] = target  # now the most recently used
         while len(self._files) > self._max_open:
             self._files.pop(next(iter(self._files))).close()
         return target
+
+    def _make_room(self, requester: RotatingFile) -> bool:
+        """The process is out of descriptors: close the least recently written open file but
+        `requester`, and from now on keep open no more than were open (something else in the
+        process needs the rest). False when no other file is open."""
+        for name, target in self._files.items():
+            if target is not requester and target.is_open:
+                self._max_open = max(1, min(self._max_open, self.open_files))
+                del self._files[name]
+                target.close()
+                return True
+        return False
 
     def _close_all(self) -> None:
         files, self._files = self._files, {}
