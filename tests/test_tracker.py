@@ -733,3 +733,41 @@ def test_a_restored_record_waits_for_a_tail_with_lines() -> None:
     after = restored_from(numbered["a"])
     assert after.apply(snap(a=""), 2.0).events == []
     assert finals(after.apply(snap(a="l1\nl2\nl3\n"), 3.0).events) == ["l1", "l2", "l3"]
+
+
+def test_lines_after_a_gap_are_recorded_so_a_crash_does_not_renumber_them() -> None:
+    """A restored pod restarts after a tail error and repeats the last lines seen: numbered on
+    behind a gap, they are recorded; killed then, the next process starts from the older
+    checkpoint and the record, writes those lines again under their ids, and gives the lines
+    after them numbers never used (the checkpoint alone took `l3 l4` for a slide)."""
+    first = tracker()
+    first.apply(snap(a="l0\nl1\nl2\nl3\nl4\n"), 1.0)
+    saved = first.snapshot()
+    crashed = PipelineTracker.restored(PIPE, "start", TailErrorMatcher(), saved)
+    crashed.apply(snap(a="l0\nl1\nl2\nl3\nl4\n"), 2.0)
+    crashed.apply(snap(a=NOT_FOUND), 3.0)
+    applied = crashed.apply(snap(a="l3\nl4\n"), 4.0)
+    assert summary(applied.events)[0] == ("gap", "a", "5", "restarted")
+    (pod, record), = applied.numbered
+    after = PipelineTracker.restored(PIPE, "start", TailErrorMatcher(), {**saved, pod: record})
+    again = after.apply(snap(a="l3\nl4\nNEW5\nNEW6\n"), 5.0).events
+    before = {e.id: e.message for e in applied.events if isinstance(e, LogEvent)}
+    assert all(before.get(e.id, e.message) == e.message for e in again if isinstance(e, LogEvent))
+    assert [e.message for e in again if isinstance(e, LogEvent)] == ["l3", "l4", "NEW5", "NEW6"]
+
+
+def test_the_first_lines_after_an_empty_saved_tail_are_recorded() -> None:
+    """Saved while its tail was empty, a pod's first lines are recorded: a crash later cannot
+    number the lines of a slid tail from 1 again in the same epoch."""
+    empty = tracker()
+    empty.apply(snap(a=""), 1.0)
+    saved = empty.snapshot()
+    crashed = PipelineTracker.restored(PIPE, "start", TailErrorMatcher(), saved)
+    applied = crashed.apply(snap(a="l1\nl2\nl3\nl4\nl5\n"), 2.0)
+    assert [(pod, s.replay_from) for pod, s in applied.numbered] == [("a", 1)]
+    slid = crashed.apply(snap(a="l4\nl5\nl6\nl7\nl8\n"), 3.0).events
+    numbered = list(applied.events) + list(slid)
+    after = PipelineTracker.restored(PIPE, "start", TailErrorMatcher(), dict(applied.numbered))
+    again = after.apply(snap(a="l4\nl5\nl6\nl7\nl8\n"), 4.0).events
+    before = {e.id: e.message for e in numbered if isinstance(e, LogEvent)}
+    assert all(before.get(e.id, e.message) == e.message for e in again if isinstance(e, LogEvent))

@@ -269,7 +269,9 @@ class Applied:
     """One per pod with real lines: what the scheduler learns of its rate and window."""
     numbered: list[tuple[str, PodState]] = field(default_factory=list)
     """Pods whose lines this poll numbers in a way no earlier record can reproduce (a new epoch,
-    or the first lines of a tail never seen), each with its state after the poll and
+    the first lines after an empty or unknown tail, or lines after a gap: a restart that repeats
+    the last lines seen would line up with the saved tail as if it had slid), each with its
+    state after the poll and
     `replay_from` at its first line: to be made durable before the events are written (the
     journal), so a crash before the next checkpoint cannot give those lines other ids."""
 
@@ -357,7 +359,7 @@ class PipelineTracker:
                 state = self.pods[entry.pod] = PodState(epoch=self.new_epoch(), fresh=True)
                 events.append(PodAddedEvent(now, self.pipeline_id, entry.pod))
             else:
-                epoch, untailed, seq = state.epoch, state.tail is None, state.seq
+                epoch, untailed, seq = state.epoch, not state.tail, state.seq
             state.missing_since, state.missing_answers = None, 0
             error = self.matcher.match(entry.logs)
             if error is not None and _is_output(state, entry.logs, error):
@@ -372,7 +374,8 @@ class PipelineTracker:
                 entry.pod, state, entry.logs, now, read, after_error=after_error
             )
             events.extend(pod_events)
-            if state.epoch != epoch or (untailed and state.tail is not None):
+            gapped = bool(pod_events) and isinstance(pod_events[0], GapEvent)
+            if state.epoch != epoch or gapped or (untailed and state.seq > seq):
                 record = state.copy()
                 record.replay_from = seq + 1
                 numbered.append((entry.pod, record))
