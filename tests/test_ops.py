@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import re
 import signal
 import socket
@@ -10,6 +13,8 @@ import aiohttp
 import pytest
 from test_cli import KEY, follower, run_args, served
 
+from follower.api.secret import MASK, ServiceKey
+from follower.ops import diagnostics
 from follower.simulator.app import CONTROL
 
 
@@ -75,3 +80,24 @@ async def test_a_listen_address_that_cannot_be_bound_exits_3_with_one_line(where
     plain = [line for line in run.stderr if line.startswith("follower: ")]
     assert len(plain) == 1 and "--listen" in plain[0] and address in plain[0]
     assert run.stdout == []
+
+
+def test_library_logging_is_masked_and_rendered_like_our_diagnostics() -> None:
+    """A record of the standard `logging` module (a library's, with a traceback quoting the key
+    in another case) comes out as one masked JSON line naming its logger."""
+    stream = io.StringIO()
+    diagnostics.configure("info", ServiceKey(KEY), stream=stream)
+    try:
+        try:
+            raise ValueError(f"Got more than 8190 bytes when reading: b'Bearer {KEY.upper()}'")
+        except ValueError:
+            logging.getLogger("aiohttp.server").exception("Error handling request from %s", KEY)
+        logging.getLogger("asyncio").debug("below the level: %s", KEY)
+    finally:
+        diagnostics.reset()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1
+    record = json.loads(lines[0])
+    assert record["logger"] == "aiohttp.server" and record["level"] == "error"
+    assert record["event"] == f"Error handling request from {MASK}"
+    assert "ValueError" in record["exception"] and KEY.lower() not in lines[0].lower()
