@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -10,8 +11,9 @@ import signal
 import socket
 
 import aiohttp
+import anyio
 import pytest
-from test_cli import KEY, follower, run_args, served
+from test_cli import KEY, Run, follower, run_args, served
 
 from follower.api.secret import MASK, ServiceKey
 from follower.ops import diagnostics
@@ -80,6 +82,58 @@ async def test_a_listen_address_that_cannot_be_bound_exits_3_with_one_line(where
     plain = [line for line in run.stderr if line.startswith("follower: ")]
     assert len(plain) == 1 and "--listen" in plain[0] and address in plain[0]
     assert run.stdout == []
+
+
+async def send_raw(url: str, request: bytes) -> bytes:
+    """Send `request` as raw bytes to the server at `url`; what comes back until it closes."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    with anyio.fail_after(10):
+        async with await anyio.connect_tcp(host, int(port)) as stream:
+            await stream.send(request)
+            answer = b""
+            with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+                while True:
+                    answer += await stream.receive()
+            return answer
+
+
+async def test_an_oversized_request_leaks_no_key_and_stderr_stays_json() -> None:
+    """A request line or header over aiohttp's limit, holding the key (in any case, or cut by
+    aiohttp's own truncation of the line it quotes), is answered 400 and leaves stderr as one
+    JSON object per line, without the key or a part of it, even at debug level."""
+    padding = "a" * 9000
+    requests = [
+        f"GET /healthz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}{padding}\r\n\r\n",
+        f"GET /{KEY.upper()}{'b' * 9000} HTTP/1.1\r\nHost: x\r\n\r\n",
+        f"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: {'p' * 90}{KEY}{padding}\r\n\r\n",
+    ]
+    async with served() as sim:
+        ids = sim.world.pipeline_ids[:1]
+        args = run_args(sim.base_url, ids, "--listen", "127.0.0.1:0", "--log-level", "debug")
+        async with follower(*args) as run:
+            await run.wait_for("ops_server_listening", where="stderr")
+            base = ops_url(run)
+            for request in requests:
+                answer = await send_raw(base, request.encode())
+                assert answer.split(b"\r\n", 1)[0].endswith(b" 400 Bad Request")
+            assert (await get(f"{base}/healthz"))[0] == 200
+            run.process.send_signal(signal.SIGTERM)
+            assert await run.exit_code() == 0
+    assert sum('"ops_bad_request"' in line for line in run.stderr) == len(requests)
+    text = "\n".join(run.stderr).lower()
+    assert KEY.lower() not in text and KEY[:10].lower() not in text
+    assert "traceback" not in text
+    for line in run.stderr:
+        if line:
+            assert isinstance(json.loads(line), dict), line
+
+
+def ops_url(run: Run) -> str:
+    """The ops server's base URL, from the `ops_server_listening` diagnostic of `run`."""
+    line = next(line for line in run.stderr if "ops_server_listening" in line)
+    match = re.search(r'"url": "(http://[^"]+)"', line)
+    assert match is not None
+    return match.group(1)
 
 
 def test_library_logging_is_masked_and_rendered_like_our_diagnostics() -> None:

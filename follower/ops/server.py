@@ -4,22 +4,50 @@ Off by default (`--listen HOST:PORT`). It shares the process's event loop, so `/
 answering at all shows the loop is not blocked; it also checks that the run is alive and the sink
 has not failed. `/readyz` says the follower does useful work: a poll succeeded and the key is
 accepted, which is what a Kubernetes readiness probe or a rollout should wait for.
+
+A request aiohttp cannot parse (a line or header over its limit, garbage) is answered 400 and
+noted as one `ops_bad_request` line at debug level, without its text: aiohttp would log it as an
+error with a traceback quoting the start of the line, where a client's Authorization header
+holds the key, possibly cut where no mask can recognise it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Protocol
 
+import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from follower.errors import ListenError
 from follower.ops.metrics import Metrics
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class _BadRequestsQuietly(logging.Filter):
+    """Turns aiohttp's record of a request it could not parse into one debug diagnostic that
+    quotes nothing of the request; a failure of our own handlers still goes through."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(error, HttpProcessingError):
+            return True
+        peer = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        structlog.get_logger("follower").debug(
+            "ops_bad_request", peer=str(peer), status=error.code, error=type(error).__name__
+        )
+        return False
+
+
+# The ops server's own logger (aiohttp's `aiohttp.server` also serves the simulator in tests).
+HTTP_LOG = logging.getLogger("follower.ops.http")
+HTTP_LOG.addFilter(_BadRequestsQuietly())
 
 
 class Observed(Protocol):
@@ -70,7 +98,7 @@ async def ops_server(observed: Observed, host: str, port: int) -> AsyncIterator[
     An address that cannot be bound raises `ListenError` (exit 3, one line): a taken port or a
     mistyped address is the operator's to fix, not a crash to report with a traceback.
     """
-    runner = web.AppRunner(create_ops_app(observed), access_log=None)
+    runner = web.AppRunner(create_ops_app(observed), access_log=None, logger=HTTP_LOG)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
