@@ -12,11 +12,16 @@ import socket
 
 import aiohttp
 import anyio
+import anyio.abc
 import pytest
+import structlog
+import structlog.testing
 from test_cli import KEY, Run, follower, run_args, served
 
 from follower.api.secret import MASK, ServiceKey
 from follower.ops import diagnostics
+from follower.ops.metrics import Metrics
+from follower.ops.server import ops_server
 from follower.simulator.app import CONTROL
 
 
@@ -155,3 +160,60 @@ def test_library_logging_is_masked_and_rendered_like_our_diagnostics() -> None:
     assert record["logger"] == "aiohttp.server" and record["level"] == "error"
     assert record["event"] == f"Error handling request from {MASK}"
     assert "ValueError" in record["exception"] and KEY.lower() not in lines[0].lower()
+
+
+class Healthy:
+    """A follower that is alive and ready: what the ops server observes in a test of its own."""
+
+    def __init__(self) -> None:
+        self.metrics = Metrics()
+
+    def refresh_metrics(self) -> None:
+        """Nothing to bring up to date."""
+
+    def health(self) -> tuple[bool, str]:
+        return True, "ok"
+
+    def readiness(self) -> tuple[bool, str]:
+        return True, "ok"
+
+
+async def until_closed(stream: anyio.abc.SocketStream) -> bytes:
+    """What the server sends on `stream` until it closes it (a reset counts as closed)."""
+    answer = b""
+    with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError, ConnectionError):
+        while True:
+            answer += await stream.receive()
+    return answer
+
+
+async def test_connections_beyond_the_cap_are_refused_and_slow_requests_closed() -> None:
+    """Connections past the cap are refused at once, a request that has not fully arrived is
+    closed after the request timeout however its bytes trickle, and then /healthz answers: idle
+    or slow clients of the ops port cannot take the process's file descriptors."""
+    cap, timeout_s = 4, 0.3
+    partial = b"GET /metrics HTTP/1.1\r\nHost: x\r\n"
+    async with ops_server(Healthy(), "127.0.0.1", 0, max_connections=cap,
+                          request_timeout_s=timeout_s) as base:
+        host, port = base.removeprefix("http://").rsplit(":", 1)
+        async with contextlib.AsyncExitStack() as stack:
+            held: list[tuple[anyio.abc.SocketStream, float]] = []
+            for _ in range(cap):
+                stream = await stack.enter_async_context(await anyio.connect_tcp(host, int(port)))
+                held.append((stream, anyio.current_time()))
+                await stream.send(partial)
+            with anyio.fail_after(2), structlog.testing.capture_logs() as logs:
+                for _ in range(3):
+                    async with await anyio.connect_tcp(host, int(port)) as over:
+                        await over.send(partial)
+                        assert b" 200 " not in await until_closed(over)
+            assert [log["event"] for log in logs] == ["ops_connections_refused"]  # not one each
+            for stream, _ in held:
+                await stream.send(b"X-More: soon\r\n")  # bytes arriving do not extend the time
+            with anyio.fail_after(5):
+                for stream, opened in held:
+                    assert await until_closed(stream) == b""
+                    # asyncio runs a timer up to a clock tick early
+                    assert anyio.current_time() - opened >= timeout_s - 0.05
+        with anyio.fail_after(1):
+            assert await get(f"{base}/healthz") == (200, "ok\n")
