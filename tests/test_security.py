@@ -477,7 +477,7 @@ def test_diagnostics_mask_the_key_in_fields_nesting_and_tracebacks() -> None:
         except RuntimeError:
             log.exception("failed")
     finally:
-        structlog.reset_defaults()
+        diagnostics.reset()
     assert KEY not in stream.getvalue() and stream.getvalue().count(MASK) >= 4
 
 
