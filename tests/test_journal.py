@@ -3,6 +3,7 @@ checkpoint after a crash, and dropped once a checkpoint holds it."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -191,3 +192,36 @@ async def test_a_poll_whose_numbering_cannot_be_journaled_writes_nothing_and_com
     await drive(runner, clock, [1.0, 1.0])
     assert [e.message for e in sink.events if isinstance(e, LogEvent)] == ["1", "2"]
     assert [e.seq for e in sink.events if isinstance(e, LogEvent)] == [1, 2]
+
+
+def test_a_record_the_disk_could_not_take_whole_is_taken_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk cuts a record short: the piece written is cut off again and the append
+    fails, so the next record starts on a line of its own and the journal stays readable (a
+    piece left behind made the next start refuse the file)."""
+    path = tmp_path / "j"
+    book = Journal(path)
+    book.append(A, [("p1", state(1, 1))])
+    real_write = os.write
+
+    def half(descriptor: int, data: bytes) -> int:
+        return real_write(descriptor, data[: len(data) // 2])
+
+    monkeypatch.setattr(os, "write", half)
+    with pytest.raises(OSError, match="short write"):
+        book.append(A, [("p2", state(2, 1))])
+    monkeypatch.setattr(os, "write", real_write)
+    book.append(A, [("p3", state(3, 1))])
+    book.close()
+    assert [(n, pod) for n, _, pod, _ in journal.read(path)[1]] == [(1, "p1"), (2, "p3")]
+
+
+def test_a_journal_that_is_not_a_regular_file_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """A FIFO at the journal's place would block the start for ever: it is refused (exit 2)."""
+    state_file = tmp_path / "state.json"
+    os.mkfifo(journal.journal_path(state_file))
+    with pytest.raises(StateFileError, match="not a regular file"):
+        journal.read(journal.journal_path(state_file))
+    with pytest.raises(StateFileError, match="not a regular file"):
+        journal.start(state_file)

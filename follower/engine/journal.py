@@ -23,13 +23,16 @@ journal of its own, so a record is never lost between the two files.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
 import orjson
+import structlog
 
 from follower.core.model import validate_pipeline_id
 from follower.core.tracker import PodState
@@ -54,9 +57,11 @@ def read(path: Path) -> tuple[str | None, list[Record]]:
     """The journal's id and records (no id and none when there is no journal).
 
     A last line cut short is the write a crash interrupted, before its events were written: it is
-    left out. Any other damage raises StateFileError, as a damaged checkpoint does.
+    left out. Any other damage raises StateFileError, as a damaged checkpoint does, and so does
+    anything but a regular file (a FIFO would block the start).
     """
     try:
+        _check_regular(path)
         lines = path.read_bytes().split(b"\n")
     except FileNotFoundError:
         return None, []
@@ -69,6 +74,12 @@ def read(path: Path) -> tuple[str | None, list[Record]]:
         except orjson.JSONDecodeError:
             if index < len(lines) - 1:
                 raise StateFileError(path, f"line {index + 1} is not valid JSON") from None
+            if line:  # said, since damage from outside would look the same
+                structlog.get_logger("follower").warning(
+                    "journal_record_cut", path=str(path), line=index + 1,
+                    hint="the last record was cut short (a crash while it was written, before "
+                    "its events): it is left out",
+                )
     if not documents:
         return None, []
     head = documents[0]
@@ -79,6 +90,18 @@ def read(path: Path) -> tuple[str | None, list[Record]]:
                                  for index, entry in enumerate(documents[1:])]
     except ValueError as exc:
         raise StateFileError(path, str(exc)) from None
+
+
+def _check_regular(path: Path) -> None:
+    """StateFileError unless `path` is a regular file or does not exist (never followed if it
+    is a symlink)."""
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        raise StateFileError(path, "it is not a regular file",
+                             "Remove it, or choose another --state-file")
 
 
 def _record(entry: object, line: int) -> Record:
@@ -134,6 +157,7 @@ def restore_state(state_file: Path, now: float) -> dict[str, Saved] | None:
 def start(state_file: Path) -> Journal:
     """This process's journal beside `state_file` (after `restore_state`, or a reset)."""
     path = journal_path(state_file)
+    _check_regular(path)
     try:
         return Journal(path)
     except OSError as exc:
@@ -153,6 +177,7 @@ class Journal:
         self._kept: list[tuple[int, bytes]] = []  # records no checkpoint on disk holds yet
         self._descriptor = os.open(path, _FLAGS, 0o600)
         os.write(self._descriptor, self._head)
+        self._size = len(self._head)  # where the last whole record ends
 
     def append(self, pipeline_id: str, pods: Iterable[tuple[str, PodState]]) -> None:
         """Write a record per pod, in one write; OSError when it cannot be written."""
@@ -165,9 +190,22 @@ class Journal:
             }) + b"\n"
             records.append((self._count, record))
         data = b"".join(record for _, record in records)
-        if os.write(self._descriptor, data) != len(data):
-            raise OSError(f"short write to {self._path}")
+        try:
+            written = os.write(self._descriptor, data)
+        except OSError:
+            self._undo(records)
+            raise
+        if written != len(data):  # the disk filled up mid-record: take the piece back
+            self._undo(records)
+            raise OSError(errno.ENOSPC, f"short write to {self._path}")
+        self._size += len(data)
         self._kept += records
+
+    def _undo(self, records: list[tuple[int, bytes]]) -> None:
+        """Forget records that were not (wholly) written, and cut the file back to its last whole
+        record: a piece left behind would glue the next record to it (a damaged journal)."""
+        self._count -= len(records)
+        os.ftruncate(self._descriptor, self._size)
 
     def mark(self) -> JournalMark:
         """The records a snapshot taken now holds: every one written so far."""
@@ -178,6 +216,7 @@ class Journal:
         self._kept = [(number, record) for number, record in self._kept if number > mark[1]]
         if not self._kept:
             os.ftruncate(self._descriptor, len(self._head))
+            self._size = len(self._head)
             return
         temporary = self._path.with_name(f".{self._path.name}.tmp-{secrets.token_hex(8)}")
         descriptor = os.open(temporary, _FLAGS | os.O_EXCL, 0o600)
@@ -192,6 +231,7 @@ class Journal:
             raise
         os.close(self._descriptor)
         self._descriptor = descriptor
+        self._size = len(data)
 
     def close(self) -> None:
         """Close the file (its records stay until a checkpoint holds them)."""
