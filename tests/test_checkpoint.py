@@ -217,3 +217,12 @@ def test_a_state_file_whose_folder_takes_no_lock_file_points_to_another_state_fi
     assert "its lock file '/proc/.version.lock' cannot be opened" in text
     assert "--reset-state" not in text
     assert "another --state-file" in text and "--no-state" in text
+
+
+def test_the_proven_window_is_kept_and_checked(tmp_path: Path) -> None:
+    """A pipeline's proven window comes back (a restart must align as the saver did); a bad one
+    is refused like any damaged value."""
+    saved = {PIPE: Saved({}, None, 200)}
+    assert checkpoint.decode(checkpoint.encode(saved, 1.8e9), tmp_path / "s") == saved
+    with pytest.raises(StateFileError, match="window"):
+        checkpoint.decode(v3({"pods": {}, "plan": None, "window": -1}), tmp_path / "s")

@@ -771,3 +771,27 @@ def test_the_first_lines_after_an_empty_saved_tail_are_recorded() -> None:
     again = after.apply(snap(a="l4\nl5\nl6\nl7\nl8\n"), 4.0).events
     before = {e.id: e.message for e in numbered if isinstance(e, LogEvent)}
     assert all(before.get(e.id, e.message) == e.message for e in again if isinstance(e, LogEvent))
+
+
+def test_a_restored_tracker_aligns_with_the_window_its_saver_had_proven() -> None:
+    """The API's window grows just before a crash and shows an older line again: the saver
+    (window 5 proven) took `e a b c d e f` as one new line, f = 7. Restored without that window,
+    the next process took the lone `e` for the old tail's end and numbered a..f from 7 in the
+    same epoch, 7 naming a; with it, it sees the same alignment, and another (the tail lines up
+    two ways), so it counts in a new epoch: no id names two lines."""
+    saver = tracker()
+    saver.apply(snap(a="e\na\nb\nc\nd\n"), 1.0)
+    saver.apply(snap(a="a\nb\nc\nd\ne\n"), 2.0)
+    saved, window = saver.snapshot(), saver.window
+    assert window == 5
+    crashed = saver.apply(snap(a="e\na\nb\nc\nd\ne\nf\n"), 3.0).events
+    assert finals(crashed) == ["f"]
+    named = {e.id: e.message for e in crashed if isinstance(e, LogEvent)}
+    for restored_window, reused in ((0, True), (window, False)):
+        after = PipelineTracker.restored(
+            PIPE, "start", TailErrorMatcher(), saved, window=restored_window
+        )
+        again = after.apply(snap(a="e\na\nb\nc\nd\ne\nf\n"), 4.0).events
+        clash = [e for e in again if isinstance(e, LogEvent) and named.get(e.id, e.message)
+                 != e.message]
+        assert bool(clash) is reused

@@ -314,11 +314,13 @@ class PipelineTracker:
         lines: LineSettings | None = None,
         *,
         new_epoch: Callable[[], str] = random_epoch,
+        window: int = 0,
     ) -> PipelineTracker:
-        """A tracker that continues from checkpointed pods (its next poll is not a first poll)."""
+        """A tracker that continues from checkpointed pods (its next poll is not a first poll),
+        with the `window` the saving tracker had proven (it decides how the first tails align)."""
         tracker = cls(
             pipeline_id, since, matcher, Pods((pod, state.copy()) for pod, state in pods.items()),
-            polls=1, lines=lines or LineSettings(), new_epoch=new_epoch,
+            polls=1, window=window, lines=lines or LineSettings(), new_epoch=new_epoch,
         )
         for state in tracker.pods.values():
             state.fresh = False  # drawn by an earlier process, which may have used more numbers

@@ -70,6 +70,9 @@ class Saved:
 
     pods: PipelineState
     plan: Learned | None = None
+    window: int = 0
+    """The longest tail seen to slide (`PipelineTracker.window`): whether the differ may take
+    lines older than a saved tail depends on it, so a restart must align as the saver did."""
 
 
 def _encode_tail(tail: TailState) -> str:
@@ -131,6 +134,7 @@ def encode(
             pipeline_id: {
                 "pods": {pod: encode_pod(state) for pod, state in saved.pods.items()},
                 "plan": None if saved.plan is None else _encode_plan(saved.plan),
+                **({"window": saved.window} if saved.window else {}),
             }
             for pipeline_id, saved in pipelines.items()
         },
@@ -192,10 +196,13 @@ def _decode_pipeline(entry: Any, pipeline_id: str, version: int) -> Saved:
     where = f"pipelines.{pipeline_id}"
     if not isinstance(entry, dict):
         raise ValueError(f"{where}: expected an object with pods and plan")
-    plan = entry.get("plan")
+    plan, window = entry.get("plan"), entry.get("window", 0)
+    if type(window) is not int or window < 0:
+        raise ValueError(f"{where}.window: expected a non-negative integer, got {window!r}")
     return Saved(
         _decode_pods(entry.get("pods"), pipeline_id, version),
         None if plan is None else _decode_plan(plan, f"{where}.plan"),
+        window,
     )
 
 

@@ -134,7 +134,9 @@ def restore(
         before = pipelines.get(pipeline_id)
         pods = dict(before.pods) if before is not None else {}
         pods[pod] = state
-        pipelines[pipeline_id] = Saved(pods, before.plan if before is not None else None)
+        pipelines[pipeline_id] = (
+            Saved(pods, before.plan, before.window) if before is not None else Saved(pods)
+        )
     return pipelines, len(fresh)
 
 

@@ -116,7 +116,8 @@ class Roster:
         """Every followed pipeline's pods as of the last written events, and what its plan
         learnt (take it under the commit lock)."""
         return {
-            pid: Saved(f.tracker.snapshot(), f.plan.learned()) for pid, f in self._followed.items()
+            pid: Saved(f.tracker.snapshot(), f.plan.learned(), f.tracker.window)
+            for pid, f in self._followed.items()
         }
 
     # --- changing ------------------------------------------------------------------------------
@@ -138,7 +139,7 @@ class Roster:
         since, lines = self._settings.since, self._settings.lines
         if saved is not None:
             tracker = PipelineTracker.restored(
-                pipeline_id, since, self._matcher, saved.pods, lines
+                pipeline_id, since, self._matcher, saved.pods, lines, window=saved.window
             )
         else:
             tracker = PipelineTracker(
@@ -186,7 +187,9 @@ class Roster:
             followed = self._followed.pop(pipeline_id, None)
             if followed is None:
                 return
-            self._dropped[pipeline_id] = Saved(followed.tracker.snapshot(), followed.plan.learned())
+            self._dropped[pipeline_id] = Saved(
+                followed.tracker.snapshot(), followed.plan.learned(), followed.tracker.window
+            )
             while len(self._dropped) > DROPPED_KEPT:
                 self._dropped.popitem(last=False)
             for watcher in self._watchers:
